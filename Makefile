@@ -1,0 +1,50 @@
+# Relapse-risk prediction service. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PY := .venv/bin/python
+TASK ?=
+DATA ?=
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+# Embedded defaults: a SQLite MLflow store inside mlruns/, no server; nothing calls out.
+export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export BENTOML_DO_NOT_TRACK := True
+export PYTHONPATH := $(CURDIR)
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: help install train serve ui test lint format
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3.11 -m venv .tools || python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
+
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=)
+	@mkdir -p mlruns models data
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA))
+
+serve: install ## serve the champion models on http://$(HOST):$(PORT)
+	$(PY) -m serving.launch --host $(HOST) --port $(PORT)
+
+ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
+	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+test: install ## run the test suite
+	$(PY) -m pytest
+
+lint: install ## ruff
+	.venv/bin/ruff check features training serving tests

@@ -1,0 +1,236 @@
+"""One schema per task, written once: it validates training frames and builds the endpoint's request model.
+
+Named `task_schema` (not `schema`) because BentoML imports the PyPI package `schema`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["number", "category", "boolean", "text"]
+
+# Duration columns in a registry file declare their unit by suffix; factors convert to the canonical unit.
+DAYS_PER_YEAR = 365.25
+DAYS_PER_MONTH = DAYS_PER_YEAR / 12
+UNIT_FACTORS_TO_DAYS = {"days": 1.0, "months": DAYS_PER_MONTH, "years": DAYS_PER_YEAR}
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A field known at time zero: its clinical meaning, unit and the values it may take."""
+
+    name: str
+    kind: Kind
+    description: str
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] = ()
+    required: bool = True
+    example: Any = None
+    # -1: risk never rises with the value (an xgboost monotone constraint, stated in the model card).
+    monotone: int = 0
+    # Accepted unit suffixes in a registry file for durations, e.g. ("days", "months", "years").
+    unit_suffixes: tuple[str, ...] = ()
+
+    @property
+    def stem(self) -> str:
+        """The name without its unit suffix (``tki_years`` -> ``tki``)."""
+        if self.unit and self.name.endswith(f"_{self.unit}"):
+            return self.name[: -len(self.unit) - 1]
+        return self.name
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """A rule across fields; ``holds`` returns a boolean mask (True = row is fine, NaN-tolerant)."""
+
+    name: str
+    columns: tuple[str, ...]
+    holds: Callable[[pd.DataFrame], pd.Series]
+
+
+@dataclass(frozen=True)
+class TaskSchema:
+    task: str
+    title: str
+    predictors: tuple[Predictor, ...]
+    grouping: tuple[Predictor, ...]
+    time_column: str
+    event_column: str
+    event_description: str
+    time_zero: str
+    horizons_months: tuple[int, ...]
+    main_horizon_months: int
+    cross_field_rules: tuple[CrossFieldRule, ...] = ()
+    version: str = "1"
+    endpoint_names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def predictor_names(self) -> list[str]:
+        return [p.name for p in self.predictors]
+
+    @property
+    def grouping_names(self) -> list[str]:
+        return [g.name for g in self.grouping]
+
+    @property
+    def outcome_columns(self) -> list[str]:
+        return [self.time_column, self.event_column]
+
+    def predictor(self, name: str) -> Predictor:
+        for p in (*self.predictors, *self.grouping):
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain description of the schema for bundles and the data dictionary."""
+        return {
+            "task": self.task,
+            "version": self.version,
+            "time_zero": self.time_zero,
+            "event": self.event_description,
+            "horizons_months": list(self.horizons_months),
+            "predictors": [_predictor_json(p) for p in self.predictors],
+            "grouping": [_predictor_json(g) for g in self.grouping],
+        }
+
+
+def _predictor_json(p: Predictor) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "kind": p.kind,
+        "description": p.description,
+        "unit": p.unit,
+        "minimum": p.minimum,
+        "maximum": p.maximum,
+        "categories": list(p.categories),
+        "required": p.required,
+        "example": p.example,
+    }
+
+
+# --- validation of a frame -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a file cannot be used: where it is and which rule it breaks."""
+
+    row: int | None  # 1-based data row in the file (header excluded); None for a whole column
+    column: str
+    value: Any
+    rule: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" if self.row is not None else "all rows"
+        return f"{where}, column {self.column!r}, value {self.value!r}: {self.rule}"
+
+
+class SchemaValidationError(ValueError):
+    """Raised with every problem found in a frame, so a registry fixes its export in one pass."""
+
+    def __init__(self, task: str, problems: list[Problem]):
+        self.task = task
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems[:200])
+        more = f"\n  ... and {len(problems) - 200} more" if len(problems) > 200 else ""
+        super().__init__(f"{len(problems)} problem(s) in the {task} file; nothing was trained:\n{lines}{more}")
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _as_boolean(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a boolean column; returns values (float 1/0/NaN) and a mask of unparseable entries."""
+    text = column.astype("string").str.strip().str.lower()
+    parsed = pd.Series(np.nan, index=column.index, dtype=float)
+    parsed[text.isin(_TRUE)] = 1.0
+    parsed[text.isin(_FALSE)] = 0.0
+    bad = column.notna() & parsed.isna()
+    return parsed, bad
+
+
+def _check_predictor(frame: pd.DataFrame, p: Predictor, problems: list[Problem]) -> pd.Series:
+    raw = frame[p.name]
+    missing = raw.isna() | raw.astype("string").str.strip().eq("")
+    if p.kind == "number":
+        values = pd.to_numeric(raw.where(~missing), errors="coerce")
+        bad_type = ~missing & values.isna()
+        _report(problems, raw, bad_type, p.name, "must be a number")
+        if p.minimum is not None:
+            _report(problems, raw, values < p.minimum, p.name, f"must be >= {p.minimum} {p.unit or ''}".strip())
+        if p.maximum is not None:
+            _report(problems, raw, values > p.maximum, p.name, f"must be <= {p.maximum} {p.unit or ''}".strip())
+        cleaned: pd.Series = values.astype(float)
+    elif p.kind == "boolean":
+        cleaned, bad_type = _as_boolean(raw.where(~missing))
+        _report(problems, raw, bad_type, p.name, "must be true/false (or 1/0, yes/no)")
+    elif p.kind == "text":
+        cleaned = raw.where(~missing).astype("string").str.strip().astype(object)
+    else:
+        text = raw.where(~missing).astype("string").str.strip()
+        unknown = ~missing & ~text.isin(p.categories)
+        _report(problems, raw, unknown, p.name, f"unknown category; allowed: {', '.join(p.categories)}")
+        cleaned = text.where(~unknown).astype(object)
+    if p.required:
+        _report(problems, raw, missing, p.name, "required value is missing")
+    return cleaned
+
+
+def _report(problems: list[Problem], raw: pd.Series, mask: pd.Series, column: str, rule: str) -> None:
+    for position in np.flatnonzero(mask.fillna(False).to_numpy()):
+        value = raw.iloc[position]
+        problems.append(Problem(int(position) + 1, column, None if pd.isna(value) else value, rule))
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    schema: TaskSchema,
+    *,
+    require_outcome: bool = True,
+    allowed_extra: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """Check every row and column against the schema; return a typed frame or raise with every problem.
+
+    The frame keeps only schema columns (predictors, grouping, outcome), so nothing else travels further.
+    """
+    problems: list[Problem] = []
+    expected = [*schema.predictor_names, *schema.grouping_names]
+    if require_outcome:
+        expected += schema.outcome_columns
+    for name in expected:
+        if name not in frame.columns:
+            required = name in schema.outcome_columns or schema.predictor(name).required
+            if required:
+                problems.append(Problem(None, name, None, "required column is missing"))
+    clean = pd.DataFrame(index=frame.index)
+    for p in (*schema.predictors, *schema.grouping):
+        if p.name in frame.columns:
+            clean[p.name] = _check_predictor(frame, p, problems)
+        else:
+            clean[p.name] = None if p.kind in ("category", "text") else np.nan
+    if require_outcome and all(c in frame.columns for c in schema.outcome_columns):
+        from features.survival_target import outcome_problems
+
+        time, event, outcome_issues = outcome_problems(frame[schema.time_column], frame[schema.event_column],
+                                                       schema.time_column, schema.event_column)
+        problems.extend(outcome_issues)
+        clean[schema.time_column] = time
+        clean[schema.event_column] = event
+    for rule in schema.cross_field_rules:
+        if all(c in clean.columns for c in rule.columns):
+            fails = ~rule.holds(clean)
+            for position in np.flatnonzero(fails.to_numpy()):
+                values = {c: clean[c].iloc[position] for c in rule.columns}
+                problems.append(Problem(int(position) + 1, ",".join(rule.columns), values, rule.name))
+    if problems:
+        problems.sort(key=lambda p: (p.row or 0, p.column))
+        raise SchemaValidationError(schema.task, problems)
+    return clean.reset_index(drop=True)

@@ -1,0 +1,31 @@
+"""Settings of one training run, as a typed object (nothing is set up on import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    task: str = "cml_tfr"
+    data_path: str | None = None  # a registry file; None = the default synthetic cohort
+    n_patients: int | None = None  # synthetic cohort size (task default when None)
+    seed: int = 42
+    n_trials: int = 30
+    n_folds: int = 5
+    held_out_fraction: float = 0.25
+    tracking_uri: str = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("data")
+    quiet: bool = False
+
+    @property
+    def artifact_root(self) -> Path:
+        """Artifacts live beside the SQLite store (inside mlruns/ by default)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+        return Path("mlruns/artifacts").resolve()

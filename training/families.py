@@ -1,0 +1,126 @@
+"""The two model families behind one interface: fit on a validated frame, predict a margin, then S(t | x).
+
+- `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty) on imputed,
+  missing-indicator, drop-first one-hot columns; baseline by Breslow on its own (in-sample) margins.
+- `XGBoostCoxFamily`: xgboost `survival:cox` on raw columns (missing values native), monotone in
+  TKI and deep-response duration; baseline by Breslow on out-of-fold margins (clarifications §5).
+Both end in a `ModelBundle`, so evaluation and serving share one prediction path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.survival_target import check_survival_target
+from features.task_schema import TaskSchema
+from training.breslow import BreslowBaseline
+from training.bundle import ModelBundle
+from training.preprocessing import Preprocessor
+
+XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "nthread": 1,
+                    "tree_method": "hist", "verbosity": 0}
+
+
+def xgboost_cox_label(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """xgboost's survival:cox label: time for events, negative time for censored (never -0, read as an event)."""
+    return np.where(event == 1, time, -np.maximum(time, 1e-6))
+
+
+@dataclass
+class CoxFamily:
+    penalizer: float = 0.01
+    name: str = "cox_ph"
+    preprocessor_: Preprocessor | None = None
+    coefficients_: np.ndarray | None = None
+    baseline_: BreslowBaseline | None = None
+
+    def fit(self, frame: pd.DataFrame, schema: TaskSchema) -> CoxFamily:
+        from lifelines import CoxPHFitter
+
+        time, event = check_survival_target(frame[schema.time_column], frame[schema.event_column])
+        self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema)
+        matrix = self.preprocessor_.transform(frame)
+        # Columns constant in this fold (e.g. a missing indicator with nothing missing) carry no information.
+        varying = matrix.std(axis=0) > 0
+        data = pd.DataFrame(matrix[:, varying], columns=np.array(self.preprocessor_.columns)[varying])
+        data["_time"], data["_event"] = time, event
+        fitter = CoxPHFitter(penalizer=self.penalizer).fit(data, "_time", "_event")
+        coefficients = np.zeros(matrix.shape[1])
+        coefficients[varying] = fitter.params_.to_numpy()
+        self.coefficients_ = coefficients
+        self.baseline_ = BreslowBaseline().fit(matrix @ coefficients, time, event)
+        return self
+
+    def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.preprocessor_.transform(frame) @ self.coefficients_
+
+    def to_bundle(self, schema: TaskSchema) -> ModelBundle:
+        return ModelBundle(task=schema.task, family=self.name, preprocessor=self.preprocessor_,
+                           baseline=self.baseline_, horizons_months=list(schema.horizons_months),
+                           main_horizon_months=schema.main_horizon_months, schema=schema.to_json(),
+                           coefficients=self.coefficients_.tolist())
+
+
+def monotone_constraints(schema: TaskSchema, preprocessor: Preprocessor) -> tuple[int, ...]:
+    direction = {p.name: p.monotone for p in schema.predictors}
+    return tuple(direction.get(column, 0) for column in preprocessor.columns)
+
+
+@dataclass
+class XGBoostCoxFamily:
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 200
+    seed: int = 0
+    name: str = "xgboost_cox"
+    preprocessor_: Preprocessor | None = None
+    booster_: Any = None
+    baseline_: BreslowBaseline | None = None
+
+    def _train(self, matrix: np.ndarray, label: np.ndarray, schema: TaskSchema, rounds: int,
+               valid: tuple[np.ndarray, np.ndarray] | None = None, early_stopping: int | None = None) -> Any:
+        import xgboost as xgb
+
+        params = {**XGB_FIXED_PARAMS, **self.params, "seed": self.seed,
+                  "monotone_constraints": monotone_constraints(schema, self.preprocessor_)}
+        train = xgb.DMatrix(matrix, label=label, missing=np.nan)
+        evals = [(xgb.DMatrix(valid[0], label=valid[1], missing=np.nan), "valid")] if valid else []
+        return xgb.train(params, train, num_boost_round=rounds, evals=evals,
+                         early_stopping_rounds=early_stopping if valid else None, verbose_eval=False)
+
+    def fit(self, frame: pd.DataFrame, schema: TaskSchema, oof_margin: np.ndarray | None = None
+            ) -> XGBoostCoxFamily:
+        """Fit on the frame; the Breslow baseline uses `oof_margin` when given (out-of-fold margins)."""
+        time, event = check_survival_target(frame[schema.time_column], frame[schema.event_column])
+        self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema)
+        matrix = self.preprocessor_.transform(frame)
+        self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
+        margin = oof_margin if oof_margin is not None else self.predict_margin(frame)
+        self.baseline_ = BreslowBaseline().fit(margin, time, event)
+        return self
+
+    def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,
+                           patience: int = 30) -> int:
+        """Fit on `train` stopping on `valid`'s partial likelihood; returns the best number of rounds."""
+        self.preprocessor_ = Preprocessor(impute=False).fit(train, schema)
+        labels = [xgboost_cox_label(*check_survival_target(f[schema.time_column], f[schema.event_column]))
+                  for f in (train, valid)]
+        self.booster_ = self._train(self.preprocessor_.transform(train), labels[0], schema,
+                                    self.num_boost_round, (self.preprocessor_.transform(valid), labels[1]),
+                                    patience)
+        return int(self.booster_.best_iteration) + 1
+
+    def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
+        import xgboost as xgb
+
+        matrix = self.preprocessor_.transform(frame)
+        return self.booster_.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
+
+    def to_bundle(self, schema: TaskSchema) -> ModelBundle:
+        return ModelBundle(task=schema.task, family=self.name, preprocessor=self.preprocessor_,
+                           baseline=self.baseline_, horizons_months=list(schema.horizons_months),
+                           main_horizon_months=schema.main_horizon_months, schema=schema.to_json(),
+                           booster=self.booster_)

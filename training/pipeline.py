@@ -1,0 +1,292 @@
+"""One `make train`: cohort -> split -> tune -> fit both families -> evaluate -> explain -> log -> register -> promote."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.registry_file import load_registry_file
+from features.task_schema import TaskSchema, validate_frame
+from features.tasks import get_task
+from training.bundle import ModelBundle
+from training.config import TrainSettings
+from training.evaluate import Evaluation, evaluate_bundle
+from training.explain import build_background, calibration_plot, contribution_summary_plot, training_summary
+from training.families import CoxFamily, XGBoostCoxFamily
+from training.promotion import (
+    PromotionDecision,
+    absolute_gates,
+    compare_with_champion,
+    decide,
+    export_champion,
+    read_champion,
+)
+from training.splits import hold_out_centres, tuning_folds
+from training.tune import tune_xgboost
+
+TIE_MARGIN_C = 0.005
+MIN_EVENTS_PER_PREDICTOR = 10
+
+
+@dataclass
+class Cohort:
+    frame: pd.DataFrame
+    source: str
+    digest: str
+    unit_conversions: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class TrainingSummary:
+    task: str
+    run_id: str
+    experiment_id: str
+    version: str
+    family: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, dict[str, float]]
+    tracking_uri: str
+
+
+class Progress:
+    def __init__(self, quiet: bool):
+        self.quiet, self.start = quiet, time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:6.1f}s] {message}", flush=True)
+
+
+def data_digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def load_cohort(settings: TrainSettings, schema: TaskSchema) -> Cohort:
+    """The registry file when given, else the task's synthetic cohort (written under data/, git-ignored)."""
+    if settings.data_path:
+        loaded = load_registry_file(settings.data_path, schema)
+        return Cohort(loaded.frame, loaded.source, data_digest(loaded.frame), loaded.unit_conversions,
+                      description=f"registry file {Path(loaded.source).name}")
+    task = get_task(settings.task)
+    n = settings.n_patients or task.default_cohort_size
+    frame = validate_frame(task.generate_cohort(n, settings.seed), schema)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / f"{settings.task}_synthetic_n{n}_seed{settings.seed}.parquet"
+    frame.to_parquet(path, index=False)
+    return Cohort(frame, str(path.resolve()), data_digest(frame),
+                  description=f"synthetic {settings.task} cohort, n={n}, seed={settings.seed}")
+
+
+def events_per_predictor_advice(frame: pd.DataFrame, schema: TaskSchema) -> str | None:
+    events = int(frame[schema.event_column].sum())
+    per = events / len(schema.predictors)
+    if per < MIN_EVENTS_PER_PREDICTOR:
+        return (f"only {events} events for {len(schema.predictors)} candidate predictors ({per:.1f} per predictor, "
+                f"fewer than {MIN_EVENTS_PER_PREDICTOR}): estimates will be unstable; collect more follow-up or "
+                "restrict the predictors")
+    return None
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def choose_family(evaluations: dict[str, Evaluation]) -> str:
+    """The better held-out Uno's C; ties within 0.005 go to the Cox baseline."""
+    cox, boosted = evaluations["cox_ph"].metrics["uno_c"], evaluations["xgboost_cox"].metrics["uno_c"]
+    return "xgboost_cox" if boosted > cox + TIE_MARGIN_C else "cox_ph"
+
+
+def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: TaskSchema, seed: int) -> ModelBundle:
+    """Add what serving needs beyond the model: background, risk-group cut-points, training summary."""
+    bundle.background, bundle.background_weights = build_background(development, schema, seed)
+    main_risk = bundle.event_probability(development, np.array([schema.main_horizon_months]))[:, 0]
+    bundle.risk_cut_points = [float(q) for q in np.quantile(main_risk, [1 / 3, 2 / 3])]
+    bundle.training_summary = training_summary(development, schema)
+    return bundle
+
+
+def run_training(settings: TrainSettings) -> TrainingSummary:
+    import mlflow
+
+    say = Progress(settings.quiet)
+    schema = get_task(settings.task).schema
+    cohort = load_cohort(settings, schema)
+    frame = cohort.frame
+    say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
+    advice = events_per_predictor_advice(frame, schema)
+    if advice:
+        warnings.warn(advice, stacklevel=1)
+        say(f"WARNING: {advice}")
+
+    split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, settings.seed)
+    development, held_out = frame.iloc[split.development].reset_index(drop=True), \
+        frame.iloc[split.held_out].reset_index(drop=True)
+    folds = tuning_folds(development, schema.event_column, settings.n_folds, settings.seed)
+    say(f"split: {split.design}; {len(folds)} tuning folds on {len(development)} development patients")
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = _experiment(mlflow, settings)
+    with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
+        mlflow.set_tags({"task": settings.task, "role": "pipeline", "git_commit": git_commit(),
+                         "data_digest": cohort.digest, "data_source": cohort.description, "split_design": split.design,
+                         "seed": str(settings.seed)})
+        if advice:
+            mlflow.set_tag("advisory_events_per_predictor", advice)
+        if cohort.unit_conversions:
+            mlflow.set_tag("unit_conversions", "; ".join(cohort.unit_conversions))
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=cohort.source, name=f"{settings.task}_cohort",
+                                                 digest=cohort.digest), context="training")
+        mlflow.log_params({"n_patients": len(frame), "n_development": len(development),
+                           "n_held_out": len(held_out), "n_trials": settings.n_trials, "n_folds": len(folds)})
+
+        def log_trial(number: int, params: dict[str, Any], score: float, rounds: int) -> None:
+            with mlflow.start_run(experiment_id=experiment, run_name=f"tuning trial {number:02d}", nested=True):
+                mlflow.set_tags({"task": settings.task, "role": "tuning_trial", "family": "xgboost_cox"})
+                mlflow.log_params({**params, "num_boost_round": rounds})
+                mlflow.log_metric("cv_harrell_c", score)
+            say(f"  tuning trial {number + 1}/{settings.n_trials}: CV Harrell C {score:.3f} ({rounds} rounds)")
+
+        say(f"tuning xgboost survival:cox with Optuna ({settings.n_trials} trials, seeded TPE)")
+        tuned = tune_xgboost(development, schema, folds, settings.n_trials, settings.seed, log_trial)
+        mlflow.log_params({f"xgb_{k}": v for k, v in tuned.params.items()})
+        mlflow.log_metric("tuning_cv_harrell_c", tuned.cv_harrell_c)
+
+        say("fitting both families on the development centres")
+        families = {
+            "cox_ph": CoxFamily().fit(development, schema),
+            "xgboost_cox": XGBoostCoxFamily(tuned.params, tuned.num_boost_round, settings.seed).fit(
+                development, schema, oof_margin=tuned.oof_margin),
+        }
+        bundles = {name: complete_bundle(f.to_bundle(schema), development, schema, settings.seed)
+                   for name, f in families.items()}
+        evaluations = {name: evaluate_bundle(b, held_out, schema.time_column, schema.event_column)
+                       for name, b in bundles.items()}
+        for name, evaluation in evaluations.items():
+            _log_family_run(mlflow, experiment, settings, name, evaluation, bundles[name])
+            say(f"  {name}: held-out Uno C {evaluation.metrics['uno_c']:.3f}, Harrell C "
+                f"{evaluation.metrics['harrell_c']:.3f}, IBS {evaluation.metrics['ibs']:.3f}")
+        family = choose_family(evaluations)
+        chosen, metrics = bundles[family], evaluations[family].metrics
+        mlflow.set_tag("registered_family", family)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        for name, evaluation in evaluations.items():
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in evaluation.metrics.items() if np.isfinite(v)})
+
+        say("explaining and plotting")
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch_path = Path(scratch)
+            _log_plots(mlflow, schema, bundles, chosen, held_out, scratch_path)
+            decision = _gate(chosen, metrics, held_out, schema, settings, cohort.digest)
+            chosen.metrics = metrics
+            chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
+                              "data_source": cohort.description, "split_design": split.design}
+            bundle_dir = scratch_path / "bundle"
+            version = _register(mlflow, chosen, bundle_dir, settings.task)
+            chosen.lineage["version"] = version
+            chosen.save(bundle_dir)
+            _record_decision(mlflow, decision, settings.task, version)
+            if decision.promoted:
+                export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
+                                cohort.digest)
+        say(f"registered {settings.task} version {version} ({family}); "
+            f"{'PROMOTED to champion' if decision.promoted else 'not promoted'}: {decision.reason}")
+        return TrainingSummary(settings.task, parent.info.run_id, experiment, version, family, decision.promoted,
+                               decision.reason, {n: e.metrics for n, e in evaluations.items()},
+                               settings.tracking_uri)
+
+
+def _experiment(mlflow: Any, settings: TrainSettings) -> str:
+    existing = mlflow.get_experiment_by_name(settings.task)
+    if existing:
+        return existing.experiment_id
+    location = (settings.artifact_root / settings.task).as_uri()
+    return mlflow.create_experiment(settings.task, artifact_location=location)
+
+
+def _run_name(settings: TrainSettings, cohort: Cohort) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    return f"{settings.task} {stamp} data {cohort.digest[:8]} seed {settings.seed}"
+
+
+def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name: str, evaluation: Evaluation,
+                    bundle: ModelBundle) -> None:
+    role = "baseline" if name == "cox_ph" else "candidate"
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{name} ({role})", nested=True):
+        mlflow.set_tags({"task": settings.task, "role": role, "family": name, "evaluation": "held-out centres"})
+        mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
+        for label, reason in evaluation.skipped.items():
+            mlflow.set_tag(f"skipped_reason_{label}", reason)
+        if name == "cox_ph":
+            mlflow.log_dict(dict(zip(bundle.preprocessor.columns, bundle.coefficients, strict=True)),
+                            "cox_coefficients.json")
+
+
+def _log_plots(mlflow: Any, schema: TaskSchema, bundles: dict[str, ModelBundle], chosen: ModelBundle,
+               held_out: pd.DataFrame, folder: Path) -> None:
+    h = schema.main_horizon_months
+    time_, event = held_out[schema.time_column].to_numpy(float), held_out[schema.event_column].to_numpy(int)
+    predictions = {n: b.event_probability(held_out, np.array([h]))[:, 0] for n, b in bundles.items()}
+    mlflow.log_artifact(str(calibration_plot(predictions, time_, event, h, folder / f"calibration_{h}m.png")),
+                        "plots")
+    path = contribution_summary_plot(chosen, held_out, h, folder / f"shap_summary_relapse_{h}m.png")
+    mlflow.log_artifact(str(path), "plots")
+
+
+def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame, schema: TaskSchema,
+          settings: TrainSettings, digest: str) -> PromotionDecision:
+    gates = absolute_gates(bundle, metrics, held_out, schema.time_column, schema.event_column, settings.seed)
+    champion = read_champion(settings.models_dir, settings.task)
+    if champion is None:
+        return decide(gates, None, "no champion yet")
+    if champion.get("data_digest") != digest:
+        return decide(gates, None, f"champion v{champion['version']} was trained on other data "
+                                   f"({champion.get('data_digest')}): compared with the Cox baseline only")
+    current = ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"])
+    comparison = compare_with_champion(bundle, current, held_out, schema.time_column, schema.event_column,
+                                       settings.seed)
+    return decide(gates, comparison, f"champion v{champion['version']}")
+
+
+def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> str:
+    """Log the pyfunc (the bundle as its artifact) and register it; returns the new version."""
+    from features.tasks import get_task
+    from training.pyfunc_model import RelapseRiskModel
+
+    bundle.save(bundle_dir)
+    example = get_task(task).generate_cohort(5, 12345)[list(bundle.preprocessor.feature_names)]  # synthetic
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
+        registered_model_name=task, input_example=example,
+        code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "training")],
+    )
+    return str(info.registered_model_version)
+
+
+def _record_decision(mlflow: Any, decision: PromotionDecision, task: str, version: str) -> None:
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(task, "challenger", version)
+    if decision.promoted:
+        client.set_registered_model_alias(task, "champion", version)
+    mlflow.set_tags({"promotion_decision": "promoted" if decision.promoted else "not_promoted",
+                     "promotion_reason": decision.reason, "registered_version": version})
+    mlflow.log_metrics({f"gate_{k}": float(v) for k, v in decision.gates.items()
+                        if isinstance(v, int | float | bool) and np.isfinite(float(v))})
+    mlflow.log_text(json.dumps({"promoted": decision.promoted, "reason": decision.reason,
+                                "gates": decision.gates}, indent=1, default=str), "promotion.json")
