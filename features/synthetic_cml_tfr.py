@@ -213,8 +213,8 @@ def _observe(rng: np.random.Generator, frame: pd.DataFrame, eta: np.ndarray) -> 
     follow_up = np.minimum(years_before_cut, rng.exponential(1 / loss_rate)) * 12.0
 
     next_visit = np.searchsorted(VISIT_MONTHS, true_time, side="left")
-    detected = np.where(next_visit < len(VISIT_MONTHS), VISIT_MONTHS[np.minimum(next_visit, len(VISIT_MONTHS) - 1)],
-                        np.inf)
+    last_visit = len(VISIT_MONTHS) - 1
+    detected = np.where(next_visit <= last_visit, VISIT_MONTHS[np.minimum(next_visit, last_visit)], np.inf)
     relapsed = detected <= follow_up
     last_pcr_index = np.searchsorted(VISIT_MONTHS, follow_up, side="right") - 1
     last_pcr = np.where(last_pcr_index >= 0, VISIT_MONTHS[np.maximum(last_pcr_index, 0)], 0.0)

@@ -1,4 +1,4 @@
-"""One `make train`: cohort -> split -> tune -> fit both families -> evaluate -> explain -> log -> register -> promote."""
+"""One `make train`: cohort, split, tune, fit both families, evaluate, explain, log, register, promote."""
 
 from __future__ import annotations
 
