@@ -1,0 +1,39 @@
+"""Session fixtures: one quickly tuned model (default cohort and seed, 3 trials) trained once into a temporary MLflow store and models/ folder."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+@dataclass
+class TrainedStore:
+    root: Path
+    tracking_uri: str
+    models_dir: Path
+    summary: object
+    settings: object
+
+
+def small_settings(root: Path, seed: int = 42):
+    from training.config import TrainSettings
+
+    return TrainSettings(task="cml_tfr", n_patients=2000, seed=seed, n_trials=3, n_folds=3,
+                         tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
+                         data_dir=root / "data", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory) -> TrainedStore:
+    from training.pipeline import run_training
+
+    root = tmp_path_factory.mktemp("store")
+    (root / "mlruns").mkdir()
+    settings = small_settings(root)
+    summary = run_training(settings)
+    return TrainedStore(root, settings.tracking_uri, settings.models_dir, summary, settings)

@@ -1,0 +1,121 @@
+"""Bring-your-own registry file: CSV and Parquet load, every problem is listed, units are converted and
+recorded, identifiers are refused (clarifications section 1)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.registry_file import PSEUDO_ID_COLUMN, load_registry_file
+from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+from features.task_schema import SchemaValidationError
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def cohort() -> pd.DataFrame:
+    return generate_cml_tfr_cohort(N, seed=8)
+
+
+def test_good_csv_loads(cohort, tmp_path):
+    path = tmp_path / "registry.csv"
+    cohort.to_csv(path, index=False)
+    loaded = load_registry_file(path, CML_TFR_SCHEMA)
+    assert len(loaded.frame) == N
+    assert loaded.unit_conversions == []
+    assert set(loaded.frame.columns) == {*CML_TFR_SCHEMA.predictor_names, *CML_TFR_SCHEMA.grouping_names,
+                                         *CML_TFR_SCHEMA.outcome_columns}
+    np.testing.assert_allclose(loaded.frame["tki_years"], cohort["tki_years"])
+    np.testing.assert_array_equal(loaded.frame["prior_interferon"], cohort["prior_interferon"].astype(float))
+    assert list(loaded.frame["sokal_risk"]) == list(cohort["sokal_risk"])
+    np.testing.assert_array_equal(loaded.frame[CML_TFR_SCHEMA.event_column], cohort[CML_TFR_SCHEMA.event_column])
+
+
+def test_every_problem_is_named_at_once(cohort, tmp_path):
+    broken = cohort.astype(object).copy()
+    broken.loc[0, "age_at_stop_years"] = "sixty"  # wrong type
+    broken.loc[1, "dmr_years"] = -1.0  # out of range (minimum 0 years)
+    broken.loc[2, "sokal_risk"] = "very high"  # unknown category
+    broken["date_of_birth"] = "1960-01-01"  # a direct identifier
+    broken["patient_name"] = "Jane Doe"  # another
+    broken["favourite_colour"] = "blue"  # not in the schema, not an identifier
+    path = tmp_path / "broken.csv"
+    broken.to_csv(path, index=False)
+    with pytest.raises(SchemaValidationError) as raised:
+        load_registry_file(path, CML_TFR_SCHEMA)
+    problems = raised.value.problems
+    by_place = {(p.row, p.column): p for p in problems}
+    assert "must be a number" in by_place[(1, "age_at_stop_years")].rule
+    assert by_place[(1, "age_at_stop_years")].value == "sixty"
+    assert ">= 0.0" in by_place[(2, "dmr_years")].rule
+    assert "unknown category" in by_place[(3, "sokal_risk")].rule
+    for identifier in ("date_of_birth", "patient_name"):
+        assert "direct identifier" in by_place[(None, identifier)].rule, identifier
+    assert "not in the schema" in by_place[(None, "favourite_colour")].rule
+    assert "direct identifier" not in by_place[(None, "favourite_colour")].rule
+    message = str(raised.value)
+    for text in ("'sixty'", "dmr_years", "'very high'", "date_of_birth", "patient_name", "direct identifier"):
+        assert text in message, text
+    # Identifier values are never echoed back.
+    assert "Jane Doe" not in message and "1960-01-01" not in message
+
+
+def test_months_column_is_converted_to_years_and_recorded(cohort, tmp_path):
+    export = cohort.copy()
+    export.insert(2, "tki_months", export.pop("tki_years") * 12)
+    path = tmp_path / "months.csv"
+    export.to_csv(path, index=False)
+    loaded = load_registry_file(path, CML_TFR_SCHEMA)
+    assert "tki_months" not in loaded.frame.columns
+    # 1 month = 1/12 year (UNIT_FACTORS_TO_DAYS: 365.25/12 days vs 365.25 days).
+    np.testing.assert_allclose(loaded.frame["tki_years"], export["tki_months"] / 12, rtol=1e-12)
+    np.testing.assert_allclose(loaded.frame["tki_years"], cohort["tki_years"], rtol=1e-9)
+    assert len(loaded.unit_conversions) == 1
+    assert "tki_months" in loaded.unit_conversions[0] and "tki_years" in loaded.unit_conversions[0]
+
+
+def test_days_column_is_converted_and_unparseable_value_reported(cohort, tmp_path):
+    export = cohort.astype(object).copy()
+    days = (export.pop("dmr_years").astype(float) * 365.25).astype(object)
+    days[4] = "long"
+    export.insert(3, "dmr_days", days)
+    path = tmp_path / "days.csv"
+    export.to_csv(path, index=False)
+    with pytest.raises(SchemaValidationError) as raised:
+        load_registry_file(path, CML_TFR_SCHEMA)
+    [problem] = raised.value.problems
+    # Reported with the original text; the column is named after the schema field it was converted to.
+    assert (problem.row, problem.value) == (5, "long")
+    assert problem.column in ("dmr_years", "dmr_days")
+    assert "must be a number" in problem.rule
+
+
+def test_pseudo_id_is_accepted_and_dropped(cohort, tmp_path):
+    export = cohort.copy()
+    export.insert(0, PSEUDO_ID_COLUMN, [f"p{i:04d}" for i in range(N)])
+    path = tmp_path / "with_id.csv"
+    export.to_csv(path, index=False)
+    loaded = load_registry_file(path, CML_TFR_SCHEMA)
+    assert PSEUDO_ID_COLUMN not in loaded.frame.columns
+    assert len(loaded.frame) == N
+    assert not loaded.frame.astype(str).isin(["p0001"]).any().any()
+
+
+def test_parquet_loads_like_csv(cohort, tmp_path):
+    csv_path, parquet_path = tmp_path / "r.csv", tmp_path / "r.parquet"
+    cohort.to_csv(csv_path, index=False)
+    cohort.to_parquet(parquet_path, index=False)
+    from_csv = load_registry_file(csv_path, CML_TFR_SCHEMA).frame
+    from_parquet = load_registry_file(parquet_path, CML_TFR_SCHEMA)
+    assert from_parquet.source.endswith("r.parquet")
+    pd.testing.assert_frame_equal(from_parquet.frame, from_csv, check_dtype=False)
+
+
+def test_unsupported_and_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_registry_file(tmp_path / "absent.csv", CML_TFR_SCHEMA)
+    other = tmp_path / "registry.xlsx"
+    other.write_text("x")
+    with pytest.raises(ValueError, match="unsupported"):
+        load_registry_file(other, CML_TFR_SCHEMA)

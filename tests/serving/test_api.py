@@ -1,0 +1,111 @@
+"""The HTTP contract in process: answers that add up, one error shape for every 4xx, auth on /v1."""
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.champions import ChampionRegistry
+
+KEY = "test-key-0123456789"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+PATIENT = {"age_at_stop_years": 58, "sex": "female", "tki_years": 7.4, "dmr_years": 4.3, "depth_at_stop": "MR4.5",
+           "sokal_risk": "low", "transcript_type": "e14a2", "prior_interferon": False, "tki_at_stop": "imatinib",
+           "prior_resistance": False, "more_than_one_tki_line": False}
+
+
+@pytest.fixture(scope="module")
+def client(trained_store) -> TestClient:
+    assert trained_store.summary.promoted, trained_store.summary.reason
+    champions = ChampionRegistry(trained_store.models_dir, ["cml_tfr"])
+    return TestClient(create_app(champions, {"local": KEY}))
+
+
+def assert_error_shape(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "message", "fields"}
+    assert all(set(f) == {"location", "reason"} for f in body["fields"])
+    return body
+
+
+def test_prediction_answer_shape_and_invariants(client, trained_store):
+    body = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()
+    assert body["model"]["version"] == trained_store.summary.version
+    relapse, relapse_free = body["endpoints"]["relapse"], body["endpoints"]["relapse_free"]
+    assert relapse["kind"] == "incidence" and relapse_free["kind"] == "survival"
+    curve = np.array(relapse_free["curve"]["probability"])
+    assert curve[0] == 1.0 and np.all(np.diff(curve) <= 0) and np.all((curve >= 0) & (curve <= 1))
+    assert len(curve) == 61
+    for a, b in zip(relapse["horizons"], relapse_free["horizons"], strict=True):
+        if a["probability"] is not None:
+            assert a["probability"] + b["probability"] == pytest.approx(1.0)
+    contributions = body["contributions"]
+    assert contributions["horizon_months"] == 12 and contributions["endpoint"] == "relapse"
+    risk_12 = next(h["probability"] for h in relapse["horizons"] if h["months"] == 12)
+    total = sum(item["percentage_points"] for item in contributions["items"]) / 100
+    assert total == pytest.approx(risk_12 - contributions["base_value"], abs=1e-6)
+    assert {i["feature"] for i in contributions["items"]} == {*PATIENT, "bcr_abl1_halving_time_days",
+                                                              "nk_cell_level"}
+    assert body["risk_group"]["label"] in ("low", "intermediate", "high")
+
+
+def test_explaining_another_endpoint_and_horizon(client):
+    request = {**PATIENT, "explain": {"endpoint": "relapse_free", "horizon_months": 24}}
+    body = client.post("/v1/cml-tfr/predict", json=request, headers=HEADERS).json()
+    survival_24 = next(h["probability"] for h in body["endpoints"]["relapse_free"]["horizons"] if h["months"] == 24)
+    total = sum(item["percentage_points"] for item in body["contributions"]["items"]) / 100
+    assert total == pytest.approx(survival_24 - body["contributions"]["base_value"], abs=1e-6)
+
+
+def test_known_risk_factor_raises_risk(client):
+    def risk(patient):
+        body = client.post("/v1/cml-tfr/predict", json=patient, headers=HEADERS).json()
+        return body["endpoints"]["relapse"]["horizons"][1]["probability"]
+
+    assert risk({**PATIENT, "sokal_risk": "high"}) > risk(PATIENT)
+    assert risk({**PATIENT, "dmr_years": 1.5, "tki_years": 3.5}) > risk(PATIENT)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"age_at_stop_years": "sixty"}, "body.age_at_stop_years"),  # mistyped
+    ({"tki_years": 99}, "body.tki_years"),  # out of range
+    ({"sokal_risk": "very high"}, "body.sokal_risk"),  # unknown category
+    ({"hospital_number": "123"}, "body.hospital_number"),  # unknown field
+    ({"dmr_years": 9.0, "tki_years": 5.0}, "body.dmr_years"),  # cross-field rule
+    ({"prior_interferon": "yes"}, "body.prior_interferon"),  # not a JSON boolean
+])
+def test_bad_field_gets_422_naming_it(client, change, field):
+    body = assert_error_shape(client.post("/v1/cml-tfr/predict", json={**PATIENT, **change}, headers=HEADERS), 422)
+    assert field in {f["location"] for f in body["fields"]}
+
+
+def test_missing_field_and_broken_json(client):
+    patient = {k: v for k, v in PATIENT.items() if k != "sex"}
+    body = assert_error_shape(client.post("/v1/cml-tfr/predict", json=patient, headers=HEADERS), 422)
+    assert body["fields"][0]["location"] == "body.sex"
+    broken = client.post("/v1/cml-tfr/predict", content=b'{"age_at_stop_years": 5',
+                         headers={**HEADERS, "Content-Type": "application/json"})
+    assert_error_shape(broken, 422)
+    assert_error_shape(client.post("/v1/cml-tfr/predict", json=[1, 2], headers=HEADERS), 422)
+
+
+def test_rejected_values_are_not_echoed(client):
+    body = client.post("/v1/cml-tfr/predict", json={**PATIENT, "sokal_risk": "Jane-Doe-1970"}, headers=HEADERS)
+    assert "Jane-Doe-1970" not in body.text
+
+
+def test_auth_and_size_limits(client):
+    assert_error_shape(client.post("/v1/cml-tfr/predict", json=PATIENT), 401)
+    assert_error_shape(client.post("/v1/cml-tfr/predict", json=PATIENT, headers={"Authorization": "Bearer no"}), 401)
+    assert_error_shape(client.get("/v1/cml-tfr/model"), 401)
+    huge = {**PATIENT, "centre": "x" * 70_000}
+    assert_error_shape(client.post("/v1/cml-tfr/predict", json=huge, headers=HEADERS), 413)
+    assert client.get("/livez").status_code == 200
+
+
+def test_model_route_reports_identity_and_metrics(client, trained_store):
+    body = client.get("/v1/cml-tfr/model", headers=HEADERS).json()
+    assert body["model"]["version"] == trained_store.summary.version
+    assert body["horizons_months"] == [6, 12, 24, 36, 60] and "uno_c" in body["metrics"]
+    assert body["data_digest"] and body["schema"]["task"] == "cml_tfr"

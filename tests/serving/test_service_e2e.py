@@ -1,0 +1,122 @@
+"""The real BentoML server process on a free loopback port, over HTTP: good and bad requests, then stopped."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from serving import launch
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "e2e-key-abcdefghijklmnop"
+PATIENT = {"age_at_stop_years": 61, "sex": "male", "tki_years": 6.0, "dmr_years": 3.0, "depth_at_stop": "MR4",
+           "sokal_risk": "intermediate", "transcript_type": "e13a2", "prior_interferon": False,
+           "tki_at_stop": "nilotinib", "prior_resistance": False, "more_than_one_tki_line": True}
+TRAINING_ONLY = ("mlflow", "optuna", "shap", "sksurv", "lifelines", "matplotlib")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, body: dict | None = None, key: str | None = KEY) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def server(trained_store, tmp_path_factory):
+    assert trained_store.summary.promoted, trained_store.summary.reason
+    keys = tmp_path_factory.mktemp("secrets") / "api_keys"
+    keys.write_text(f"ci:{KEY}\n")
+    port = free_port()
+    env = {**os.environ, "MODELS_DIR": str(trained_store.models_dir), "API_KEYS_FILE": str(keys),
+           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True"}
+    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",
+         "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, Path(log.name).read_text()
+            try:
+                if call(f"{base}/v1/cml-tfr/model")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"server did not become ready:\n{Path(log.name).read_text()}")
+        yield base, Path(log.name)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_real_server_answers_a_patient(server, trained_store):
+    base, _ = server
+    status, body = call(f"{base}/v1/cml-tfr/predict", PATIENT)
+    assert status == 200
+    assert body["model"]["version"] == trained_store.summary.version
+    probabilities = [h["probability"] for h in body["endpoints"]["relapse"]["horizons"] if h["probability"]]
+    assert all(0 <= p <= 1 for p in probabilities) and probabilities == sorted(probabilities)
+    risk_12 = body["endpoints"]["relapse"]["horizons"][1]["probability"]
+    total = sum(i["percentage_points"] for i in body["contributions"]["items"]) / 100
+    assert total == pytest.approx(risk_12 - body["contributions"]["base_value"], abs=1e-6)
+
+
+def test_real_server_refuses_bad_requests_with_the_error_shape(server):
+    base, log = server
+    status, body = call(f"{base}/v1/cml-tfr/predict", {**PATIENT, "sokal_risk": "Zebra-7731", "tki_years": -1})
+    assert status == 422
+    assert {"body.sokal_risk", "body.tki_years"} <= {f["location"] for f in body["fields"]}
+    assert call(f"{base}/v1/cml-tfr/predict", PATIENT, key=None)[0] == 401
+    assert call(f"{base}/v1/cml-tfr/predict", PATIENT, key="wrong")[0] == 401
+    assert "Zebra-7731" not in log.read_text()  # rejected values never reach the log
+    assert KEY not in log.read_text()
+
+
+def test_serving_imports_no_training_library():
+    code = ("import sys; import serving.service, serving.api, serving.champions, training.prediction; "
+            f"print([m for m in {TRAINING_ONLY!r} if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_serve_without_a_model_says_to_train(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path))
+    assert launch.main(["--port", "3999"]) == 1
+    assert "make train" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_public_bind_without_keys(trained_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODELS_DIR", str(trained_store.models_dir))
+    monkeypatch.setenv("API_KEYS_FILE", str(tmp_path / "absent"))
+    assert launch.main(["--host", "0.0.0.0", "--port", "3999"]) == 1
+    assert "refusing" in capsys.readouterr().err

@@ -1,0 +1,164 @@
+"""Metrics (clarifications section 4) against their references: lifelines, scikit-survival, a brute-force
+jackknife, and the generator's own truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import KaplanMeierFitter
+from lifelines.utils import concordance_index
+from sksurv.metrics import (
+    brier_score,
+    concordance_index_ipcw,
+    cumulative_dynamic_auc,
+    integrated_brier_score,
+)
+from sksurv.util import Surv
+
+from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.synthetic_cml_tfr import (
+    baseline_cumulative_hazard,
+    generate_cml_tfr_cohort,
+    true_relapse_free_probability,
+)
+from training import evaluate
+
+TIME, EVENT = CML_TFR_SCHEMA.time_column, CML_TFR_SCHEMA.event_column
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """800 synthetic patients (monthly visit times, so many ties) and a noisy version of the true risk."""
+    cohort = generate_cml_tfr_cohort(800, seed=21, keep_truth=True)
+    rng = np.random.default_rng(0)
+    risk = cohort["true_linear_predictor"].to_numpy() + rng.normal(0, 0.5, len(cohort))
+    return cohort[TIME].to_numpy(float), cohort[EVENT].to_numpy(int), risk
+
+
+@pytest.fixture(scope="module")
+def large() -> pd.DataFrame:
+    return generate_cml_tfr_cohort(10_000, seed=99, keep_truth=True)
+
+
+def survival_from_margin(margin: np.ndarray, months) -> np.ndarray:
+    """S(t | x) of the generating model for margins on its scale (rows x months)."""
+    return np.exp(-np.outer(np.exp(margin), baseline_cumulative_hazard(np.asarray(months, dtype=float))))
+
+
+def test_harrell_c_equals_lifelines(small):
+    time, event, risk = small
+    expected = concordance_index(time, -risk, event)
+    assert evaluate.harrell_c(time, event, risk) == pytest.approx(expected, abs=1e-12)
+    # Ties in the score count one half in both.
+    coarse = np.round(risk)
+    assert evaluate.harrell_c(time, event, coarse) == pytest.approx(concordance_index(time, -coarse, event),
+                                                                    abs=1e-12)
+    assert evaluate.harrell_c(time, event, -risk) == pytest.approx(1 - expected, abs=1e-12)
+
+
+def test_uno_c_auc_brier_ibs_equal_scikit_survival(small):
+    time, event, risk = small
+    surv = Surv.from_arrays(event=event == 1, time=time)
+    tau = evaluate.uno_tau(time, list(CML_TFR_SCHEMA.horizons_months))
+    assert evaluate.uno_c(time, event, risk, tau) == pytest.approx(
+        concordance_index_ipcw(surv, surv, risk, tau=tau)[0], abs=1e-12)
+    survival = survival_from_margin(risk, [12.0])[:, 0]
+    assert evaluate.time_dependent_auc(time, event, 1 - survival, 12) == pytest.approx(
+        cumulative_dynamic_auc(surv, surv, 1 - survival, [12])[0][0], abs=1e-12)
+    assert evaluate.brier(time, event, survival, 12) == pytest.approx(
+        brier_score(surv, surv, survival.reshape(-1, 1), [12])[1][0], abs=1e-12)
+    grid = np.arange(6, 37, dtype=float)
+    matrix = survival_from_margin(risk, grid)
+    assert evaluate.integrated_brier(time, event, matrix, grid) == pytest.approx(
+        integrated_brier_score(surv, surv, matrix, grid), abs=1e-12)
+
+
+def test_uno_tau_is_largest_horizon_with_ten_percent_at_risk(small):
+    time, _, _ = small
+    horizons = list(CML_TFR_SCHEMA.horizons_months)
+    tau = evaluate.uno_tau(time, horizons)
+    assert tau in horizons and np.mean(time >= tau) >= 0.10
+    assert all(np.mean(time >= h) < 0.10 or h >= time.max() for h in horizons if h > tau)
+
+
+def test_a_better_score_has_better_metrics(small):
+    time, event, risk = small
+    noise = np.random.default_rng(1).normal(size=len(time))
+    assert evaluate.harrell_c(time, event, risk) > evaluate.harrell_c(time, event, noise) + 0.1
+    good = survival_from_margin(risk, [12.0])[:, 0]
+    flat = np.full(len(time), good.mean())
+    assert evaluate.brier(time, event, good, 12) < evaluate.brier(time, event, flat, 12)
+
+
+def tiny_cohort() -> tuple[np.ndarray, np.ndarray]:
+    """60 patients in whole months: ties among events, between events and censorings, an event and a
+    censoring exactly at 12 months, and an event at the largest time (leaving it out empties the risk set)."""
+    rng = np.random.default_rng(4)
+    time = rng.integers(1, 30, 60).astype(float)
+    event = (rng.uniform(size=60) < 0.55).astype(int)
+    time[:3], event[:3] = 12.0, [1, 0, 1]
+    time[3], event[3] = 40.0, 1
+    return time, event
+
+
+@pytest.mark.parametrize("month", [0.5, 6.0, 12.0, 12.5, 29.0, 40.0, 45.0])
+def test_pseudo_observations_equal_brute_force_jackknife(month):
+    time, event = tiny_cohort()
+    n = len(time)
+
+    def risk_km(keep: np.ndarray) -> float:
+        fitter = KaplanMeierFitter().fit(time[keep], event[keep])
+        return 1.0 - float(fitter.survival_function_at_times(month).iloc[0])
+
+    everyone = np.ones(n, dtype=bool)
+    full = risk_km(everyone)
+    expected = np.array([n * full - (n - 1) * risk_km(np.arange(n) != i) for i in range(n)])
+    np.testing.assert_allclose(evaluate.pseudo_observations(time, event, month), expected, atol=1e-10)
+    assert evaluate.kaplan_meier_risk(time, event, month) == pytest.approx(full, abs=1e-12)
+
+
+def test_kaplan_meier_risk_equals_lifelines(small):
+    time, event, _ = small
+    fitter = KaplanMeierFitter().fit(time, event)
+    for month in (0.0, 1.0, 2.5, 6.0, 12.0, 24.0, 60.0):
+        expected = 1.0 - float(fitter.survival_function_at_times(month).iloc[0])
+        assert evaluate.kaplan_meier_risk(time, event, month) == pytest.approx(expected, abs=1e-12), month
+
+
+def test_truth_is_calibrated_and_overconfidence_is_detected(large):
+    # The generator's own S(t | x), from the complete (unmasked) covariates, must look calibrated:
+    # O/E ~ 1, slope ~ 1, intercept ~ 0 (tolerance 0.15 as briefed; n = 10,000).
+    complete = large.assign(bcr_abl1_halving_time_days=large["true_bcr_abl1_halving_time_days"],
+                            nk_cell_level=large["true_nk_cell_level"])
+    months = np.array([6.0, 12.0, 24.0])
+    truth = true_relapse_free_probability(complete, months)
+    np.testing.assert_allclose(truth, survival_from_margin(large["true_linear_predictor"].to_numpy(), months),
+                               rtol=1e-12)
+    time, event = large[TIME].to_numpy(float), large[EVENT].to_numpy(int)
+    for j, month in enumerate(months):
+        cal = evaluate.calibration(time, event, 1.0 - truth[:, j], month)
+        print(f"truth at {month:g} mo: {cal}")
+        assert cal["oe"] == pytest.approx(1.0, abs=0.15)
+        assert cal["slope"] == pytest.approx(1.0, abs=0.15)
+        assert abs(cal["intercept"]) < 0.15
+        # Twice as extreme on the cloglog scale (around its mean): the truth is then cloglog-linear in the
+        # prediction with slope 1/2, which the calibration slope should recover.
+        cloglog = np.log(-np.log(truth[:, j]))
+        extreme = 2.0 * (cloglog - cloglog.mean()) + cloglog.mean()
+        over = evaluate.calibration(time, event, 1.0 - np.exp(-np.exp(extreme)), month)
+        print(f"twice as extreme at {month:g} mo: {over}")
+        assert over["slope"] < 0.7
+        assert over["slope"] == pytest.approx(0.5, abs=0.12)
+
+
+def test_evaluable_horizons_skip_thin_follow_up():
+    time = np.arange(1, 101) * 0.7  # 0.7 .. 70 months; 15 patients followed to 60 months, 49 to 36
+    keep, skipped = evaluate.evaluable_horizons(time, [6, 12, 24, 36, 60])
+    assert keep == [6, 12, 24, 36]
+    assert list(skipped) == ["60m"] and "fewer than 20" in skipped["60m"]
+    # Exactly 20 at risk counts; 19 does not.
+    nineteen = np.concatenate([np.full(81, 5.0), np.full(19, 30.0)])
+    twenty = np.concatenate([np.full(80, 5.0), np.full(20, 30.0)])
+    assert evaluate.evaluable_horizons(nineteen, [24])[0] == []
+    assert evaluate.evaluable_horizons(twenty, [24])[0] == [24]
+    # A horizon at or past the last follow-up is skipped even with many at risk (sksurv would raise).
+    assert evaluate.evaluable_horizons(twenty, [30])[0] == []
