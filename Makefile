@@ -14,8 +14,11 @@ PORT ?= 3000
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
+export MLFLOW_LOGGING_LEVEL := WARNING
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONPATH := $(CURDIR)
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help install train serve ui test lint format

@@ -176,7 +176,8 @@ def baseline_shift() -> float:
     """c such that the population's marginal S(t) = mean S0(t)^exp(eta - c) meets the pooled RFS targets.
 
     A.4's recipe centres eta and iterates once on the marginal curve; a least-squares fit over the five
-    targets (weighted by their tolerances) on a fixed reference population (seeded, so the generator stays deterministic) does both.
+    targets (weighted by their tolerances) on a fixed, seeded reference population does both and keeps the
+    generator deterministic.
     """
     eta = linear_predictor(_draw_covariates(np.random.default_rng(20_181_747), 50_000))
     months = np.array(list(TARGET_RFS))

@@ -1,4 +1,4 @@
-"""Session fixtures: one quickly tuned model (default cohort and seed, 3 trials) trained once into a temporary MLflow store and models/ folder."""
+"""Session fixtures: the default cohort and seed, tuned quickly (3 trials), trained once into a temporary store."""
 
 import os
 from dataclasses import dataclass

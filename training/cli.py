@@ -21,6 +21,12 @@ def _train(args: argparse.Namespace) -> int:
         task=args.task or "cml_tfr", data_path=args.data, n_patients=args.patients, seed=args.seed,
         n_trials=args.trials, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
     )
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module="mlflow")
     from training.pipeline import run_training
 
     try:

@@ -273,10 +273,17 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
     example = get_task(task).generate_cohort(5, 12345)[list(bundle.preprocessor.feature_names)]  # synthetic
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
-        registered_model_name=task, input_example=example,
+        registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),
         code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "training")],
     )
     return str(info.registered_model_version)
+
+
+def _runtime_requirements() -> list[str]:
+    """Pinned versions of what the pyfunc needs (skips MLflow's slow environment inference)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "xgboost-cpu", "scikit-learn")]
 
 
 def _record_decision(mlflow: Any, decision: PromotionDecision, task: str, version: str) -> None:

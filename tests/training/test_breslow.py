@@ -60,6 +60,12 @@ def test_constant_shift_of_margins_is_absorbed_by_h0(data, fitter):
     np.testing.assert_allclose(shifted.survival(raw + 2.5, months), plain.survival(raw, months), atol=1e-12)
     np.testing.assert_allclose(shifted.cumulative_hazard(months) * np.exp(2.5), plain.cumulative_hazard(months),
                                rtol=1e-12)
+    # lifelines' own (centred) log partial hazards differ from X @ beta by a non-zero constant.
+    centred = fitter.predict_log_partial_hazard(data[COVARIATES]).to_numpy()
+    offset = raw - centred
+    assert np.ptp(offset) < 1e-9 and abs(offset[0]) > 0.1
+    from_centred = BreslowBaseline().fit(centred, data["T"], data["E"])
+    np.testing.assert_allclose(from_centred.survival(centred, months), plain.survival(raw, months), atol=1e-12)
 
 
 def test_nelson_aalen_when_all_margins_are_zero(data):

@@ -1,0 +1,86 @@
+"""No predictor is derived from follow-up, and grouping fields never reach a model (clarifications section 1)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+from features.task_schema import validate_frame
+from features.tasks import TASKS
+from training.families import CoxFamily, XGBoostCoxFamily
+from training.preprocessing import Preprocessor
+
+# Words that mark a field as measured after time zero (follow-up, the event, death, re-treatment).
+FOLLOW_UP_WORDS = r"relapse|follow|last_pcr|last_contact|months_to|time_to|event|death|dead|died|censor|" \
+                  r"restart|regain|status|outcome|survival|recurrence"
+GROUPING = {"centre", "country", "center", "site", "hospital"}
+
+SCHEMAS = [task.schema for task in TASKS.values()]
+
+
+@pytest.fixture(scope="module")
+def cohort() -> pd.DataFrame:
+    return validate_frame(generate_cml_tfr_cohort(400, seed=17), CML_TFR_SCHEMA)
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.task)
+def test_outcome_and_grouping_columns_are_not_predictors(schema):
+    predictors = set(schema.predictor_names)
+    assert not predictors & set(schema.outcome_columns)
+    assert not predictors & set(schema.grouping_names)
+    assert not predictors & GROUPING
+    assert len(predictors) == len(schema.predictor_names)
+
+
+def test_cml_centre_and_country_are_grouping_fields():
+    assert {"centre", "country"} <= set(CML_TFR_SCHEMA.grouping_names)
+    assert all(not CML_TFR_SCHEMA.predictor(name).required for name in ("centre", "country"))
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.task)
+def test_no_predictor_is_named_like_a_follow_up_field(schema):
+    leaky = [p.name for p in schema.predictors if re.search(FOLLOW_UP_WORDS, p.name)]
+    assert not leaky, f"predictors that look derived from follow-up: {leaky}"
+    # Durations are measured up to time zero (treatment, response, kinetics), never in event-time months.
+    assert not [p.name for p in schema.predictors if p.unit == "months"]
+
+
+@pytest.mark.parametrize("impute", [True, False])
+def test_preprocessor_columns_come_only_from_predictors(cohort, impute):
+    preprocessor = Preprocessor(impute=impute).fit(cohort, CML_TFR_SCHEMA)
+    assert set(preprocessor.sources) <= set(CML_TFR_SCHEMA.predictor_names)
+    forbidden = {*CML_TFR_SCHEMA.outcome_columns, *CML_TFR_SCHEMA.grouping_names}
+    for column in preprocessor.columns:
+        assert column.split("=")[0].removesuffix("__missing") not in forbidden, column
+        assert not re.search(FOLLOW_UP_WORDS, column), column
+
+
+@pytest.mark.parametrize("impute", [True, False])
+def test_matrix_ignores_outcome_and_grouping_values(cohort, impute):
+    preprocessor = Preprocessor(impute=impute).fit(cohort, CML_TFR_SCHEMA)
+    rng = np.random.default_rng(0)
+    scrambled = cohort.assign(**{
+        CML_TFR_SCHEMA.time_column: rng.permutation(cohort[CML_TFR_SCHEMA.time_column].to_numpy()),
+        CML_TFR_SCHEMA.event_column: 1 - cohort[CML_TFR_SCHEMA.event_column],
+        "centre": "XX-99", "country": "XX",
+    })
+    expected = preprocessor.transform(cohort)
+    np.testing.assert_array_equal(preprocessor.transform(scrambled), expected)
+    # A request carries only the predictors; the matrix is the same without outcome or grouping columns.
+    np.testing.assert_array_equal(preprocessor.transform(cohort[CML_TFR_SCHEMA.predictor_names]), expected)
+
+
+def test_fitted_families_see_only_predictors(cohort):
+    cox = CoxFamily().fit(cohort, CML_TFR_SCHEMA)
+    boosted = XGBoostCoxFamily(params={"eta": 0.1, "max_depth": 2}, num_boost_round=20).fit(cohort, CML_TFR_SCHEMA)
+    for family in (cox, boosted):
+        assert set(family.preprocessor_.sources) <= set(CML_TFR_SCHEMA.predictor_names)
+        with_outcome = family.predict_margin(cohort)
+        without = family.predict_margin(cohort[CML_TFR_SCHEMA.predictor_names])
+        np.testing.assert_array_equal(with_outcome, without)
+    assert cox.preprocessor_.columns is not None and len(cox.coefficients_) == len(cox.preprocessor_.columns)
+    bundle = cox.to_bundle(CML_TFR_SCHEMA)
+    assert not {"centre", "country", *CML_TFR_SCHEMA.outcome_columns} & set(bundle.preprocessor.feature_names)
