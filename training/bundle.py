@@ -51,7 +51,8 @@ class ModelBundle:
             return matrix @ np.asarray(self.coefficients)
         import xgboost as xgb
 
-        return self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
+        margin = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
+        return np.asarray(margin, dtype=float)
 
     def margin_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-predictor additive parts of the margin (rows x predictors); they sum to margin minus a constant.
@@ -64,7 +65,7 @@ class ModelBundle:
             import xgboost as xgb
 
             contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
-            by_column = contribs[:, :-1]
+            by_column = np.asarray(contribs[:, :-1], dtype=float)
         names = self.preprocessor.feature_names
         sources = np.array(self.preprocessor.sources)
         return np.column_stack([by_column[:, sources == name].sum(axis=1) for name in names])
@@ -96,8 +97,8 @@ class ModelBundle:
         to f(x) minus the weighted background mean of f.
         """
         matrix = self.matrix(frame)
-        margin_x = self.margin(matrix)
         parts_x = self.margin_contributions(matrix)
+        margin_x = self.margin(matrix)
         margin_b, parts_b = self._background_terms()
         weights = np.asarray(self.background_weights, dtype=float)
         weights = weights / weights.sum()
@@ -106,12 +107,13 @@ class ModelBundle:
         def risk(m: np.ndarray) -> np.ndarray:
             return 1.0 - np.exp(-hazard * np.exp(m))
 
-        gap_margin = margin_x[:, None] - margin_b[None, :]  # patients x background
+        gap_parts = parts_x[:, None, :] - parts_b[None, :, :]  # patients x background x predictors
+        # The margin gap is taken from the parts (not float32 margins), so the shares sum exactly.
+        gap_margin = gap_parts.sum(axis=2)
         gap_risk = risk(margin_x)[:, None] - risk(margin_b)[None, :]
         slope_at_x = np.exp(-hazard * np.exp(margin_x)) * hazard * np.exp(margin_x)
         tiny = np.abs(gap_margin) < 1e-9
         ratio = np.where(tiny, slope_at_x[:, None], gap_risk / np.where(tiny, 1.0, gap_margin))
-        gap_parts = parts_x[:, None, :] - parts_b[None, :, :]  # patients x background x predictors
         values = np.einsum("k,nk,nkp->np", weights, ratio, gap_parts)
         base_value = float(weights @ risk(margin_b))
         return values, base_value
@@ -131,7 +133,8 @@ class ModelBundle:
         if self.family == "xgboost_cox":
             self.booster.save_model(str(folder / BOOSTER_FILE))
             spec["booster_file"] = BOOSTER_FILE
-        (folder / BUNDLE_FILE).write_text(json.dumps(spec, indent=1, default=_json_default))
+        (folder / BUNDLE_FILE).write_text(json.dumps(_finite(spec), indent=1, default=_json_default,
+                                                     allow_nan=False))
         return folder
 
     @classmethod
@@ -153,6 +156,17 @@ class ModelBundle:
             background_weights=spec["background_weights"], risk_cut_points=spec["risk_cut_points"],
             training_summary=spec["training_summary"], metrics=spec["metrics"], lineage=spec["lineage"],
         )
+
+
+def _finite(value: Any) -> Any:
+    """NaN (e.g. a metric skipped for lack of follow-up) becomes null: bundle.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

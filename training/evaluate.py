@@ -43,8 +43,10 @@ def evaluable_horizons(time: np.ndarray, horizons: list[int]) -> tuple[list[int]
     """Horizons with >= 20 patients at risk and inside the follow-up (sksurv's IPCW needs t < max time)."""
     keep, skipped = [], {}
     for h in horizons:
-        if at_risk(time, h) < MIN_AT_RISK or h >= np.max(time):
+        if at_risk(time, h) < MIN_AT_RISK:
             skipped[f"{h}m"] = f"fewer than {MIN_AT_RISK} patients at risk at {h} months"
+        elif h >= np.max(time):
+            skipped[f"{h}m"] = f"horizon at or beyond the last follow-up ({np.max(time):g} months)"
         else:
             keep.append(h)
     return keep, skipped

@@ -83,12 +83,7 @@ def test_contributions_add_up_within_the_clarified_tolerance(bundles, patients, 
         np.testing.assert_allclose(values.sum(axis=1), probability - base, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", [
-    "cox_ph",
-    pytest.param("xgboost_cox", marks=pytest.mark.xfail(
-        strict=True, reason="bundle.contributions mixes float32 xgboost margins and contributions; "
-                            "additivity only to ~1e-7 (see the test report)")),
-])
+@pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
 def test_contributions_add_up_to_1e9(bundles, patients, family):
     # The brief asks for SHAP additivity to 1e-9: contributions sum to f(x) minus the base value, and the
     # base value is the weighted mean of f (as `event_probability` computes it) over the background.
