@@ -70,6 +70,8 @@ class TaskSchema:
     cross_field_rules: tuple[CrossFieldRule, ...] = ()
     version: str = "1"
     endpoint_names: dict[str, str] = field(default_factory=dict)
+    # Raw outcome columns beyond (time_column, event_column), e.g. death and GVHD times for all_hsct.
+    extra_outcome_columns: tuple[Predictor, ...] = ()
 
     @property
     def predictor_names(self) -> list[str]:
@@ -81,10 +83,10 @@ class TaskSchema:
 
     @property
     def outcome_columns(self) -> list[str]:
-        return [self.time_column, self.event_column]
+        return [self.time_column, self.event_column, *(c.name for c in self.extra_outcome_columns)]
 
     def predictor(self, name: str) -> Predictor:
-        for p in (*self.predictors, *self.grouping):
+        for p in (*self.predictors, *self.grouping, *self.extra_outcome_columns):
             if p.name == name:
                 return p
         raise KeyError(name)
@@ -97,6 +99,7 @@ class TaskSchema:
             "time_zero": self.time_zero,
             "event": self.event_description,
             "horizons_months": list(self.horizons_months),
+            "endpoints": dict(self.endpoint_names),
             "predictors": [_predictor_json(p) for p in self.predictors],
             "grouping": [_predictor_json(g) for g in self.grouping],
         }
@@ -216,7 +219,11 @@ def validate_frame(
             clean[p.name] = _check_predictor(frame, p, problems)
         else:
             clean[p.name] = None if p.kind in ("category", "text") else np.nan
-    if require_outcome and all(c in frame.columns for c in schema.outcome_columns):
+    if require_outcome:
+        for extra in schema.extra_outcome_columns:
+            if extra.name in frame.columns:
+                clean[extra.name] = _check_predictor(frame, extra, problems)
+    if require_outcome and all(c in frame.columns for c in schema.outcome_columns[:2]):
         from features.survival_target import outcome_problems
 
         time, event, outcome_issues = outcome_problems(frame[schema.time_column], frame[schema.event_column],

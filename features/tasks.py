@@ -1,14 +1,32 @@
-"""The prediction tasks the project knows, each a schema plus its default synthetic cohort."""
+"""The prediction tasks the project knows: schema, default synthetic cohort, and the survival targets the
+loader derives from the task's raw outcome columns (design contract 2)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """What an endpoint is judged against: months, event code (0 censored), the code of interest, and
+    whether other codes are competing events (then incidences are compared with Aalen-Johansen)."""
+
+    months: np.ndarray
+    code: np.ndarray
+    event_of_interest: int = 1
+    competing: bool = False
+
+
+# cause name -> (months, 0/1 event of that cause; other causes censor it)
+CauseTargets = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -16,6 +34,11 @@ class Task:
     schema: TaskSchema
     generate_cohort: Callable[..., pd.DataFrame]
     default_cohort_size: int
+    outcome: str  # "single_event" or "competing_risks"
+    cause_targets: Callable[[pd.DataFrame], CauseTargets]
+    endpoint_targets: Callable[[pd.DataFrame], dict[str, EndpointTarget]]
+    # months from relapse to death or last contact, 0/1 death, for relapsed patients (competing tasks)
+    post_relapse_target: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def _cml_tfr_cohort(n_patients: int, seed: int) -> pd.DataFrame:
@@ -24,8 +47,21 @@ def _cml_tfr_cohort(n_patients: int, seed: int) -> pd.DataFrame:
     return generate_cml_tfr_cohort(n_patients, seed)
 
 
+def _single_event(schema: TaskSchema) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]:
+    def target(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return check_survival_target(frame[schema.time_column], frame[schema.event_column])
+
+    return target
+
+
+_cml_target = _single_event(CML_TFR_SCHEMA)
+
 TASKS: dict[str, Task] = {
-    "cml_tfr": Task(CML_TFR_SCHEMA, _cml_tfr_cohort, default_cohort_size=2000),
+    "cml_tfr": Task(
+        CML_TFR_SCHEMA, _cml_tfr_cohort, default_cohort_size=2000, outcome="single_event",
+        cause_targets=lambda frame: {"relapse": _cml_target(frame)},
+        endpoint_targets=lambda frame: {"relapse": EndpointTarget(*_cml_target(frame))},
+    ),
 }
 
 

@@ -197,7 +197,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         predictors = {p.name: values[p.name] for p in schema.predictors}
         return predict_patient(
             loaded.bundle, predictors, model_identity=loaded.identity,
-            explain_endpoint=explain.endpoint if explain else "relapse",
+            explain_endpoint=explain.endpoint if explain else None,
             explain_horizon_months=explain.horizon_months if explain else None,
         )
 

@@ -9,12 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 from features.task_schema import Predictor, TaskSchema
 
 
-class ExplainOptions(BaseModel):
-    """Which endpoint and horizon the contributions explain."""
-
-    model_config = ConfigDict(extra="forbid")
-    endpoint: Literal["relapse", "relapse_free"] = Field("relapse", description="endpoint to explain")
-    horizon_months: float = Field(12, ge=1, le=60, description="horizon of the explained probability, months")
+def explain_options_model(schema: TaskSchema) -> type[BaseModel]:
+    """Which endpoint and horizon the contributions explain (defaults: relapse at the main horizon)."""
+    endpoints = tuple(schema.endpoint_names)
+    return create_model(
+        "".join(part.title() for part in schema.task.split("_")) + "Explain",
+        __config__=ConfigDict(extra="forbid"),
+        endpoint=(Literal[endpoints], Field("relapse", description="endpoint to explain")),  # type: ignore
+        horizon_months=(float, Field(schema.main_horizon_months, ge=1, le=max(schema.horizons_months),
+                                     description="horizon of the explained probability, months")),
+    )
 
 
 def _field_type(p: Predictor) -> Any:
@@ -33,7 +37,7 @@ def _description(p: Predictor) -> str:
     return f"{p.description}{unit}.{bounds}"
 
 
-def patient_request_model(schema: TaskSchema, explain_model: type[BaseModel] = ExplainOptions) -> type[BaseModel]:
+def patient_request_model(schema: TaskSchema) -> type[BaseModel]:
     """One field per predictor (required ones without default) plus optional grouping fields and `explain`."""
     fields: dict[str, Any] = {}
     for p in (*schema.predictors, *schema.grouping):
@@ -43,7 +47,8 @@ def patient_request_model(schema: TaskSchema, explain_model: type[BaseModel] = E
             fields[p.name] = (annotation, Field(..., description=_description(p), examples=examples))
         else:
             fields[p.name] = (annotation | None, Field(None, description=_description(p), examples=examples))
-    fields["explain"] = (explain_model | None, Field(None, description="what the contributions explain"))
+    explain = explain_options_model(schema)
+    fields["explain"] = (explain | None, Field(None, description="what the contributions explain"))
     name = "".join(part.title() for part in schema.task.split("_")) + "Patient"
     example = {p.name: p.example for p in schema.predictors if p.example is not None}
     return create_model(name, __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example]}),

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.survival_target import check_survival_target
+from features.tasks import EndpointTarget
 from training.bundle import ModelBundle
 
 MIN_AT_RISK = 20
@@ -98,35 +99,50 @@ def integrated_brier(time: np.ndarray, event: np.ndarray, survival_matrix: np.nd
     return float(integrated_brier_score(survival, survival, survival_matrix, months))
 
 
+def _aalen_johansen(time: np.ndarray, code: np.ndarray, cause: int, month: float, leave_one_out: bool
+                    ) -> np.ndarray | float:
+    """Aalen-Johansen F_cause(month) on all patients, or with each patient left out in turn (vectorised).
+
+    With a single cause (codes 0/1) this is 1 - Kaplan-Meier.
+    """
+    time, code = np.asarray(time, dtype=float), np.asarray(code)
+    grid = np.unique(time[(code > 0) & (time <= month)])
+    if not len(grid):
+        return np.zeros(len(time)) if leave_one_out else 0.0
+    n_at_risk = (time[None, :] >= grid[:, None]).sum(axis=1).astype(float)
+    at_grid = time[None, :] == grid[:, None]
+    n_events = (at_grid & (code[None, :] > 0)).sum(axis=1).astype(float)
+    n_cause = (at_grid & (code[None, :] == cause)).sum(axis=1).astype(float)
+    if not leave_one_out:
+        survival_before = np.concatenate([[1.0], np.cumprod(1.0 - n_events / n_at_risk)[:-1]])
+        return float(np.sum(survival_before * n_cause / n_at_risk))
+    # Leaving patient i out removes them from every risk set up to their time, and their event if any.
+    in_risk = (time[:, None] >= grid[None, :]).astype(float)
+    own = (time[:, None] == grid[None, :])
+    at_risk_i = np.maximum(n_at_risk[None, :] - in_risk, 1.0)
+    events_i = n_events[None, :] - (own & (code[:, None] > 0))
+    cause_i = n_cause[None, :] - (own & (code[:, None] == cause))
+    factors = 1.0 - events_i / at_risk_i
+    survival_before = np.concatenate([np.ones((len(time), 1)), np.cumprod(factors, axis=1)[:, :-1]], axis=1)
+    return np.sum(survival_before * cause_i / at_risk_i, axis=1)
+
+
 def kaplan_meier_risk(time: np.ndarray, event: np.ndarray, month: float) -> float:
     """1 - KM(month)."""
-    return float(1.0 - _km_leave_one_out(np.asarray(time, float), np.asarray(event), month, full_only=True))
+    return float(_aalen_johansen(time, (np.asarray(event) > 0).astype(int), 1, month, leave_one_out=False))
 
 
-def _km_leave_one_out(time: np.ndarray, event: np.ndarray, month: float, full_only: bool = False
-                      ) -> np.ndarray | float:
-    """KM S(month) on all patients, or with each patient left out in turn (vectorised jackknife)."""
-    event_times = np.unique(time[(event == 1) & (time <= month)])
-    n_at_risk = np.array([np.sum(time >= t) for t in event_times], dtype=float)
-    n_events = np.array([np.sum((time == t) & (event == 1)) for t in event_times], dtype=float)
-    if full_only:
-        return float(np.prod(1.0 - n_events / n_at_risk)) if len(event_times) else 1.0
-    if not len(event_times):
-        return np.ones(len(time))
-    # Leaving patient i out removes them from every risk set up to their time, and their event if any.
-    in_risk_set = time[:, None] >= event_times[None, :]
-    own_event = (time[:, None] == event_times[None, :]) & (event[:, None] == 1)
-    factors = 1.0 - (n_events[None, :] - own_event) / np.maximum(n_at_risk[None, :] - in_risk_set, 1.0)
-    return np.prod(factors, axis=1)
+def observed_risk(time: np.ndarray, code: np.ndarray, cause: int, month: float) -> float:
+    """Aalen-Johansen cumulative incidence of `cause` by `month` (1 - KM when there is one cause)."""
+    return float(_aalen_johansen(time, code, cause, month, leave_one_out=False))
 
 
-def pseudo_observations(time: np.ndarray, event: np.ndarray, month: float) -> np.ndarray:
-    """Jackknife pseudo-observations of F(month) = 1 - S(month) (Andersen & Perme 2010)."""
-    time, event = np.asarray(time, dtype=float), np.asarray(event)
+def pseudo_observations(time: np.ndarray, code: np.ndarray, month: float, cause: int = 1) -> np.ndarray:
+    """Jackknife pseudo-observations of F_cause(month) (Andersen & Perme 2010); codes 0/1 give 1 - KM."""
+    time, code = np.asarray(time, dtype=float), np.asarray(code)
     n = len(time)
-    full = 1.0 - _km_leave_one_out(time, event, month, full_only=True)
-    left_out = 1.0 - _km_leave_one_out(time, event, month)
-    return n * full - (n - 1) * left_out
+    full = _aalen_johansen(time, code, cause, month, leave_one_out=False)
+    return n * full - (n - 1) * _aalen_johansen(time, code, cause, month, leave_one_out=True)
 
 
 def _cloglog(p: np.ndarray) -> np.ndarray:
@@ -134,13 +150,13 @@ def _cloglog(p: np.ndarray) -> np.ndarray:
     return np.log(-np.log(1.0 - p))
 
 
-def calibration(time: np.ndarray, event: np.ndarray, predicted_risk: np.ndarray, month: float
+def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1
                 ) -> dict[str, float]:
-    """O/E, calibration slope and calibration-in-the-large intercept at `month`."""
+    """O/E, calibration slope and calibration-in-the-large intercept of predicted F_cause(month)."""
     import statsmodels.api as sm
 
-    pseudo = pseudo_observations(time, event, month)
-    observed = kaplan_meier_risk(time, event, month)
+    pseudo = pseudo_observations(time, code, month, cause)
+    observed = observed_risk(time, code, cause, month)
     x = _cloglog(predicted_risk)
     family = sm.families.Binomial(link=sm.families.links.CLogLog())
     with warnings.catch_warnings():
@@ -151,15 +167,15 @@ def calibration(time: np.ndarray, event: np.ndarray, predicted_risk: np.ndarray,
     return {"oe": observed / float(np.mean(predicted_risk)), "slope": float(slope), "intercept": float(intercept)}
 
 
-def net_benefit(time: np.ndarray, event: np.ndarray, predicted_risk: np.ndarray, month: float,
-                thresholds: np.ndarray) -> pd.DataFrame:
-    """Survival decision curve (Vickers 2008): KM risk among patients above each threshold."""
+def net_benefit(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float,
+                thresholds: np.ndarray, cause: int = 1) -> pd.DataFrame:
+    """Survival decision curve (Vickers 2008): KM (or Aalen-Johansen) risk among patients above each threshold."""
     rows = []
-    overall = kaplan_meier_risk(time, event, month)
+    overall = observed_risk(time, code, cause, month)
     for pt in thresholds:
         treated = predicted_risk >= pt
         share = float(np.mean(treated))
-        risk_treated = kaplan_meier_risk(time[treated], event[treated], month) if treated.any() else 0.0
+        risk_treated = observed_risk(time[treated], code[treated], cause, month) if treated.any() else 0.0
         odds = pt / (1.0 - pt)
         rows.append({"threshold": pt,
                      "model": share * risk_treated - share * (1.0 - risk_treated) * odds,
@@ -167,29 +183,131 @@ def net_benefit(time: np.ndarray, event: np.ndarray, predicted_risk: np.ndarray,
     return pd.DataFrame(rows)
 
 
-def evaluate_bundle(bundle: ModelBundle, frame: pd.DataFrame, time_column: str, event_column: str
-                    ) -> Evaluation:
-    """Every headline metric of a bundle on a frame it was not fitted on."""
-    time, event = check_survival_target(frame[time_column], frame[event_column])
+def competing_auc(time: np.ndarray, code: np.ndarray, risk: np.ndarray, month: float, cause: int) -> float:
+    """Time-dependent AUC for a cause with competing risks, Blanche et al. 2013 definition 2 (IPCW).
+
+    Cases: the cause by `month`; controls: everyone else without the cause by then, i.e. still event-free
+    or with a competing event (weights 1/G(T-) for observed events, 1/G(month) for those still at risk).
+    """
+    censoring = _censoring_survival(time, code)
+    case = (time <= month) & (code == cause)
+    control = (time > month) | ((time <= month) & (code > 0) & (code != cause))
+    case_w = 1.0 / np.maximum(censoring(time[case] - 1e-9), 1e-12)
+    control_times = np.where(time[control] > month, month, time[control] - 1e-9)
+    control_w = 1.0 / np.maximum(censoring(control_times), 1e-12)
+    if not case.any() or not control.any():
+        return float("nan")
+    greater = (risk[case][:, None] > risk[control][None, :]) + 0.5 * (risk[case][:, None] == risk[control][None, :])
+    return float(case_w @ greater @ control_w / (case_w.sum() * control_w.sum()))
+
+
+def _censoring_survival(time: np.ndarray, code: np.ndarray) -> Any:
+    """Kaplan-Meier of the censoring distribution G, as a right-continuous step function."""
+    censored = (code == 0).astype(int)
+    grid = np.unique(time[censored == 1])
+    factors = [1.0 - np.sum((time == g) & (censored == 1)) / np.sum(time >= g) for g in grid]
+    values = np.cumprod(factors) if len(grid) else np.array([])
+
+    def g(at: np.ndarray) -> np.ndarray:
+        index = np.searchsorted(grid, at, side="right") - 1
+        return np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else 1.0, 1.0)
+
+    return g
+
+
+def endpoint_uno_c(target: EndpointTarget, risk: np.ndarray, horizons: list[int]) -> float:
+    """Uno's C (IPCW, truncated at tau) of a risk at the main horizon; for a cause with competing events,
+    the cause-specific version of Wolbers et al. 2014 (hazardous)."""
+    time, code = np.asarray(target.months, float), np.asarray(target.code)
+    tau = uno_tau(time, horizons)
+    if not target.competing:
+        return uno_c(time, (code > 0).astype(int), risk, tau)
+    from hazardous.metrics import concordance_index_incidence
+
+    frame = pd.DataFrame({"event": code, "duration": time})
+    return float(concordance_index_incidence(frame, risk[:, None], y_train=frame, time_grid=np.array([tau]),
+                                             taus=[tau], event_of_interest=target.event_of_interest)[0])
+
+
+def _survival_endpoint_metrics(time: np.ndarray, event: np.ndarray, probability: dict[int, np.ndarray],
+                               horizons: list[int], all_horizons: list[int], main: int) -> dict[str, float]:
+    """`probability[h]` is the predicted risk of the event by h months."""
+    metrics = {"harrell_c": harrell_c(time, event, probability[main]),
+               "uno_c": uno_c(time, event, probability[main], uno_tau(time, all_horizons))}
+    for h in horizons:
+        metrics[f"auc_{h}m"] = time_dependent_auc(time, event, probability[h], h)
+        metrics[f"brier_{h}m"] = brier(time, event, 1.0 - probability[h], h)
+        cal = calibration(time, event, probability[h], h)
+        metrics.update({f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"],
+                        f"cal_intercept_{h}m": cal["intercept"]})
+    return metrics
+
+
+def _competing_endpoint_metrics(time: np.ndarray, code: np.ndarray, cause: int, probability: dict[int, np.ndarray],
+                                horizons: list[int], all_horizons: list[int], main: int) -> dict[str, float]:
+    """`probability[h]` is the predicted cumulative incidence of `cause` by h months."""
+    from hazardous.metrics import brier_score_incidence
+
+    frame = pd.DataFrame({"event": code, "duration": time})
+    metrics = {
+        "harrell_c": harrell_c(time, (code == cause).astype(int), probability[main]),
+        "uno_c": endpoint_uno_c(EndpointTarget(time, code, cause, True), probability[main], all_horizons),
+    }
+    for h in horizons:
+        metrics[f"auc_{h}m"] = competing_auc(time, code, probability[h], h, cause)
+        metrics[f"brier_{h}m"] = float(brier_score_incidence(frame, frame, probability[h][:, None], [h],
+                                                             event_of_interest=cause)[0])
+        cal = calibration(time, code, probability[h], h, cause)
+        metrics.update({f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"],
+                        f"cal_intercept_{h}m": cal["intercept"]})
+    return metrics
+
+
+def evaluate_bundle(bundle: ModelBundle, frame: pd.DataFrame, targets: dict[str, EndpointTarget]) -> Evaluation:
+    """Every headline metric of every endpoint, on a frame the bundle was not fitted on.
+
+    The main endpoint's metrics carry plain names (`uno_c`, `auc_12m`); other endpoints' are prefixed
+    (`nrm_auc_24m`). IBS runs from the first to the last evaluable horizon.
+    """
     result = Evaluation()
-    horizons, result.skipped = evaluable_horizons(time, bundle.horizons_months)
-    margin = bundle.margin(bundle.matrix(frame))
-    result.metrics["harrell_c"] = harrell_c(time, event, margin)
-    result.metrics["uno_c"] = uno_c(time, event, margin, uno_tau(time, bundle.horizons_months))
-    for h in bundle.horizons_months:
-        if h not in horizons:
-            for name in ("auc", "brier", "cal_oe", "cal_slope", "cal_intercept"):
-                result.metrics[f"{name}_{h}m"] = float("nan")
-            continue
-        survival_h = bundle.baseline.survival(margin, np.array([h]))[:, 0]
-        result.metrics[f"auc_{h}m"] = time_dependent_auc(time, event, 1.0 - survival_h, h)
-        result.metrics[f"brier_{h}m"] = brier(time, event, survival_h, h)
-        cal = calibration(time, event, 1.0 - survival_h, h)
-        result.metrics.update({f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"],
-                               f"cal_intercept_{h}m": cal["intercept"]})
-    if len(horizons) >= 2:
-        grid = np.arange(min(horizons), max(horizons) + 1, dtype=float)
-        result.metrics["ibs"] = integrated_brier(time, event, bundle.baseline.survival(margin, grid), grid)
-    else:
-        result.metrics["ibs"] = float("nan")
+    main_h = bundle.main_horizon_months
+    months = np.array(sorted(set(bundle.horizons_months) | {main_h}), dtype=float)
+    predicted = bundle.endpoint_probabilities(frame, months)
+    for endpoint, target in targets.items():
+        prefix = "" if endpoint == bundle.main_endpoint else f"{endpoint}_"
+        time, code = np.asarray(target.months, float), np.asarray(target.code)
+        horizons, skipped = evaluable_horizons(time, bundle.horizons_months)
+        result.skipped.update({f"{prefix}{k}": v for k, v in skipped.items()})
+        values = predicted[endpoint]
+        if bundle.endpoint_kinds[endpoint] == "survival":
+            values = 1.0 - values
+        risk = {int(m): values[:, i] for i, m in enumerate(months)}
+        if target.competing:
+            metrics = _competing_endpoint_metrics(time, code, target.event_of_interest, risk, horizons,
+                                                  bundle.horizons_months, main_h)
+        else:
+            metrics = _survival_endpoint_metrics(time, (code > 0).astype(int), risk, horizons,
+                                                 bundle.horizons_months, main_h)
+        metrics["ibs"] = _integrated_brier(bundle, frame, endpoint, target, horizons)
+        for h in bundle.horizons_months:
+            if h not in horizons:
+                for name in ("auc", "brier", "cal_oe", "cal_slope", "cal_intercept"):
+                    metrics[f"{name}_{h}m"] = float("nan")
+        result.metrics.update({f"{prefix}{k}": v for k, v in metrics.items()})
     return result
+
+
+def _integrated_brier(bundle: ModelBundle, frame: pd.DataFrame, endpoint: str, target: EndpointTarget,
+                      horizons: list[int]) -> float:
+    if len(horizons) < 2:
+        return float("nan")
+    grid = np.arange(min(horizons), max(horizons) + 1, dtype=float)
+    values = bundle.endpoint_probabilities(frame, grid, only=endpoint)[endpoint]
+    time, code = np.asarray(target.months, float), np.asarray(target.code)
+    if target.competing:
+        from hazardous.metrics import integrated_brier_score_incidence
+
+        y = pd.DataFrame({"event": code, "duration": time})
+        return float(integrated_brier_score_incidence(y, y, values, grid, event_of_interest=target.event_of_interest))
+    survival = values if bundle.endpoint_kinds[endpoint] == "survival" else 1.0 - values
+    return integrated_brier(time, (code > 0).astype(int), survival, grid)

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
+from features.tasks import EndpointTarget
 from training.bundle import ModelBundle
-from training.evaluate import kaplan_meier_risk
+from training.evaluate import observed_risk
 from training.preprocessing import Preprocessor
 
 MAX_BACKGROUND_ROWS = 50
@@ -84,10 +85,10 @@ def contribution_summary_plot(bundle: ModelBundle, frame: pd.DataFrame, horizon:
     import matplotlib.pyplot as plt
     import shap
 
+    frame = frame.sample(n=min(len(frame), 400), random_state=0) if len(frame) > 400 else frame
     values, base = bundle.contributions(frame, horizon)
-    names = bundle.preprocessor.feature_names
-    display = bundle.preprocessor.transform(frame)  # numeric stand-in for colouring only
-    by_feature = np.column_stack([display[:, np.array(bundle.preprocessor.sources) == n][:, 0] for n in names])
+    names = bundle.feature_names
+    by_feature = np.column_stack([_colour_value(frame[n]) for n in names])
     explanation = shap.Explanation(values=100 * values, base_values=np.full(len(frame), 100 * base),
                                    data=by_feature, feature_names=names)
     plt.figure()
@@ -101,24 +102,35 @@ def contribution_summary_plot(bundle: ModelBundle, frame: pd.DataFrame, horizon:
     return path
 
 
-def calibration_plot(predictions: dict[str, np.ndarray], time: np.ndarray, event: np.ndarray, horizon: int,
-                     path: Path, n_groups: int = 10) -> Path:
-    """Mean predicted vs Kaplan-Meier observed risk by predicted-risk decile, one line per family."""
+def _colour_value(values: pd.Series) -> np.ndarray:
+    """A number per patient to colour the beeswarm: the value, or the category's code."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().any() or values.isna().all():
+        return numeric.astype(float).to_numpy()
+    return values.astype("category").cat.codes.replace(-1, np.nan).astype(float).to_numpy()
+
+
+def calibration_plot(predictions: dict[str, np.ndarray], target: EndpointTarget, horizon: int, path: Path,
+                     n_groups: int = 10) -> Path:
+    """Mean predicted vs observed (Kaplan-Meier or Aalen-Johansen) risk by predicted-risk decile, per family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    time, code = np.asarray(target.months, float), np.asarray(target.code)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for family, risk in predictions.items():
         groups = pd.qcut(risk, q=n_groups, labels=False, duplicates="drop")
         xs = [float(risk[groups == g].mean()) for g in np.unique(groups)]
-        ys = [kaplan_meier_risk(time[groups == g], event[groups == g], horizon) for g in np.unique(groups)]
+        ys = [observed_risk(time[groups == g], code[groups == g], target.event_of_interest, horizon)
+              for g in np.unique(groups)]
         ax.plot(xs, ys, "o-", label=family)
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="ideal")
     upper = max(0.05, float(max(np.max(r) for r in predictions.values())) * 1.1)
     ax.set(xlim=(0, upper), ylim=(0, upper), xlabel=f"predicted relapse risk at {horizon} months",
-           ylabel="observed (Kaplan-Meier) risk", title=f"Calibration on held-out data, {horizon} months")
+           ylabel="observed risk (Kaplan-Meier / Aalen-Johansen)",
+           title=f"Calibration on held-out data, {horizon} months")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -4,7 +4,8 @@
   missing-indicator, drop-first one-hot columns; baseline by Breslow on its own (in-sample) margins.
 - `XGBoostCoxFamily`: xgboost `survival:cox` on raw columns (missing values native), monotone in
   TKI and deep-response duration; baseline by Breslow on out-of-fold margins (clarifications §5).
-Both end in a `ModelBundle`, so evaluation and serving share one prediction path.
+Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
+together make the `ModelBundle`, so evaluation and serving share one prediction path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
 from training.breslow import BreslowBaseline
-from training.bundle import ModelBundle
+from training.bundle import CauseModel
 from training.preprocessing import Preprocessor
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "nthread": 1,
@@ -38,10 +39,10 @@ class CoxFamily:
     coefficients_: np.ndarray | None = None
     baseline_: BreslowBaseline | None = None
 
-    def fit(self, frame: pd.DataFrame, schema: TaskSchema) -> CoxFamily:
+    def fit(self, frame: pd.DataFrame, schema: TaskSchema, target: tuple[np.ndarray, np.ndarray]) -> CoxFamily:
         from lifelines import CoxPHFitter
 
-        time, event = check_survival_target(frame[schema.time_column], frame[schema.event_column])
+        time, event = check_survival_target(*target)
         self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema)
         matrix = self.preprocessor_.transform(frame)
         # Columns constant in this fold (e.g. a missing indicator with nothing missing) carry no information.
@@ -58,11 +59,9 @@ class CoxFamily:
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor_.transform(frame) @ self.coefficients_
 
-    def to_bundle(self, schema: TaskSchema) -> ModelBundle:
-        return ModelBundle(task=schema.task, family=self.name, preprocessor=self.preprocessor_,
-                           baseline=self.baseline_, horizons_months=list(schema.horizons_months),
-                           main_horizon_months=schema.main_horizon_months, schema=schema.to_json(),
-                           coefficients=self.coefficients_.tolist())
+    def cause_model(self) -> CauseModel:
+        return CauseModel(family=self.name, preprocessor=self.preprocessor_, baseline=self.baseline_,
+                          coefficients=self.coefficients_.tolist())
 
 
 def monotone_constraints(schema: TaskSchema, preprocessor: Preprocessor) -> tuple[int, ...]:
@@ -91,10 +90,10 @@ class XGBoostCoxFamily:
         return xgb.train(params, train, num_boost_round=rounds, evals=evals,
                          early_stopping_rounds=early_stopping if valid else None, verbose_eval=False)
 
-    def fit(self, frame: pd.DataFrame, schema: TaskSchema, oof_margin: np.ndarray | None = None
-            ) -> XGBoostCoxFamily:
+    def fit(self, frame: pd.DataFrame, schema: TaskSchema, target: tuple[np.ndarray, np.ndarray],
+            oof_margin: np.ndarray | None = None) -> XGBoostCoxFamily:
         """Fit on the frame; the Breslow baseline uses `oof_margin` when given (out-of-fold margins)."""
-        time, event = check_survival_target(frame[schema.time_column], frame[schema.event_column])
+        time, event = check_survival_target(*target)
         self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema)
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
@@ -103,11 +102,11 @@ class XGBoostCoxFamily:
         return self
 
     def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,
+                           targets: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
                            patience: int = 30) -> int:
         """Fit on `train` stopping on `valid`'s partial likelihood; returns the best number of rounds."""
         self.preprocessor_ = Preprocessor(impute=False).fit(train, schema)
-        labels = [xgboost_cox_label(*check_survival_target(f[schema.time_column], f[schema.event_column]))
-                  for f in (train, valid)]
+        labels = [xgboost_cox_label(*check_survival_target(*t, allow_all_censored=True)) for t in targets]
         self.booster_ = self._train(self.preprocessor_.transform(train), labels[0], schema,
                                     self.num_boost_round, (self.preprocessor_.transform(valid), labels[1]),
                                     patience)
@@ -119,8 +118,6 @@ class XGBoostCoxFamily:
         matrix = self.preprocessor_.transform(frame)
         return self.booster_.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
 
-    def to_bundle(self, schema: TaskSchema) -> ModelBundle:
-        return ModelBundle(task=schema.task, family=self.name, preprocessor=self.preprocessor_,
-                           baseline=self.baseline_, horizons_months=list(schema.horizons_months),
-                           main_horizon_months=schema.main_horizon_months, schema=schema.to_json(),
-                           booster=self.booster_)
+    def cause_model(self) -> CauseModel:
+        return CauseModel(family=self.name, preprocessor=self.preprocessor_, baseline=self.baseline_,
+                          booster=self.booster_)

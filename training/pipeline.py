@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.registry_file import load_registry_file
 from features.task_schema import TaskSchema, validate_frame
-from features.tasks import get_task
+from features.tasks import EndpointTarget, Task, get_task
 from training.bundle import ModelBundle
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
@@ -107,6 +107,33 @@ def git_commit() -> str:
         return "unknown"
 
 
+def kaplan_meier_curve(months: np.ndarray, event: np.ndarray) -> dict[str, list[float]]:
+    """Product-limit survival after each event time (used for survival after relapse)."""
+    grid = np.unique(months[event == 1])
+    survival = np.cumprod([1.0 - np.sum((months == g) & (event == 1)) / np.sum(months >= g) for g in grid])
+    return {"months": grid.tolist(), "survival": np.asarray(survival).tolist()}
+
+
+def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int
+               ) -> ModelBundle:
+    """One cause-specific model per cause of the task, combined into a bundle."""
+    schema = task.schema
+    causes = {}
+    for cause, target in task.cause_targets(development).items():
+        if family == "cox_ph":
+            causes[cause] = CoxFamily().fit(development, schema, target).cause_model()
+        else:
+            result = tuned[cause]
+            causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed).fit(
+                development, schema, target, oof_margin=result.oof_margin).cause_model()
+    post_relapse = None
+    if task.post_relapse_target is not None:
+        post_relapse = kaplan_meier_curve(*task.post_relapse_target(development))
+    return ModelBundle(task=schema.task, family=family, outcome=task.outcome, causes=causes,
+                       horizons_months=list(schema.horizons_months), main_horizon_months=schema.main_horizon_months,
+                       schema=schema.to_json(), post_relapse_survival=post_relapse)
+
+
 def choose_family(evaluations: dict[str, Evaluation]) -> str:
     """The better held-out Uno's C; ties within 0.005 go to the Cox baseline."""
     cox, boosted = evaluations["cox_ph"].metrics["uno_c"], evaluations["xgboost_cox"].metrics["uno_c"]
@@ -126,7 +153,8 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
     import mlflow
 
     say = Progress(settings.quiet)
-    schema = get_task(settings.task).schema
+    task = get_task(settings.task)
+    schema = task.schema
     cohort = load_cohort(settings, schema)
     frame = cohort.frame
     say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
@@ -156,28 +184,30 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         mlflow.log_params({"n_patients": len(frame), "n_development": len(development),
                            "n_held_out": len(held_out), "n_trials": settings.n_trials, "n_folds": len(folds)})
 
-        def log_trial(number: int, params: dict[str, Any], score: float, rounds: int) -> None:
-            with mlflow.start_run(experiment_id=experiment, run_name=f"tuning trial {number:02d}", nested=True):
-                mlflow.set_tags({"task": settings.task, "role": "tuning_trial", "family": "xgboost_cox"})
-                mlflow.log_params({**params, "num_boost_round": rounds})
-                mlflow.log_metric("cv_harrell_c", score)
-            say(f"  tuning trial {number + 1}/{settings.n_trials}: CV Harrell C {score:.3f} ({rounds} rounds)")
+        tuned = {}
+        for cause, target in task.cause_targets(development).items():
+            def log_trial(number: int, params: dict[str, Any], score: float, rounds: int, cause: str = cause
+                          ) -> None:
+                with mlflow.start_run(experiment_id=experiment, nested=True,
+                                      run_name=f"tuning {cause} trial {number:02d}"):
+                    mlflow.set_tags({"task": settings.task, "role": "tuning_trial", "family": "xgboost_cox",
+                                     "cause": cause})
+                    mlflow.log_params({**params, "num_boost_round": rounds})
+                    mlflow.log_metric("cv_harrell_c", score)
+                say(f"  {cause} trial {number + 1}/{settings.n_trials}: CV Harrell C {score:.3f} ({rounds} rounds)")
 
-        say(f"tuning xgboost survival:cox with Optuna ({settings.n_trials} trials, seeded TPE)")
-        tuned = tune_xgboost(development, schema, folds, settings.n_trials, settings.seed, log_trial)
-        mlflow.log_params({f"xgb_{k}": v for k, v in tuned.params.items()})
-        mlflow.log_metric("tuning_cv_harrell_c", tuned.cv_harrell_c)
+            say(f"tuning xgboost survival:cox for {cause} with Optuna ({settings.n_trials} trials, seeded TPE)")
+            tuned[cause] = tune_xgboost(development, schema, target, folds, settings.n_trials, settings.seed,
+                                        log_trial)
+            mlflow.log_params({f"xgb_{cause}_{k}": v for k, v in tuned[cause].params.items()})
+            mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
 
         say("fitting both families on the development centres")
-        families = {
-            "cox_ph": CoxFamily().fit(development, schema),
-            "xgboost_cox": XGBoostCoxFamily(tuned.params, tuned.num_boost_round, settings.seed).fit(
-                development, schema, oof_margin=tuned.oof_margin),
-        }
-        bundles = {name: complete_bundle(f.to_bundle(schema), development, schema, settings.seed)
-                   for name, f in families.items()}
-        evaluations = {name: evaluate_bundle(b, held_out, schema.time_column, schema.event_column)
-                       for name, b in bundles.items()}
+        bundles = {family: complete_bundle(fit_family(family, task, development, tuned, settings.seed),
+                                           development, schema, settings.seed)
+                   for family in ("cox_ph", "xgboost_cox")}
+        held_out_targets = task.endpoint_targets(held_out)
+        evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
         for name, evaluation in evaluations.items():
             _log_family_run(mlflow, experiment, settings, name, evaluation, bundles[name])
             say(f"  {name}: held-out Uno C {evaluation.metrics['uno_c']:.3f}, Harrell C "
@@ -192,8 +222,9 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         say("explaining and plotting")
         with tempfile.TemporaryDirectory() as scratch:
             scratch_path = Path(scratch)
-            _log_plots(mlflow, schema, bundles, chosen, held_out, scratch_path)
-            decision = _gate(chosen, metrics, held_out, schema, settings, cohort.digest)
+            _log_plots(mlflow, schema, bundles, chosen, held_out, held_out_targets[chosen.main_endpoint],
+                       scratch_path)
+            decision = _gate(chosen, metrics, held_out, held_out_targets, settings, cohort.digest)
             chosen.metrics = metrics
             chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
                               "data_source": cohort.description, "split_design": split.design}
@@ -234,24 +265,24 @@ def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name:
         for label, reason in evaluation.skipped.items():
             mlflow.set_tag(f"skipped_reason_{label}", reason)
         if name == "cox_ph":
-            mlflow.log_dict(dict(zip(bundle.preprocessor.columns, bundle.coefficients, strict=True)),
-                            "cox_coefficients.json")
+            coefficients = {cause: dict(zip(model.preprocessor.columns, model.coefficients, strict=True))
+                            for cause, model in bundle.causes.items()}
+            mlflow.log_dict(coefficients, "cox_coefficients.json")
 
 
 def _log_plots(mlflow: Any, schema: TaskSchema, bundles: dict[str, ModelBundle], chosen: ModelBundle,
-               held_out: pd.DataFrame, folder: Path) -> None:
+               held_out: pd.DataFrame, target: EndpointTarget, folder: Path) -> None:
     h = schema.main_horizon_months
-    time_, event = held_out[schema.time_column].to_numpy(float), held_out[schema.event_column].to_numpy(int)
     predictions = {n: b.event_probability(held_out, np.array([h]))[:, 0] for n, b in bundles.items()}
-    mlflow.log_artifact(str(calibration_plot(predictions, time_, event, h, folder / f"calibration_{h}m.png")),
-                        "plots")
+    path = calibration_plot(predictions, target, h, folder / f"calibration_{h}m.png")
+    mlflow.log_artifact(str(path), "plots")
     path = contribution_summary_plot(chosen, held_out, h, folder / f"shap_summary_relapse_{h}m.png")
     mlflow.log_artifact(str(path), "plots")
 
 
-def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame, schema: TaskSchema,
-          settings: TrainSettings, digest: str) -> PromotionDecision:
-    gates = absolute_gates(bundle, metrics, held_out, schema.time_column, schema.event_column, settings.seed)
+def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
+          targets: dict[str, EndpointTarget], settings: TrainSettings, digest: str) -> PromotionDecision:
+    gates = absolute_gates(bundle, metrics, held_out, targets[bundle.main_endpoint], settings.seed)
     champion = read_champion(settings.models_dir, settings.task)
     if champion is None:
         return decide(gates, None, "no champion yet")
@@ -259,8 +290,7 @@ def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame
         return decide(gates, None, f"champion v{champion['version']} was trained on other data "
                                    f"({champion.get('data_digest')}): compared with the Cox baseline only")
     current = ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"])
-    comparison = compare_with_champion(bundle, current, held_out, schema.time_column, schema.event_column,
-                                       settings.seed)
+    comparison = compare_with_champion(bundle, current, held_out, targets, settings.seed)
     return decide(gates, comparison, f"champion v{champion['version']}")
 
 
@@ -270,7 +300,7 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
     from training.pyfunc_model import RelapseRiskModel
 
     bundle.save(bundle_dir)
-    example = get_task(task).generate_cohort(5, 12345)[list(bundle.preprocessor.feature_names)]  # synthetic
+    example = get_task(task).generate_cohort(5, 12345)[bundle.feature_names]  # synthetic rows only
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
         registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),

@@ -32,73 +32,64 @@ def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -
     return warnings
 
 
-def _risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
+def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
     label = RISK_GROUP_LABELS[int(np.searchsorted(bundle.risk_cut_points, risk, side="right"))]
     return {"label": label, "horizon_months": bundle.main_horizon_months, "cut_points": bundle.risk_cut_points}
+
+
+def _endpoint_answer(kind: str, at_horizons: np.ndarray, curve: np.ndarray, horizons: list[int],
+                     reliable_until: float) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "horizons": [{"months": int(m), "probability": None if m > reliable_until else float(p),
+                      "lower": None, "upper": None} for m, p in zip(horizons, at_horizons, strict=True)],
+        "curve": {"months": CURVE_MONTHS.astype(int).tolist(), "probability": [float(p) for p in curve]},
+    }
 
 
 def predict_patient(
     bundle: ModelBundle,
     patient: dict[str, Any],
     *,
-    explain_endpoint: str = "relapse",
+    explain_endpoint: str | None = None,
     explain_horizon_months: float | None = None,
     model_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Probabilities at each horizon, monthly curves, risk group, contributions and warnings for one patient."""
+    """Every endpoint at each horizon with monthly curves, risk group, contributions and warnings."""
     frame = pd.DataFrame([patient])
+    endpoint = explain_endpoint or bundle.main_endpoint
     horizon = float(explain_horizon_months or bundle.main_horizon_months)
     warnings = out_of_distribution_warnings(bundle, patient)
-    reliable_until = bundle.baseline.last_reliable_month_
+    reliable_until = bundle.last_reliable_month
     months = np.array(bundle.horizons_months, dtype=float)
-    relapse_free = bundle.relapse_free_probability(frame, np.concatenate([months, CURVE_MONTHS]))[0]
-    at_horizons, curve = relapse_free[: len(months)], relapse_free[len(months):]
+    probabilities = bundle.endpoint_probabilities(frame, np.concatenate([months, CURVE_MONTHS]))
+    endpoints = {
+        name: _endpoint_answer(kind, probabilities[name][0, : len(months)], probabilities[name][0, len(months):],
+                               bundle.horizons_months, reliable_until)
+        for name, kind in bundle.endpoint_kinds.items()
+    }
     for h in months[months > reliable_until]:
         warnings.append({"code": "horizon_beyond_follow_up", "field": None,
-                         "message": f"fewer than {bundle.baseline.min_at_risk} training patients were followed "
+                         "message": f"fewer than {bundle.min_at_risk} training patients were followed "
                                     f"to {h:g} months, so no estimate is given there"})
-
-    def endpoint(kind: str, survival_curve: np.ndarray, survival_at: np.ndarray) -> dict[str, Any]:
-        value = survival_curve if kind == "survival" else 1.0 - survival_curve
-        point = survival_at if kind == "survival" else 1.0 - survival_at
-        return {
-            "kind": kind,
-            "horizons": [
-                {"months": int(m), "probability": None if m > reliable_until else float(p),
-                 "lower": None, "upper": None}
-                for m, p in zip(months, point, strict=True)
-            ],
-            "curve": {"months": CURVE_MONTHS.astype(int).tolist(),
-                      "probability": [float(p) for p in value]},
-        }
-
-    values, base_value = bundle.contributions(frame, horizon)
-    sign = 1.0 if explain_endpoint == "relapse" else -1.0
-    base = base_value if explain_endpoint == "relapse" else 1.0 - base_value
+    values, base_value = bundle.contributions(frame, horizon, endpoint)
     units = {p["name"]: p.get("unit") for p in bundle.schema["predictors"]}
-    items = [
-        {"feature": name, "value": _plain(patient.get(name)), "units": units.get(name),
-         "percentage_points": float(100.0 * sign * v)}
-        for name, v in zip(bundle.preprocessor.feature_names, values[0], strict=True)
-    ]
-    main_risk = 1.0 - float(bundle.relapse_free_probability(frame, np.array([bundle.main_horizon_months]))[0, 0])
+    items = [{"feature": name, "value": _plain(patient.get(name)), "units": units.get(name),
+              "percentage_points": float(100.0 * v)}
+             for name, v in zip(bundle.feature_names, values[0], strict=True)]
+    main_risk = float(bundle.event_probability(frame, np.array([bundle.main_horizon_months]))[0, 0])
     return {
         "task": bundle.task,
         "model": model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
                                     "run_id": bundle.lineage.get("run_id"), "family": bundle.family},
-        "endpoints": {
-            "relapse": endpoint("incidence", curve, at_horizons),
-            "relapse_free": endpoint("survival", curve, at_horizons),
-        },
-        "risk_group": _risk_group(bundle, main_risk),
-        "contributions": {"endpoint": explain_endpoint, "horizon_months": horizon,
-                          "base_value": base, "items": items},
+        "endpoints": endpoints,
+        "risk_group": risk_group(bundle, main_risk),
+        "contributions": {"endpoint": endpoint, "horizon_months": horizon, "base_value": base_value,
+                          "items": items},
         "interval_method": None,
         "warnings": warnings,
     }
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return value.item() if isinstance(value, np.generic) else value

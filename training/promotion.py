@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.tasks import EndpointTarget
 from training.bundle import ModelBundle
-from training.evaluate import evaluate_bundle, net_benefit, uno_c, uno_tau
+from training.evaluate import endpoint_uno_c, evaluate_bundle, net_benefit
 
 SLOPE_BOUNDS = (0.8, 1.25)
 OE_BOUNDS = (0.8, 1.25)
@@ -49,30 +50,34 @@ def bootstrap_indices(frame: pd.DataFrame, draws: int, seed: int) -> list[np.nda
             for _ in range(draws)]
 
 
-def bootstrap_uno_c(margins: list[np.ndarray], time: np.ndarray, event: np.ndarray, horizons: list[int],
+def _main_risk(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
+    return bundle.event_probability(frame, np.array([bundle.main_horizon_months]))[:, 0]
+
+
+def bootstrap_uno_c(risks: list[np.ndarray], target: EndpointTarget, horizons: list[int],
                     indices: list[np.ndarray]) -> np.ndarray:
-    """Uno's C of each margin on each bootstrap draw (draws x models), held-out predictions, no refit."""
-    tau = uno_tau(time, horizons)
+    """Uno's C of each model's risk on each bootstrap draw (draws x models), held-out predictions, no refit."""
     values = []
     for rows in indices:
-        if event[rows].sum() == 0:
+        draw = EndpointTarget(target.months[rows], target.code[rows], target.event_of_interest, target.competing)
+        if not np.any(draw.code == draw.event_of_interest):
             continue
         try:
-            values.append([uno_c(time[rows], event[rows], m[rows], tau) for m in margins])
+            values.append([endpoint_uno_c(draw, r[rows], horizons) for r in risks])
         except ValueError:  # a draw without follow-up past tau cannot be scored
             continue
     return np.array(values)
 
 
-def absolute_gates(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame, time_column: str,
-                   event_column: str, seed: int) -> dict[str, Any]:
+def absolute_gates(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
+                   target: EndpointTarget, seed: int) -> dict[str, Any]:
+    """Gates at the main horizon on the main endpoint's held-out predictions."""
     h = bundle.main_horizon_months
-    time, event = held_out[time_column].to_numpy(float), held_out[event_column].to_numpy(int)
-    margin = bundle.margin(bundle.matrix(held_out))
-    draws = bootstrap_uno_c([margin], time, event, bundle.horizons_months,
+    risk = _main_risk(bundle, held_out)
+    draws = bootstrap_uno_c([risk], target, bundle.horizons_months,
                             bootstrap_indices(held_out, BOOTSTRAP_DRAWS, seed))
-    risk = 1.0 - bundle.baseline.survival(margin, np.array([h]))[:, 0]
-    curve = net_benefit(time, event, risk, h, DCA_THRESHOLDS)
+    curve = net_benefit(np.asarray(target.months, float), np.asarray(target.code), risk, h, DCA_THRESHOLDS,
+                        target.event_of_interest)
     useful = curve[(curve.model > curve.treat_all) & (curve.model > curve.treat_none)]
     slope, oe = metrics.get(f"cal_slope_{h}m", np.nan), metrics.get(f"cal_oe_{h}m", np.nan)
     return {
@@ -86,15 +91,15 @@ def absolute_gates(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.
     }
 
 
-def compare_with_champion(new: ModelBundle, champion: ModelBundle, held_out: pd.DataFrame, time_column: str,
-                          event_column: str, seed: int) -> dict[str, Any]:
-    time, event = held_out[time_column].to_numpy(float), held_out[event_column].to_numpy(int)
-    margins = [b.margin(b.matrix(held_out)) for b in (new, champion)]
-    draws = bootstrap_uno_c(margins, time, event, new.horizons_months,
+def compare_with_champion(new: ModelBundle, champion: ModelBundle, held_out: pd.DataFrame,
+                          targets: dict[str, EndpointTarget], seed: int) -> dict[str, Any]:
+    main = {new.main_endpoint: targets[new.main_endpoint]}
+    risks = [_main_risk(b, held_out) for b in (new, champion)]
+    draws = bootstrap_uno_c(risks, main[new.main_endpoint], new.horizons_months,
                             bootstrap_indices(held_out, BOOTSTRAP_DRAWS, seed + 1))
     delta = draws[:, 0] - draws[:, 1]
-    new_eval = evaluate_bundle(new, held_out, time_column, event_column).metrics
-    old_eval = evaluate_bundle(champion, held_out, time_column, event_column).metrics
+    new_eval = evaluate_bundle(new, held_out, main).metrics
+    old_eval = evaluate_bundle(champion, held_out, main).metrics
     return {
         "champion_uno_c": old_eval["uno_c"], "delta_uno_c": new_eval["uno_c"] - old_eval["uno_c"],
         "delta_uno_c_lower95": float(np.quantile(delta, 0.025)),

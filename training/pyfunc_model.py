@@ -12,8 +12,8 @@ from training.bundle import ModelBundle
 
 
 class RelapseRiskModel(mlflow.pyfunc.PythonModel):
-    """Input: one row per patient with the schema's predictor columns. Output: one column per horizon,
-    `event_probability_<h>m` = P(event by h months | x), and `event_free_probability_<h>m` = 1 - that."""
+    """Input: one row per patient with the schema's predictor columns. Output: one column per endpoint and
+    horizon, `<endpoint>_<h>m`, the endpoint's probability (incidence, or probability of staying event-free)."""
 
     def load_context(self, context: Any) -> None:
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
@@ -21,9 +21,7 @@ class RelapseRiskModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
         months = np.array(self.bundle.horizons_months, dtype=float)
-        survival = self.bundle.relapse_free_probability(model_input, months)
-        columns = {}
-        for i, h in enumerate(self.bundle.horizons_months):
-            columns[f"event_probability_{h}m"] = 1.0 - survival[:, i]
-            columns[f"event_free_probability_{h}m"] = survival[:, i]
+        probabilities = self.bundle.endpoint_probabilities(model_input, months)
+        columns = {f"{endpoint}_{h}m": values[:, i] for endpoint, values in probabilities.items()
+                   for i, h in enumerate(self.bundle.horizons_months)}
         return pd.DataFrame(columns, index=model_input.index)

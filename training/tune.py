@@ -42,38 +42,47 @@ def _suggest(trial: Any) -> dict[str, Any]:
     }
 
 
-def cross_validate(params: dict[str, Any], frame: pd.DataFrame, schema: TaskSchema,
+Target = tuple[np.ndarray, np.ndarray]
+
+
+def _rows(target: Target, rows: np.ndarray) -> Target:
+    return target[0][rows], target[1][rows]
+
+
+def cross_validate(params: dict[str, Any], frame: pd.DataFrame, schema: TaskSchema, target: Target,
                    folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[float, int]:
     """Mean validation Harrell's C and mean best number of rounds over the folds."""
+    import xgboost as xgb
+
     scores, rounds = [], []
     for train_rows, valid_rows in folds:
         train, valid = frame.iloc[train_rows], frame.iloc[valid_rows]
         model = XGBoostCoxFamily(params=params, num_boost_round=MAX_ROUNDS, seed=seed)
-        best = model.fit_early_stopping(train, valid, schema, EARLY_STOPPING_ROUNDS)
-        import xgboost as xgb
-
+        best = model.fit_early_stopping(train, valid, schema, (_rows(target, train_rows), _rows(target, valid_rows)),
+                                        EARLY_STOPPING_ROUNDS)
         matrix = model.preprocessor_.transform(valid)
         margin = model.booster_.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True,
                                         iteration_range=(0, best))
-        scores.append(harrell_c(valid[schema.time_column].to_numpy(), valid[schema.event_column].to_numpy(),
-                                margin))
+        valid_time, valid_event = _rows(target, valid_rows)
+        if valid_event.sum() > 0:
+            scores.append(harrell_c(valid_time, valid_event, margin))
         rounds.append(best)
     return float(np.mean(scores)), int(np.round(np.mean(rounds)))
 
 
 def out_of_fold_margin(params: dict[str, Any], rounds: int, frame: pd.DataFrame, schema: TaskSchema,
-                       folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> np.ndarray:
+                       target: Target, folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> np.ndarray:
     """Margins of each development patient from a model that did not see them."""
     margin = np.empty(len(frame))
     for train_rows, valid_rows in folds:
         model = XGBoostCoxFamily(params=params, num_boost_round=rounds, seed=seed)
-        model.fit(frame.iloc[train_rows], schema)
+        model.fit(frame.iloc[train_rows], schema, _rows(target, train_rows))
         margin[valid_rows] = model.predict_margin(frame.iloc[valid_rows])
     return margin
 
 
-def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, folds: list[tuple[np.ndarray, np.ndarray]],
-                 n_trials: int, seed: int,
+def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, target: Target,
+                 folds: list[tuple[np.ndarray, np.ndarray]], n_trials: int, seed: int,
                  on_trial: Callable[[int, dict[str, Any], float, int], None] | None = None) -> TuningResult:
     import optuna
 
@@ -81,7 +90,7 @@ def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, folds: list[tuple[np.n
 
     def objective(trial: Any) -> float:
         params = _suggest(trial)
-        score, rounds = cross_validate(params, frame, schema, folds, seed)
+        score, rounds = cross_validate(params, frame, schema, target, folds, seed)
         trial.set_user_attr("num_boost_round", rounds)
         if on_trial:
             on_trial(trial.number, params, score, rounds)
@@ -93,5 +102,5 @@ def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, folds: list[tuple[np.n
     rounds = int(best.user_attrs["num_boost_round"])
     params = dict(best.params)
     return TuningResult(params=params, num_boost_round=rounds, cv_harrell_c=float(best.value),
-                        oof_margin=out_of_fold_margin(params, rounds, frame, schema, folds, seed),
+                        oof_margin=out_of_fold_margin(params, rounds, frame, schema, target, folds, seed),
                         n_trials=n_trials)

@@ -11,6 +11,7 @@ import pytest
 from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
+from features.tasks import TASKS
 from training.bundle import CURVE_MONTHS, ModelBundle
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
@@ -36,13 +37,21 @@ def patients() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def bundles(development) -> dict[str, ModelBundle]:
+    target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
     fitted = {
-        "cox_ph": CoxFamily().fit(development, CML_TFR_SCHEMA),
+        "cox_ph": CoxFamily().fit(development, CML_TFR_SCHEMA, target),
         "xgboost_cox": XGBoostCoxFamily(params={"eta": 0.1, "max_depth": 2}, num_boost_round=50,
-                                        seed=SEED).fit(development, CML_TFR_SCHEMA),
+                                        seed=SEED).fit(development, CML_TFR_SCHEMA, target),
     }
-    return {name: complete_bundle(family.to_bundle(CML_TFR_SCHEMA), development, CML_TFR_SCHEMA, SEED)
-            for name, family in fitted.items()}
+
+    def bundle_of(name: str, family) -> ModelBundle:
+        bundle = ModelBundle(task="cml_tfr", family=name, outcome="single_event",
+                             causes={"relapse": family.cause_model()},
+                             horizons_months=list(CML_TFR_SCHEMA.horizons_months),
+                             main_horizon_months=CML_TFR_SCHEMA.main_horizon_months, schema=CML_TFR_SCHEMA.to_json())
+        return complete_bundle(bundle, development, CML_TFR_SCHEMA, SEED)
+
+    return {name: bundle_of(name, family) for name, family in fitted.items()}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -63,12 +72,12 @@ def test_save_load_round_trip(bundles, patients, family, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_curves_are_survival_curves(bundles, patients, family):
-    survival = bundles[family].relapse_free_probability(patients, CURVE_MONTHS)
+    survival = bundles[family].endpoint_probabilities(patients, CURVE_MONTHS)["relapse_free"]
     assert np.all((survival >= 0) & (survival <= 1))
     assert np.all(np.diff(survival, axis=1) <= 0)
     np.testing.assert_array_equal(survival[:, 0], 1.0)  # nobody relapses at month 0
     risk = bundles[family].event_probability(patients, HORIZONS)
-    np.testing.assert_allclose(risk, 1.0 - bundles[family].relapse_free_probability(patients, HORIZONS))
+    np.testing.assert_allclose(risk, 1.0 - bundles[family].endpoint_probabilities(patients, HORIZONS)["relapse_free"])
     assert np.all(np.diff(risk, axis=1) >= 0)
 
 
@@ -113,10 +122,10 @@ def test_base_value_is_weighted_background_mean(bundles, patients, family):
 def test_xgboost_margin_contributions_sum_to_margin(bundles, patients):
     import xgboost as xgb
 
-    bundle = bundles["xgboost_cox"]
-    matrix = bundle.matrix(patients)
-    margin = bundle.margin(matrix).astype(float)
-    parts = bundle.margin_contributions(matrix).astype(float)
+    bundle = bundles["xgboost_cox"].causes["relapse"]
+    matrix = bundle.preprocessor.transform(patients)
+    margin = bundle.margin(patients)
+    parts = bundle.margin_contributions(patients)
     constant = margin - parts.sum(axis=1)
     # Same constant for every patient (xgboost's bias term), up to float32 rounding of the booster output.
     assert np.ptp(constant) < 1e-5
@@ -126,9 +135,8 @@ def test_xgboost_margin_contributions_sum_to_margin(bundles, patients):
 
 
 def test_cox_margin_contributions_sum_to_margin(bundles, patients):
-    bundle = bundles["cox_ph"]
-    matrix = bundle.matrix(patients)
-    np.testing.assert_allclose(bundle.margin_contributions(matrix).sum(axis=1), bundle.margin(matrix),
+    bundle = bundles["cox_ph"].causes["relapse"]
+    np.testing.assert_allclose(bundle.margin_contributions(patients).sum(axis=1), bundle.margin(patients),
                                atol=1e-12)
 
 
@@ -193,7 +201,7 @@ def test_pyfunc_round_trip(bundles, patients, family, mlflow_store, tmp_path, mo
     answer = model.predict(patients)
     expected = bundle.event_probability(patients, HORIZONS)
     for i, h in enumerate(CML_TFR_SCHEMA.horizons_months):
-        np.testing.assert_allclose(answer[f"event_probability_{h}m"].to_numpy(), expected[:, i], atol=1e-12)
-        np.testing.assert_allclose(answer[f"event_free_probability_{h}m"].to_numpy(), 1 - expected[:, i],
+        np.testing.assert_allclose(answer[f"relapse_{h}m"].to_numpy(), expected[:, i], atol=1e-12)
+        np.testing.assert_allclose(answer[f"relapse_free_{h}m"].to_numpy(), 1 - expected[:, i],
                                    atol=1e-12)
     assert list(answer.index) == list(patients.index)

@@ -74,13 +74,15 @@ def test_matrix_ignores_outcome_and_grouping_values(cohort, impute):
 
 
 def test_fitted_families_see_only_predictors(cohort):
-    cox = CoxFamily().fit(cohort, CML_TFR_SCHEMA)
-    boosted = XGBoostCoxFamily(params={"eta": 0.1, "max_depth": 2}, num_boost_round=20).fit(cohort, CML_TFR_SCHEMA)
+    target = TASKS["cml_tfr"].cause_targets(cohort)["relapse"]
+    cox = CoxFamily().fit(cohort, CML_TFR_SCHEMA, target)
+    boosted = XGBoostCoxFamily(params={"eta": 0.1, "max_depth": 2}, num_boost_round=20).fit(
+        cohort, CML_TFR_SCHEMA, target)
     for family in (cox, boosted):
         assert set(family.preprocessor_.sources) <= set(CML_TFR_SCHEMA.predictor_names)
         with_outcome = family.predict_margin(cohort)
         without = family.predict_margin(cohort[CML_TFR_SCHEMA.predictor_names])
         np.testing.assert_array_equal(with_outcome, without)
     assert cox.preprocessor_.columns is not None and len(cox.coefficients_) == len(cox.preprocessor_.columns)
-    bundle = cox.to_bundle(CML_TFR_SCHEMA)
-    assert not {"centre", "country", *CML_TFR_SCHEMA.outcome_columns} & set(bundle.preprocessor.feature_names)
+    model = cox.cause_model()
+    assert not {"centre", "country", *CML_TFR_SCHEMA.outcome_columns} & set(model.preprocessor.feature_names)

@@ -61,7 +61,7 @@ def test_registered_pyfunc_predicts_probabilities(trained_store):
 
     model = mlflow.pyfunc.load_model(f"models:/cml_tfr/{trained_store.summary.version}")
     answer = model.predict(generate_cml_tfr_cohort(20, seed=99))
-    risks = answer[[f"event_probability_{h}m" for h in (6, 12, 24)]].to_numpy()
+    risks = answer[[f"relapse_{h}m" for h in (6, 12, 24)]].to_numpy()
     assert np.all((risks >= 0) & (risks <= 1)) and np.all(np.diff(risks, axis=1) >= 0)
 
 
