@@ -72,6 +72,20 @@ class TaskSchema:
     endpoint_names: dict[str, str] = field(default_factory=dict)
     # Raw outcome columns beyond (time_column, event_column), e.g. death and GVHD times for all_hsct.
     extra_outcome_columns: tuple[Predictor, ...] = ()
+    # Row-level checks across the raw outcome columns (e.g. death before relapse).
+    outcome_check: Callable[[pd.DataFrame], list[Problem]] | None = None
+    # Predictors computed from others (e.g. MRD log reduction): filled when a file or request leaves them out.
+    derived_predictors: tuple[tuple[str, Callable[[pd.DataFrame], pd.Series]], ...] = ()
+
+    def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame with every derived predictor it lacks computed by its one function."""
+        missing = [(name, derive) for name, derive in self.derived_predictors if name not in frame.columns]
+        if not missing:
+            return frame
+        frame = frame.copy()
+        for name, derive in missing:
+            frame[name] = derive(frame).to_numpy()
+        return frame
 
     @property
     def predictor_names(self) -> list[str]:
@@ -205,6 +219,7 @@ def validate_frame(
     The frame keeps only schema columns (predictors, grouping, outcome), so nothing else travels further.
     """
     problems: list[Problem] = []
+    frame = schema.add_derived(frame)
     expected = [*schema.predictor_names, *schema.grouping_names]
     if require_outcome:
         expected += schema.outcome_columns
@@ -231,6 +246,8 @@ def validate_frame(
         problems.extend(outcome_issues)
         clean[schema.time_column] = time
         clean[schema.event_column] = event
+        if schema.outcome_check is not None:
+            problems.extend(schema.outcome_check(frame))
     for rule in schema.cross_field_rules:
         if all(c in clean.columns for c in rule.columns):
             fails = ~rule.holds(clean)

@@ -125,6 +125,13 @@ def cross_field_problems(schema: TaskSchema, patient: dict[str, Any]) -> list[di
             for rule in schema.cross_field_rules if not bool(rule.holds(frame).iloc[0])]
 
 
+def with_derived(schema: TaskSchema, patient: dict[str, Any]) -> dict[str, Any]:
+    """The patient with the schema's derived predictors computed by the same functions training used."""
+    derived = schema.add_derived(pd.DataFrame([patient]))
+    extra = {name: derived[name].iloc[0] for name, _ in schema.derived_predictors}
+    return {**patient, **{k: None if pd.isna(v) else float(v) for k, v in extra.items()}}
+
+
 # --- the app -------------------------------------------------------------------------------------------
 
 def create_app(champions: ChampionRegistry, keys: dict[str, str]) -> FastAPI:
@@ -189,7 +196,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         loaded, failure = champion_or_error()
         if failure:
             return failure
-        values = patient.model_dump(exclude={"explain"})
+        values = with_derived(schema, patient.model_dump(exclude={"explain"}))
         problems = cross_field_problems(schema, values)
         if problems:
             return error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)

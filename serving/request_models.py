@@ -40,7 +40,10 @@ def _description(p: Predictor) -> str:
 def patient_request_model(schema: TaskSchema) -> type[BaseModel]:
     """One field per predictor (required ones without default) plus optional grouping fields and `explain`."""
     fields: dict[str, Any] = {}
+    derived = {name for name, _ in schema.derived_predictors}
     for p in (*schema.predictors, *schema.grouping):
+        if p.name in derived:  # computed by the service from the fields it derives from
+            continue
         annotation = _field_type(p)
         examples = [p.example] if p.example is not None else None
         if p.required:
@@ -50,6 +53,6 @@ def patient_request_model(schema: TaskSchema) -> type[BaseModel]:
     explain = explain_options_model(schema)
     fields["explain"] = (explain | None, Field(None, description="what the contributions explain"))
     name = "".join(part.title() for part in schema.task.split("_")) + "Patient"
-    example = {p.name: p.example for p in schema.predictors if p.example is not None}
+    example = {p.name: p.example for p in schema.predictors if p.example is not None and p.name not in derived}
     return create_model(name, __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example]}),
                         **fields)

@@ -37,3 +37,14 @@ def trained_store(tmp_path_factory) -> TrainedStore:
     settings = small_settings(root)
     summary = run_training(settings)
     return TrainedStore(root, settings.tracking_uri, settings.models_dir, summary, settings)
+
+
+@pytest.fixture(scope="session")
+def trained_all_hsct(trained_store):
+    """all_hsct trained (default cohort, 3 trials per cause) into the same store and models/ as cml_tfr."""
+    from dataclasses import replace
+
+    from training.pipeline import run_training
+
+    settings = replace(small_settings(trained_store.root), task="all_hsct", n_patients=None)
+    return run_training(settings)

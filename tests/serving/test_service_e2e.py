@@ -43,8 +43,9 @@ def call(url: str, body: dict | None = None, key: str | None = KEY) -> tuple[int
 
 
 @pytest.fixture(scope="module")
-def server(trained_store, tmp_path_factory):
+def server(trained_store, trained_all_hsct, tmp_path_factory):
     assert trained_store.summary.promoted, trained_store.summary.reason
+    assert trained_all_hsct.promoted, trained_all_hsct.reason
     keys = tmp_path_factory.mktemp("secrets") / "api_keys"
     keys.write_text(f"ci:{KEY}\n")
     port = free_port()
@@ -87,6 +88,18 @@ def test_real_server_answers_a_patient(server, trained_store):
     risk_12 = body["endpoints"]["relapse"]["horizons"][1]["probability"]
     total = sum(i["percentage_points"] for i in body["contributions"]["items"]) / 100
     assert total == pytest.approx(risk_12 - body["contributions"]["base_value"], abs=1e-6)
+
+
+def test_real_server_answers_both_tasks(server):
+    from tests.serving.test_all_hsct_api import PATIENT as TRANSPLANT_PATIENT
+
+    base, _ = server
+    status, body = call(f"{base}/v1/all-hsct/predict", TRANSPLANT_PATIENT)
+    assert status == 200 and set(body["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
+    two_years = {name: e["horizons"][1]["probability"] for name, e in body["endpoints"].items()}
+    assert two_years["lfs"] + two_years["relapse"] + two_years["nrm"] == pytest.approx(1.0)
+    with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:  # BentoML's own readiness route
+        assert response.status == 200
 
 
 def test_real_server_refuses_bad_requests_with_the_error_shape(server):

@@ -1,0 +1,338 @@
+"""The `all_hsct` task: outcome after allogeneic stem-cell transplant in adult ALL (clinical-evidence B.2 and C).
+
+Time zero is the transplant day. Relapse and non-relapse mortality (NRM) compete; overall survival (OS),
+leukaemia-free survival (LFS) and GVHD-free relapse-free survival (GRFS) are derived endpoints. A row carries six
+raw outcome columns (clarifications section 2), from which `derive_endpoints` builds each endpoint's
+(months, event code). The schema's single time/event pair is the primary outcome, relapse; the other four raw
+columns are listed in `ALL_HSCT_OUTCOME_COLUMNS`. Event times in months.
+
+Names avoid the words the leakage test reserves for follow-up fields ("status", months as a predictor unit):
+Ph status is `ph_chromosome`, disease status at transplant is `disease_stage` (the EBMT-score term), and the
+time from diagnosis to transplant is `diagnosis_to_hct_years` (a registry file may send it in months or days by
+suffix, as for the CML durations).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.survival_target import check_survival_target
+from features.task_schema import CrossFieldRule, Predictor, Problem, TaskSchema
+
+TIME_TO_RELAPSE = "months_to_relapse_or_last_contact"
+RELAPSED = "relapsed"
+TIME_TO_DEATH = "months_to_death_or_last_contact"
+DEAD = "dead"
+TIME_TO_AGVHD34 = "months_to_agvhd34"
+TIME_TO_CGVHD = "months_to_systemic_cgvhd"
+ALL_HSCT_OUTCOME_COLUMNS = (TIME_TO_RELAPSE, RELAPSED, TIME_TO_DEATH, DEAD, TIME_TO_AGVHD34, TIME_TO_CGVHD)
+
+# Event codes of the derived endpoints (0 is always "censored": event-free when last seen).
+COMPETING_CAUSES = {1: "relapse", 2: "nrm"}
+GRFS_CAUSES = {1: "relapse", 2: "nrm", 3: "agvhd34", 4: "systemic_cgvhd"}
+DURATION_SUFFIXES = ("years", "months", "days")
+# Rounding allowance when a registry reports the log reduction with two decimals.
+LOG_REDUCTION_TOLERANCE = 0.011
+
+_TRUE = {"true", "1", "1.0", "yes", "y", "t"}
+_FALSE = {"false", "0", "0.0", "no", "n", "f"}
+
+
+# --- small pure helpers (they accept validated frames, generator output and one-row request frames) ------------
+
+def _number(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
+def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean column as float 1/0/NaN, whether it holds bools, 1.0/0.0, text or None."""
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    text = frame[column].astype("string").str.strip().str.lower()
+    flag = pd.Series(np.nan, index=frame.index, dtype=float)
+    flag[text.isin(_TRUE).fillna(False).to_numpy(bool)] = 1.0
+    flag[text.isin(_FALSE).fillna(False).to_numpy(bool)] = 0.0
+    return flag
+
+
+def _is(frame: pd.DataFrame, column: str, value: str) -> pd.Series:
+    """True where the column holds this category (plain bool, False when missing)."""
+    if column not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame[column].astype("string").str.strip().eq(value).fillna(False).astype(bool)
+
+
+def _mrd_level(frame: pd.DataFrame, time_point: str) -> pd.Series:
+    """log10 MRD at a time point, the assay sensitivity standing in for an undetectable value; NaN if unknown."""
+    value = _number(frame, f"mrd_{time_point}_log10")
+    detectable = _flag(frame, f"mrd_{time_point}_detectable")
+    sensitivity = _number(frame, "mrd_assay_sensitivity_log10")
+    return value.where(value.notna(), sensitivity.where(detectable == 0.0))
+
+
+def mrd_log_reduction(frame: pd.DataFrame) -> pd.Series:
+    """Log10 MRD reduction from end of induction to end of consolidation: eoi - eoc (positive = MRD fell).
+
+    An undetectable value counts as the assay sensitivity (`mrd_assay_sensitivity_log10`), so undetectable at
+    both time points gives 0 and a detectable level falling below detection gives at least eoi - sensitivity.
+    NaN when either time point is unknown (missing level of a detectable sample, or an undetectable one without
+    the sensitivity). Rounded to 2 decimals.
+    """
+    return (_mrd_level(frame, "eoi") - _mrd_level(frame, "eoc")).round(2).rename("mrd_log_reduction")
+
+
+# --- cross-field rules (True = row is fine; a missing value never fails a rule) ----------------------------
+
+def _tki_only_for_ph_positive(frame: pd.DataFrame) -> pd.Series:
+    return ~((_flag(frame, "tki_before_hct") == 1.0) & _is(frame, "ph_chromosome", "negative"))
+
+
+def _female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
+    return ~((_flag(frame, "female_donor_to_male_recipient") == 1.0) & _is(frame, "sex", "female"))
+
+
+def _level_only_when_detectable(time_point: str):
+    def holds(frame: pd.DataFrame) -> pd.Series:
+        value = _number(frame, f"mrd_{time_point}_log10")
+        return ~(value.notna() & (_flag(frame, f"mrd_{time_point}_detectable") == 0.0))
+
+    return holds
+
+
+def _level_not_below_sensitivity(time_point: str):
+    def holds(frame: pd.DataFrame) -> pd.Series:
+        value = _number(frame, f"mrd_{time_point}_log10")
+        sensitivity = _number(frame, "mrd_assay_sensitivity_log10")
+        return ~(value < sensitivity - 1e-9)
+
+    return holds
+
+
+def _log_reduction_is_derived(frame: pd.DataFrame) -> pd.Series:
+    given, derived = _number(frame, "mrd_log_reduction"), mrd_log_reduction(frame)
+    both_missing = given.isna() & derived.isna()
+    agree = (given - derived).abs() <= LOG_REDUCTION_TOLERANCE
+    return both_missing | agree
+
+
+_MRD_KINETICS = ("mrd_eoi_log10", "mrd_eoi_detectable", "mrd_eoc_log10", "mrd_eoc_detectable",
+                 "mrd_assay_sensitivity_log10")
+
+ALL_HSCT_SCHEMA = TaskSchema(
+    task="all_hsct",
+    title="Adult ALL after allogeneic stem-cell transplant: relapse, NRM, OS, LFS and GRFS",
+    time_zero="the day of the allogeneic stem-cell transplant",
+    event_description="relapse of ALL (primary outcome; non-relapse mortality competes; death, grade III-IV "
+                      "acute GVHD and chronic GVHD needing systemic therapy are recorded beside it)",
+    time_column=TIME_TO_RELAPSE,
+    event_column=RELAPSED,
+    extra_outcome_columns=(
+        Predictor(TIME_TO_DEATH, "number", "Months from transplant to death or last contact", unit="months",
+                  minimum=0, maximum=600),
+        Predictor(DEAD, "number", "1 = died (any cause), 0 = alive at last contact", minimum=0, maximum=1),
+        Predictor(TIME_TO_AGVHD34, "number", "Months to grade III-IV acute GVHD; empty = did not happen",
+                  unit="months", minimum=0, maximum=600, required=False),
+        Predictor(TIME_TO_CGVHD, "number", "Months to chronic GVHD needing systemic therapy; empty = did not "
+                  "happen", unit="months", minimum=0, maximum=600, required=False),
+    ),
+    derived_predictors=(("mrd_log_reduction", lambda frame: mrd_log_reduction(frame)),),
+    outcome_check=lambda frame: outcome_problems_all_hsct(frame),
+    horizons_months=(12, 24, 36, 60),
+    main_horizon_months=24,
+    endpoint_names={"relapse": "incidence", "nrm": "incidence", "os": "survival", "lfs": "survival",
+                    "grfs": "survival"},
+    predictors=(
+        Predictor("age_at_hct_years", "number", "Age on the day of the transplant", unit="years",
+                  minimum=18, maximum=80, example=38.0),
+        Predictor("sex", "category", "Sex of the recipient", categories=("female", "male"), example="male"),
+        Predictor("ph_chromosome", "category", "Philadelphia chromosome (BCR::ABL1) at diagnosis",
+                  categories=("negative", "positive"), example="negative"),
+        Predictor("tki_before_hct", "boolean",
+                  "Tyrosine-kinase inhibitor given before the transplant (Ph+ ALL; always false for Ph-negative)",
+                  example=False),
+        Predictor("lineage", "category", "Immunophenotype: B- or T-lineage ALL", categories=("B", "T"),
+                  example="B"),
+        Predictor("disease_stage", "category",
+                  "Disease at transplant: first complete remission (CR1), second (CR2), or active disease / "
+                  "third or later remission", categories=("CR1", "CR2", "active_or_CR3plus"), example="CR1"),
+        Predictor("mrd_pre_hct", "category",
+                  "Measurable residual disease in the last marrow before the transplant (optional; not "
+                  "applicable with active disease)", categories=("negative", "positive"), required=False,
+                  example="negative"),
+        Predictor("donor_type", "category",
+                  "Donor: matched sibling (MSD), 8/8 matched unrelated (MUD_8_8), 7/8 mismatched unrelated "
+                  "(MMUD_7_8), haploidentical (haplo) or umbilical cord blood (UCB)",
+                  categories=("MSD", "MUD_8_8", "MMUD_7_8", "haplo", "UCB"), example="MSD"),
+        Predictor("conditioning_intensity", "category", "Conditioning: myeloablative (MAC) or reduced intensity (RIC)",
+                  categories=("MAC", "RIC"), example="MAC"),
+        Predictor("tbi", "boolean", "Total-body irradiation in the conditioning", example=True),
+        Predictor("hct_ci", "category", "HCT comorbidity index (Sorror) before the transplant (optional)",
+                  categories=("0", "1-2", "3+"), required=False, example="0"),
+        Predictor("karnofsky_lt_90", "boolean", "Karnofsky performance score below 90 before the transplant",
+                  example=False),
+        Predictor("cmv_recipient_positive", "boolean", "Recipient CMV IgG seropositive", example=True),
+        Predictor("female_donor_to_male_recipient", "boolean", "Female donor for a male recipient",
+                  example=False),
+        Predictor("diagnosis_to_hct_years", "number", "Time from diagnosis of ALL to the transplant",
+                  unit="years", minimum=0.04, maximum=20, example=0.46, unit_suffixes=DURATION_SUFFIXES),
+        Predictor("transplant_year", "number", "Calendar year of the transplant", unit="calendar year",
+                  minimum=2000, maximum=2030, example=2018),
+        Predictor("mrd_eoi_log10", "number",
+                  "MRD at the end of induction, log10 of the leukaemic-cell fraction (e.g. -3 = 0.1 %); empty "
+                  "when undetectable (optional)", unit="log10", minimum=-6, maximum=0, required=False,
+                  example=None),
+        Predictor("mrd_eoi_detectable", "boolean", "MRD detectable at the end of induction (optional)",
+                  required=False, example=None),
+        Predictor("mrd_eoc_log10", "number",
+                  "MRD at the end of consolidation, log10 of the leukaemic-cell fraction; empty when "
+                  "undetectable (optional)", unit="log10", minimum=-6, maximum=0, required=False, example=None),
+        Predictor("mrd_eoc_detectable", "boolean", "MRD detectable at the end of consolidation (optional)",
+                  required=False, example=None),
+        Predictor("mrd_assay_sensitivity_log10", "number",
+                  "Sensitivity of the MRD assay, log10 (e.g. -4 for flow cytometry, -5 for PCR/NGS) (optional)",
+                  unit="log10", minimum=-6, maximum=-2, required=False, example=None),
+        Predictor("mrd_log_reduction", "number",
+                  "Derived: log10 MRD reduction from end of induction to end of consolidation (eoi - eoc, the "
+                  "assay sensitivity standing in for an undetectable value); empty when not computable",
+                  unit="log10", minimum=-6, maximum=6, required=False, example=None),
+    ),
+    grouping=(
+        Predictor("centre", "text", "Transplant centre code (grouping and reporting only, never a predictor)",
+                  required=False, example=None),
+        Predictor("country", "text", "Country code, ISO 3166 alpha-2 (grouping and reporting only)",
+                  required=False, example=None),
+    ),
+    cross_field_rules=(
+        CrossFieldRule("a TKI before transplant applies to Ph-positive ALL only (tki_before_hct must be false "
+                       "when ph_chromosome is negative)", ("tki_before_hct", "ph_chromosome"),
+                       _tki_only_for_ph_positive),
+        CrossFieldRule("female_donor_to_male_recipient can be true only for a male recipient",
+                       ("female_donor_to_male_recipient", "sex"), _female_donor_to_male_needs_male),
+        CrossFieldRule("an end-of-induction MRD level is given only when MRD was detectable",
+                       ("mrd_eoi_log10", "mrd_eoi_detectable"), _level_only_when_detectable("eoi")),
+        CrossFieldRule("an end-of-consolidation MRD level is given only when MRD was detectable",
+                       ("mrd_eoc_log10", "mrd_eoc_detectable"), _level_only_when_detectable("eoc")),
+        CrossFieldRule("a detectable end-of-induction MRD level cannot lie below the assay sensitivity",
+                       ("mrd_eoi_log10", "mrd_assay_sensitivity_log10"), _level_not_below_sensitivity("eoi")),
+        CrossFieldRule("a detectable end-of-consolidation MRD level cannot lie below the assay sensitivity",
+                       ("mrd_eoc_log10", "mrd_assay_sensitivity_log10"), _level_not_below_sensitivity("eoc")),
+        CrossFieldRule("mrd_log_reduction must equal mrd_eoi_log10 - mrd_eoc_log10 (the assay sensitivity for an "
+                       "undetectable value): fill it when both time points are known, leave it empty otherwise",
+                       ("mrd_log_reduction", *_MRD_KINETICS), _log_reduction_is_derived),
+    ),
+)
+
+
+# --- outcome columns: registry checks and derived endpoints ------------------------------------------------
+
+def outcome_problems_all_hsct(frame: pd.DataFrame) -> list[Problem]:
+    """Every row-level problem of the six raw outcome columns (1-based rows, like `validate_frame`).
+
+    Rules: the four core columns present; times are numbers >= 0 months (relapse and death times required,
+    GVHD times empty when the event did not happen); `relapsed` and `dead` are 0 or 1; survival follow-up
+    cannot end before relapse follow-up (death after relapse is fine, death before a recorded relapse is not);
+    a non-relapsed death has no relapse follow-up beyond the death; GVHD cannot be recorded after death or last
+    contact; and the file holds at least one relapse or death.
+    """
+    problems: list[Problem] = []
+    missing_columns = [c for c in ALL_HSCT_OUTCOME_COLUMNS[:4] if c not in frame.columns]
+    problems += [Problem(None, c, None, "required outcome column is missing") for c in missing_columns]
+    if missing_columns:
+        return problems
+
+    def report(mask: pd.Series, column: str, rule: str) -> None:
+        raw = frame[column]
+        for position in np.flatnonzero(mask.fillna(False).to_numpy(bool)):
+            value = raw.iloc[position]
+            problems.append(Problem(int(position) + 1, column, None if pd.isna(value) else value, rule))
+
+    def blank(column: str) -> pd.Series:
+        return frame[column].isna() | frame[column].astype("string").str.strip().eq("").fillna(True)
+
+    times = {}
+    for column in (TIME_TO_RELAPSE, TIME_TO_DEATH, TIME_TO_AGVHD34, TIME_TO_CGVHD):
+        if column not in frame.columns:
+            times[column] = pd.Series(np.nan, index=frame.index, dtype=float)
+            continue
+        empty = blank(column)
+        months = _number(frame, column)
+        optional = column in (TIME_TO_AGVHD34, TIME_TO_CGVHD)
+        if not optional:
+            report(empty, column, "event time must be a number of months (not missing)")
+        report(~empty & months.isna(), column, "event time must be a number of months")
+        report(months < 0, column, "event time must be >= 0 months")
+        times[column] = months.where(months >= 0)
+    flags = {}
+    for column in (RELAPSED, DEAD):
+        code = _number(frame, column)
+        report(code.isna() | ~code.isin((0.0, 1.0)), column, "must be 0 or 1 (not missing)")
+        flags[column] = code.where(code.isin((0.0, 1.0)))
+    relapse_time, death_time = times[TIME_TO_RELAPSE], times[TIME_TO_DEATH]
+    report(death_time < relapse_time, TIME_TO_DEATH,
+           f"death or last contact cannot come before relapse or last contact ({TIME_TO_RELAPSE})")
+    report((flags[DEAD] == 1) & (flags[RELAPSED] == 0) & (relapse_time > death_time), TIME_TO_RELAPSE,
+           "relapse follow-up cannot go on after death")
+    for column in (c for c in (TIME_TO_AGVHD34, TIME_TO_CGVHD) if c in frame.columns):
+        report(times[column] > death_time, column, f"GVHD cannot be recorded after death or last contact "
+                                                   f"({TIME_TO_DEATH})")
+    if flags[RELAPSED].notna().any() and not ((flags[RELAPSED] == 1) | (flags[DEAD] == 1)).any():
+        problems.append(Problem(None, RELAPSED, 0, "no relapse and no death: nothing to learn from"))
+    return problems
+
+
+def derive_endpoints(frame: pd.DataFrame, *, allow_all_censored: bool = False
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each endpoint's (months, event code) from the six raw outcome columns; every pair passes
+    `check_survival_target`.
+
+    Returns a dict of (time in months as float array, event code as int array):
+
+    - ``"competing"``: one row per patient. Code 1 = relapse at `months_to_relapse_or_last_contact`;
+      2 = non-relapse mortality, death without a recorded relapse, at `months_to_death_or_last_contact`;
+      0 = alive and relapse-free, censored at `months_to_relapse_or_last_contact`. LFS is 1 - CIF(1) - CIF(2).
+    - ``"os"``: one row per patient, `months_to_death_or_last_contact`; 1 = dead (any cause), 0 = censored.
+    - ``"grfs"``: one row per patient, the first of relapse (1), non-relapse death (2), grade III-IV acute GVHD
+      (3), systemic chronic GVHD (4); on a tie the lower code wins. GVHD counts only up to the competing-risks
+      time (relapse, death or end of relapse follow-up). Without any of them, censored (0) at the competing-risks
+      time; so the GRFS time never exceeds it and GRFS <= LFS at every time.
+    - ``"post_relapse"``: only the rows with `relapsed == 1`, in frame order (select them with
+      ``frame["relapsed"] == 1``): months from relapse to death or last contact; 1 = dead, 0 = censored.
+
+    The frame must pass `outcome_problems_all_hsct`. `allow_all_censored` is passed to `check_survival_target`
+    (post_relapse always allows it: every relapsed patient may still be alive).
+    """
+    relapse_time = _number(frame, TIME_TO_RELAPSE).to_numpy(float)
+    death_time = _number(frame, TIME_TO_DEATH).to_numpy(float)
+    relapsed = _number(frame, RELAPSED).to_numpy(float) == 1
+    dead = _number(frame, DEAD).to_numpy(float) == 1
+    nrm = dead & ~relapsed
+
+    competing_time = np.where(nrm, death_time, relapse_time)
+    competing_code = np.where(relapsed, 1, np.where(nrm, 2, 0))
+
+    # GRFS: candidate times per cause (inf = did not happen), the first wins, ties to the lower code. GVHD
+    # after relapse, death or the end of relapse follow-up does not enter (GRFS follow-up is relapse follow-up).
+    gvhd = [_number(frame, c).to_numpy(float) for c in (TIME_TO_AGVHD34, TIME_TO_CGVHD)]
+    candidates = np.column_stack([
+        np.where(relapsed, relapse_time, np.inf),
+        np.where(nrm, death_time, np.inf),
+        *[np.where(g <= competing_time, g, np.inf) for g in gvhd],  # NaN (no GVHD) compares False
+    ])
+    first = np.argmin(candidates, axis=1)  # argmin returns the first (lowest code) of tied minima
+    first_time = candidates[np.arange(len(candidates)), first]
+    had_event = np.isfinite(first_time)
+    grfs_time = np.where(had_event, first_time, competing_time)
+    grfs_code = np.where(had_event, first + 1, 0)
+
+    endpoints = {
+        "competing": check_survival_target(competing_time, competing_code, n_causes=2,
+                                           allow_all_censored=allow_all_censored),
+        "os": check_survival_target(death_time, dead.astype(int), allow_all_censored=allow_all_censored),
+        "grfs": check_survival_target(grfs_time, grfs_code, n_causes=4, allow_all_censored=allow_all_censored),
+        "post_relapse": check_survival_target(death_time[relapsed] - relapse_time[relapsed],
+                                              dead[relapsed].astype(int), allow_all_censored=True),
+    }
+    return endpoints
