@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ def contribution_summary_plot(bundle: ModelBundle, frame: pd.DataFrame, horizon:
     explanation = shap.Explanation(values=100 * values, base_values=np.full(len(frame), 100 * base),
                                    data=by_feature, feature_names=names)
     plt.figure()
-    shap.plots.beeswarm(explanation, show=False, max_display=len(names))
+    with warnings.catch_warnings():  # a predictor missing for every plotted patient has no colour scale
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shap.plots.beeswarm(explanation, show=False, max_display=len(names))
     plt.title(f"Contributions to relapse risk at {horizon} months (percentage points)\n"
               f"background mean {100 * base:.1f} %, {bundle.family}")
     plt.xlabel("contribution to relapse risk (percentage points)")
