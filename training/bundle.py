@@ -39,6 +39,7 @@ class CauseModel:
     baseline: BreslowBaseline
     coefficients: list[float] | None = None
     booster: Any = None
+    _conditions: Any = field(default=None, repr=False)  # xgboost leaf table, built on first explanation
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         matrix = self.preprocessor.transform(frame)
@@ -62,6 +63,24 @@ class CauseModel:
 
             contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
             by_column = np.asarray(contribs[:, :-1], dtype=float)
+        sources = np.array(self.preprocessor.sources)
+        return np.column_stack([by_column[:, sources == name].sum(axis=1)
+                                for name in self.preprocessor.feature_names])
+
+    def reference_gaps(self, patient: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
+        """Each predictor's share of margin(x) - margin(b) for one patient against each background row.
+
+        Exact Shapley values of the margin game with one reference: for Cox the difference of the linear
+        parts; for xgboost interventional TreeSHAP per reference row (training/tree_shap.py).
+        """
+        if self.family == "cox_ph":
+            return self.margin_contributions(patient)[0][None, :] - self.margin_contributions(background)
+        from training.tree_shap import leaf_conditions, reference_shapley
+
+        if self._conditions is None:
+            self._conditions = leaf_conditions(self.booster, len(self.preprocessor.columns))
+        by_column = reference_shapley(self._conditions, self.preprocessor.transform(patient)[0],
+                                      self.preprocessor.transform(background))
         sources = np.array(self.preprocessor.sources)
         return np.column_stack([by_column[:, sources == name].sum(axis=1)
                                 for name in self.preprocessor.feature_names])
@@ -151,10 +170,7 @@ class ModelBundle:
     def _background_terms(self) -> dict[str, Any]:
         if self._background_cache is None:
             frame = pd.DataFrame(self.background)
-            self._background_cache = {
-                "margins": self.margins(frame),
-                "parts": {name: c.margin_contributions(frame) for name, c in self.causes.items()},
-            }
+            self._background_cache = {"margins": self.margins(frame)}
         return self._background_cache
 
     def contributions(self, frame: pd.DataFrame, horizon_months: float, endpoint: str | None = None
@@ -163,8 +179,8 @@ class ModelBundle:
 
         Fast path, exact in its sum: for each background row b, the probability gap f(x) - f(b) is shared over
         predictors in proportion to their first-order effect through every cause's margin (the gradient of f
-        at the midpoint times the gap in each predictor's margin contribution; with one cause this is the
-        rescale rule), then averaged with the background weights. The result adds up to f(x) minus the
+        at the midpoint times each predictor's exact Shapley share of the margin gap against b; with one cause
+        this is the rescale rule), then averaged with the background weights. The result adds up to f(x) minus the
         weighted background mean of f.
         """
         endpoint = endpoint or self.main_endpoint
@@ -178,7 +194,7 @@ class ModelBundle:
 
         base_value = float(weights @ f(background["margins"]))
         margins_x = self.margins(frame)
-        parts_x = {name: c.margin_contributions(frame) for name, c in self.causes.items()}
+        background_frame = pd.DataFrame(self.background)
         values = np.zeros((len(frame), len(self.feature_names)))
         k = len(weights)
         for row in range(len(frame)):
@@ -186,7 +202,7 @@ class ModelBundle:
             gap_f = f(at_x) - f(background["margins"])
             share = np.zeros((k, len(self.feature_names)))
             for cause in self.causes:
-                gap_parts = parts_x[cause][row][None, :] - background["parts"][cause]
+                gap_parts = self.causes[cause].reference_gaps(frame.iloc[[row]], background_frame)
                 share += _midpoint_gradient(f, at_x, background["margins"], cause)[:, None] * gap_parts
             values[row] = weights @ _rescale(share, gap_f)
         return values, base_value

@@ -1,0 +1,85 @@
+"""The fast explanation path against the exact interventional Shapley values, and the exact path against shap.
+
+Clarifications §7: the comparison runs on a small background (20 rows) so that 2^13 coalitions stay cheap.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+from features.task_schema import validate_frame
+from features.tasks import TASKS
+from training.bundle import ModelBundle
+from training.families import CoxFamily, XGBoostCoxFamily
+from training.pipeline import complete_bundle
+from training.shapley import exact_contributions
+
+# Bounds on the fast path: largest absolute difference in percentage points of 12-month relapse risk, and the
+# Spearman rank agreement. The margin shares are exact per background row for both families (linear parts;
+# interventional TreeSHAP); only the mapping of the margin gap onto the non-linear probability approximates.
+# Seen when written: Cox <= 0.04 pp and rank >= 0.99; xgboost <= 0.27 pp and rank >= 0.98.
+BOUNDS = {"cox_ph": (0.25, 0.95), "xgboost_cox": (0.5, 0.95)}
+
+
+def small_bundle(family: str) -> ModelBundle:
+    development = validate_frame(generate_cml_tfr_cohort(600, seed=5), CML_TFR_SCHEMA)
+    target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
+    fitted = (CoxFamily().fit(development, CML_TFR_SCHEMA, target) if family == "cox_ph" else
+              XGBoostCoxFamily({"eta": 0.05, "max_depth": 3}, 150, seed=0).fit(development, CML_TFR_SCHEMA, target))
+    bundle = ModelBundle(task="cml_tfr", family=family, outcome="single_event",
+                         causes={"relapse": fitted.cause_model()}, horizons_months=[6, 12, 24, 36, 60],
+                         main_horizon_months=12, schema=CML_TFR_SCHEMA.to_json())
+    bundle = complete_bundle(bundle, development, CML_TFR_SCHEMA, seed=0)
+    bundle.background, bundle.background_weights = bundle.background[:20], bundle.background_weights[:20]
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def patients() -> pd.DataFrame:
+    return validate_frame(generate_cml_tfr_cohort(4, seed=77), CML_TFR_SCHEMA)[CML_TFR_SCHEMA.predictor_names]
+
+
+@pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
+def test_fast_path_agrees_with_exact_shapley(family, patients):
+    bundle = small_bundle(family)
+    max_difference, min_rank = BOUNDS[family]
+    for i in range(len(patients)):
+        exact, exact_base = exact_contributions(bundle, patients.iloc[[i]], 12)
+        fast, fast_base = bundle.contributions(patients.iloc[[i]], 12)
+        assert exact_base == pytest.approx(fast_base, abs=1e-12)
+        assert exact.sum() == pytest.approx(fast[0].sum(), abs=1e-9)  # both add up to f(x) - base
+        difference = 100 * np.abs(exact - fast[0]).max()
+        rank = spearmanr(exact, fast[0])[0]
+        print(f"{family} patient {i}: largest difference {difference:.3f} pp, Spearman {rank:.3f}")
+        assert difference <= max_difference and rank >= min_rank
+
+
+def test_exact_path_equals_shaps_exact_explainer(patients):
+    """shap.explainers.Exact with an Independent masker over the same (equally weighted) background."""
+    import shap
+
+    bundle = small_bundle("cox_ph")
+    bundle.background, bundle.background_weights = bundle.background[:8], [1.0] * 8
+    names = bundle.feature_names
+    background = pd.DataFrame(bundle.background)[names]
+    codes = {p["name"]: p["categories"] for p in bundle.schema["predictors"] if p["categories"]}
+
+    def encode(frame: pd.DataFrame) -> np.ndarray:
+        columns = [frame[n].map(lambda v, n=n: codes[n].index(v) if isinstance(v, str) else np.nan)
+                   if n in codes else frame[n].astype(float) for n in names]
+        return np.column_stack(columns).astype(float)
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(matrix, columns=names).astype(object)
+        for n, categories in codes.items():
+            frame[n] = [None if np.isnan(v) else categories[int(v)] for v in matrix[:, names.index(n)]]
+        return bundle.event_probability(frame.infer_objects(), np.array([12.0]))[:, 0]
+
+    explainer = shap.explainers.Exact(predict, shap.maskers.Independent(encode(background), max_samples=8))
+    patient = patients.iloc[[0]]
+    reference = explainer(encode(patient)).values[0]
+    exact, _ = exact_contributions(bundle, patient, 12)
+    np.testing.assert_allclose(exact, reference, atol=1e-9)
