@@ -21,10 +21,10 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train serve ui test lint format
+.PHONY: help install train validate data-dictionary serve ui test lint format
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	python3.11 -m venv .tools || python3 -m venv .tools
@@ -40,6 +40,12 @@ train: install ## build the default cohort, tune, train, evaluate, explain, regi
 	@mkdir -p mlruns models data
 	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA))
 
+validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet (exit 0 = usable)
+	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA))
+
+data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
+	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))
+
 serve: install ## serve the champion models on http://$(HOST):$(PORT)
 	$(PY) -m serving.launch --host $(HOST) --port $(PORT)
 
@@ -51,3 +57,20 @@ test: install ## run the test suite
 
 lint: install ## ruff
 	.venv/bin/ruff check features training serving tests
+
+VERSION ?=
+.PHONY: promote rollback
+promote: install ## make a registered VERSION of TASK the champion by hand, same export (TASK=, VERSION=)
+	@test -n "$(TASK)" -a -n "$(VERSION)" || { echo "usage: make promote TASK=<task> VERSION=<n>"; exit 2; }
+	$(PY) -m training.registry_cli promote --task $(TASK) --version $(VERSION)
+
+rollback: install ## give the champion alias of TASK back to the previous champion (TASK=)
+	@test -n "$(TASK)" || { echo "usage: make rollback TASK=<task>"; exit 2; }
+	$(PY) -m training.registry_cli rollback --task $(TASK)
+
+OUT ?=
+EXPLAIN ?=
+.PHONY: score
+score: install ## score a file offline with the champions: make score TASK=cml_tfr DATA=in.csv OUT=out.parquet [EXPLAIN=1]
+	@test -n "$(TASK)" -a -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make score TASK=<task> DATA=<in.csv|.parquet> OUT=<out.parquet|.csv> [EXPLAIN=1]" >&2; exit 2; }
+	$(PY) -m serving.score --task $(TASK) --data $(DATA) --out $(OUT) $(if $(EXPLAIN),--explain)

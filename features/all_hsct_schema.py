@@ -144,6 +144,14 @@ ALL_HSCT_SCHEMA = TaskSchema(
     main_horizon_months=24,
     endpoint_names={"relapse": "incidence", "nrm": "incidence", "os": "survival", "lfs": "survival",
                     "grfs": "survival"},
+    endpoint_descriptions={
+        "relapse": "cumulative incidence of relapse by t months (non-relapse mortality competes)",
+        "nrm": "cumulative incidence of non-relapse mortality (death without a prior relapse) by t months",
+        "os": "overall survival: probability of being alive at t months",
+        "lfs": "leukaemia-free survival: alive without relapse at t months (1 minus relapse minus NRM)",
+        "grfs": "GVHD-free relapse-free survival: alive without relapse, grade III-IV acute GVHD or chronic GVHD "
+                "needing systemic therapy at t months",
+    },
     predictors=(
         Predictor("age_at_hct_years", "number", "Age on the day of the transplant", unit="years",
                   minimum=18, maximum=80, example=38.0),

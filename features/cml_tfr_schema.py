@@ -29,6 +29,10 @@ CML_TFR_SCHEMA = TaskSchema(
     horizons_months=(6, 12, 24, 36, 60),
     main_horizon_months=12,
     endpoint_names={"relapse": "incidence", "relapse_free": "survival"},
+    endpoint_descriptions={
+        "relapse": "probability of molecular relapse (loss of MMR) by t months after the stop",
+        "relapse_free": "probability of still being in treatment-free remission at t months (1 minus the above)",
+    },
     predictors=(
         Predictor("age_at_stop_years", "number", "Age on the day the TKI was stopped", unit="years",
                   minimum=18, maximum=100, example=58.0),

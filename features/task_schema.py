@@ -76,6 +76,11 @@ class TaskSchema:
     outcome_check: Callable[[pd.DataFrame], list[Problem]] | None = None
     # Predictors computed from others (e.g. MRD log reduction): filled when a file or request leaves them out.
     derived_predictors: tuple[tuple[str, Callable[[pd.DataFrame], pd.Series]], ...] = ()
+    # Accepted unit suffixes of the time column in a registry file (its name ends in `_months`), e.g. a file may
+    # send `rfs_days` for `rfs_months`; the loader converts and the run records it.
+    time_unit_suffixes: tuple[str, ...] = ()
+    # What each endpoint means, for the data dictionary (endpoint name -> sentence).
+    endpoint_descriptions: dict[str, str] = field(default_factory=dict)
 
     def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every derived predictor it lacks computed by its one function."""
@@ -86,6 +91,14 @@ class TaskSchema:
         for name, derive in missing:
             frame[name] = derive(frame).to_numpy()
         return frame
+
+    def duration_columns(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(column, canonical unit, accepted unit suffixes) of every column a file may send in another unit."""
+        columns = [(p.name, p.unit, p.unit_suffixes) for p in (*self.predictors, *self.extra_outcome_columns)
+                   if p.unit_suffixes and p.unit]
+        if self.time_unit_suffixes:
+            columns.append((self.time_column, "months", self.time_unit_suffixes))
+        return columns
 
     @property
     def predictor_names(self) -> list[str]:
@@ -133,6 +146,13 @@ def _predictor_json(p: Predictor) -> dict[str, Any]:
     }
 
 
+def unit_variant(name: str, unit: str, suffix: str) -> str:
+    """The column name of `name` (which ends in `_<unit>`) sent in another unit: `tki_years` -> `tki_months`."""
+    if not name.endswith(f"_{unit}"):
+        raise ValueError(f"{name!r} does not end in its unit {unit!r}")
+    return f"{name[: -len(unit) - 1]}_{suffix}"
+
+
 # --- validation of a frame -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -145,6 +165,8 @@ class Problem:
     rule: str
 
     def __str__(self) -> str:
+        if self.row is None and self.value is None:  # a whole column (missing, unknown, identifier)
+            return f"column {self.column!r}: {self.rule}"
         where = f"row {self.row}" if self.row is not None else "all rows"
         return f"{where}, column {self.column!r}, value {self.value!r}: {self.rule}"
 

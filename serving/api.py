@@ -1,116 +1,104 @@
 """The HTTP layer: a FastAPI app (mounted in the BentoML service) with one answer and one error shape.
 
 Every 4xx body is `{"code", "message", "fields": [{"location", "reason"}]}`; rejected values are never echoed
-or logged. `/v1/...` routes need `Authorization: Bearer <key>`; health routes stay open.
+or logged. `/v1/...` and `/admin/...` routes need `Authorization: Bearer <key>`; health routes stay open.
+Answers come from `training.prediction.predict_patients`, the one prediction path (also behind `make score`).
 """
 
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from features.task_schema import TaskSchema
 from features.tasks import TASKS
-from serving.auth import key_id_for
-from serving.champions import ChampionRegistry
+from serving.answers import (
+    MAX_BATCH_BODY_BYTES,
+    MAX_BATCH_PATIENTS,
+    MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS,
+    MAX_BODY_BYTES,
+    WARNING_CODES,
+    BatchResult,
+    ErrorBody,
+    ModelInfo,
+    PredictionAnswer,
+    ReloadReport,
+    error,
+)
+from serving.audit import AuditTrail
+from serving.champions import ChampionRegistry, LoadedChampion
+from serving.metrics import exposition, service_metrics
+from serving.middleware import PROTECTED_PREFIXES, ServiceMiddleware
 from serving.request_models import patient_request_model
-from training.prediction import predict_patient
+from training.prediction import predict_patients
 
-MAX_BODY_BYTES = 64 * 1024
-
-
-# --- answer and error shapes (clarifications §6) ------------------------------------------------------
-
-class FieldError(BaseModel):
-    location: str = Field(description="where the problem is, e.g. body.age_at_stop_years")
-    reason: str
+# The 4xx/5xx answers each kind of route can give, all in the error shape.
+_ERRORS = {401: "missing or wrong API key", 413: "request body over the route's size limit (the message states it)",
+           422: "invalid request: each bad field and why (values are never echoed)",
+           404: "the champion has no model card", 503: "no champion model loaded for this task"}
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    fields: list[FieldError] = []
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": _ERRORS[status]} for status in statuses}
 
 
-class HorizonEstimate(BaseModel):
-    months: int
-    probability: float | None = Field(description="in [0, 1]; null past the training follow-up")
-    lower: float | None = Field(None, description="95 % interval lower bound (null: not yet available)")
-    upper: float | None = None
+def _text(description: str, *extra: int) -> dict[int | str, dict[str, Any]]:
+    answers: dict[int | str, dict[str, Any]] = {200: {"description": description,
+                                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    for status in extra:
+        answers[status] = {"description": "not ready: a task's champion is not loaded",
+                           "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return answers
 
 
-class Curve(BaseModel):
-    months: list[int]
-    probability: list[float]
+DESCRIPTION = f"""
+Individual relapse-risk estimates from registry-trained survival models: the probability of each endpoint at
+the clinical horizons, monthly curves, a risk group, contributions in percentage points and warnings.
+
+**Authentication.** Every `/v1` and `/admin` route needs `Authorization: Bearer <key>` (keys: `key_id:key` lines
+in the file named by `API_KEYS_FILE`). Health routes (`/livez`, `/readyz`, `/healthz`, `/metrics`) are open.
+
+**Errors.** Every 4xx (and the 503 without a model) answers `{{"code", "message", "fields": [{{"location",
+"reason"}}]}}`; a rejected value is never echoed. Every answer of these routes carries an `X-Request-ID` header,
+which the audit trail records beside the key id, the model and a keyed digest of the input (never a patient
+value).
+
+**Limits.** Request bodies: {MAX_BODY_BYTES} bytes ({MAX_BATCH_BODY_BYTES} for `predict-batch`; 413 past it).
+Batches: at most {MAX_BATCH_PATIENTS} patients, or {MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} with
+`include_contributions` (422 past it).
+
+**Units.** Event times and horizons in months; treatment and response durations in years; BCR-ABL1 halving
+time in days; MRD as log10 of the leukaemic-cell fraction. Probabilities lie in [0, 1]; contributions are in
+percentage points.
+
+**Warnings** (the answer stands, but treat it with caution):
+""" + "\n".join(f"- `{code}`: {text}" for code, text in WARNING_CODES.items())
 
 
-class Endpoint(BaseModel):
-    kind: str = Field(description='"incidence" (probability of the event) or "survival" (of staying event-free)')
-    horizons: list[HorizonEstimate]
-    curve: Curve
+def _swagger_assets() -> Path | None:
+    """Swagger UI's files as shipped inside the bentoml package (the page needs no CDN)."""
+    try:
+        import bentoml._internal.server as bentoml_server
+    except ImportError:  # pragma: no cover - bentoml is a dependency
+        return None
+    folder = Path(bentoml_server.__file__).parent / "static_content"
+    return folder if (folder / "swagger-ui-bundle.js").exists() else None
 
 
-class RiskGroup(BaseModel):
-    label: str
-    horizon_months: int
-    cut_points: list[float] = Field(description="training tertiles of risk at the main horizon")
+# --- request preparation shared by /predict and /predict-batch -----------------------------------------------
 
-
-class Contribution(BaseModel):
-    feature: str
-    value: Any = None
-    units: str | None = None
-    percentage_points: float
-
-
-class Contributions(BaseModel):
-    endpoint: str
-    horizon_months: float
-    base_value: float = Field(description="background mean probability; items add up to 100 x (p - base)")
-    items: list[Contribution]
-
-
-class ModelIdentity(BaseModel):
-    name: str
-    version: str
-    run_id: str
-    family: str
-
-
-class Warning_(BaseModel):
-    code: str
-    field: str | None = None
-    message: str
-
-
-class PredictionAnswer(BaseModel):
-    task: str
-    model: ModelIdentity
-    endpoints: dict[str, Endpoint]
-    risk_group: RiskGroup
-    contributions: Contributions
-    interval_method: str | None = None
-    warnings: list[Warning_]
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in ((401, "missing or wrong API key"), (413, "request too large"),
-                         (422, "invalid request: each bad field and why"), (503, "no champion model loaded"))
-}
-
-
-def error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "message": message, "fields": fields or []})
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+def _location(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
+    return ".".join([prefix, *(str(part) for part in loc)] if prefix else [str(p) for p in loc]) or "body"
 
 
 def _reason(issue: dict[str, Any]) -> str:
@@ -119,103 +107,297 @@ def _reason(issue: dict[str, Any]) -> str:
     return str(issue.get("msg", "invalid value"))
 
 
-def cross_field_problems(schema: TaskSchema, patient: dict[str, Any]) -> list[dict[str, str]]:
-    frame = pd.DataFrame([patient])
-    return [{"location": f"body.{rule.columns[0]}", "reason": rule.name}
-            for rule in schema.cross_field_rules if not bool(rule.holds(frame).iloc[0])]
+def prepare_patients(schema: TaskSchema, requests: list[dict[str, Any]]
+                     ) -> list[tuple[dict[str, Any] | None, list[dict[str, str]]]]:
+    """For each validated request: its predictors (derived ones computed by the schema's own functions, as in
+    training) or the cross-field rules it breaks, as (predictors, []) or (None, problems)."""
+    frame = schema.add_derived(pd.DataFrame(requests))
+    # A rule holds where it says so; a missing value never breaks a rule (NaN counts as holding).
+    failing = [(rule, ~rule.holds(frame).fillna(True).astype(bool).to_numpy()) for rule in schema.cross_field_rules]
+    derived = [name for name, _ in schema.derived_predictors]
+    prepared = []
+    for row, request in enumerate(requests):
+        problems = [{"location": f"body.{rule.columns[0]}", "reason": rule.name} for rule, bad in failing if bad[row]]
+        if problems:
+            prepared.append((None, problems))
+            continue
+        values = {**request, **{name: None if pd.isna(frame[name].iloc[row]) else float(frame[name].iloc[row])
+                                for name in derived}}
+        prepared.append(({p.name: values.get(p.name) for p in schema.predictors}, []))
+    return prepared
 
 
-def with_derived(schema: TaskSchema, patient: dict[str, Any]) -> dict[str, Any]:
-    """The patient with the schema's derived predictors computed by the same functions training used."""
-    derived = schema.add_derived(pd.DataFrame([patient]))
-    extra = {name: derived[name].iloc[0] for name, _ in schema.derived_predictors}
-    return {**patient, **{k: None if pd.isna(v) else float(v) for k, v in extra.items()}}
+def _explain_options(request: BaseModel) -> tuple[str | None, float | None]:
+    explain = getattr(request, "explain", None)
+    return (explain.endpoint, explain.horizon_months) if explain else (None, None)
 
 
 # --- the app -------------------------------------------------------------------------------------------
 
-def create_app(champions: ChampionRegistry, keys: dict[str, str]) -> FastAPI:
-    """`keys` is read at each request, so a service may fill it after building the app."""
-    app = FastAPI(title="Relapse-risk prediction service",
-                  description="Individual relapse-risk estimates from registry-trained survival models. "
-                              "Every /v1 route needs `Authorization: Bearer <key>`.",
-                  version="1", responses=ERROR_RESPONSES)
+def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTrail | None = None) -> FastAPI:
+    """`keys` is read at each request, so a service may fill it after building the app. Without `audit` no
+    audit line is written (the service always passes one)."""
+    app = FastAPI(title="Relapse-risk prediction service", description=DESCRIPTION, version="1",
+                  docs_url=None, redoc_url=None,
+                  openapi_tags=[{"name": "health", "description": "open: liveness, readiness, Prometheus metrics"},
+                                {"name": "admin", "description": "operations (API key needed)"},
+                                *({"name": t.schema.task, "description": t.schema.title} for t in TASKS.values())])
     app.state.champions = champions
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, "request_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
-        if request.url.path.startswith("/v1") and key_id_for(request.headers.get("authorization"), keys) is None:
-            return error(401, "unauthorized", "send a valid API key as 'Authorization: Bearer <key>'",
-                         [{"location": "header.authorization", "reason": "missing or not a known key"}])
-        return await call_next(request)
+    app.add_middleware(ServiceMiddleware, keys=keys, routes=app.router.routes, audit=audit)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"location": _location(issue.get("loc", ())), "reason": _reason(issue)}
-                  for issue in exc.errors()]
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        fields = [{"location": _location(issue.get("loc", ())), "reason": _reason(issue)} for issue in exc.errors()]
         return error(422, "invalid_request", f"{len(fields)} field(s) failed validation", fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # a body FastAPI cannot parse (e.g. not UTF-8): the error contract says 422
+            return error(422, "invalid_request", "the body could not be parsed",
+                         [{"location": "body", "reason": "body is not valid JSON (UTF-8)"}])
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+        return error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.get("/livez", tags=["health"])
-    def livez() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        champions.refresh()
-        loaded = sorted(champions.loaded)
-        status = 200 if loaded else 503
-        return JSONResponse(status_code=status, content={"ready": bool(loaded), "tasks": loaded})
-
+    _add_operational_routes(app, champions)
     for task in TASKS.values():
         _add_task_routes(app, champions, task.schema)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the API-key scheme on every route that needs it."""
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes, tags=app.openapi_tags)
+            document.setdefault("components", {})["securitySchemes"] = {"apiKey": {
+                "type": "http", "scheme": "bearer", "description": "an API key: the `key` of a `key_id:key` line "
+                                                                  "in the file named by API_KEYS_FILE"}}
+            for path, operations in document["paths"].items():
+                if path.startswith(PROTECTED_PREFIXES):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
+    # On the real server BentoML answers /livez, /healthz, /readyz and /metrics itself (the service's
+    # __is_ready__ hook gives /readyz the same meaning); these serve the bare app and document the routes.
+    @app.get("/livez", tags=["health"], summary="liveness: the process answers", response_class=PlainTextResponse,
+             responses=_text("alive"))
+    def livez() -> str:
+        return "\n"
+
+    @app.get("/healthz", tags=["health"], summary="liveness (alias of /livez)", response_class=PlainTextResponse,
+             responses=_text("alive"))
+    def healthz() -> str:
+        return "\n"
+
+    @app.get("/readyz", tags=["health"], response_class=PlainTextResponse, responses=_text("ready", 503),
+             summary="readiness: every task that has a champion has it loaded")
+    def readyz() -> Response:
+        if champions.ready():
+            return PlainTextResponse("\n")
+        return PlainTextResponse("not ready: a task with a champion has no model loaded\n", status_code=503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             responses=_text("Prometheus text format: relapse_risk_request_duration_seconds (per route), "
+                             "relapse_risk_predictions_total (per task and model version), "
+                             "relapse_risk_prediction_warnings_total, relapse_risk_model_reloads_total"),
+             summary="Prometheus metrics")
+    def metrics() -> Response:
+        content, media_type = exposition()
+        return Response(content, media_type=media_type)
+
+    assets = _swagger_assets()
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if assets is None:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title,
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-light-32x32.png")
+
+    @app.post("/admin/reload", tags=["admin"], response_model=ReloadReport, responses=_responses(401, 413),
+              summary="check champion.json now and load a new champion; a broken one leaves the old serving")
+    def reload(request: Request) -> Any:
+        reports = champions.refresh(force=True)
+        service_metrics().count_reloads(reports)
+        request.state.audit = {"reload": {r["task"]: r["status"] for r in reports}}
+        return {"worker_pid": os.getpid(), "tasks": reports}
 
 
 def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSchema) -> None:
     slug = schema.task.replace("_", "-")
     request_model = patient_request_model(schema)
+    batch_model = _batch_request_model(schema, request_model)
 
-    def champion_or_error() -> Any:
+    def champion() -> tuple[LoadedChampion | None, Response | None]:
         loaded = champions.get(schema.task)
         if loaded is None:
             return None, error(503, "no_model", f"no champion for {schema.task}: run `make train TASK={schema.task}`")
         return loaded, None
 
+    def note(request: Request, loaded: LoadedChampion, **extra: Any) -> None:
+        identity = loaded.identity
+        request.state.audit = {"model": {k: identity[k] for k in ("name", "version", "run_id")}, **extra}
+
     @app.post(f"/v1/{slug}/predict", response_model=PredictionAnswer, tags=[schema.task],
-              summary=f"{schema.title}: one patient's risk at each horizon, curves and contributions",
-              name=f"predict_{schema.task}")
-    def predict(patient: request_model) -> Any:  # type: ignore[valid-type]
-        loaded, failure = champion_or_error()
+              responses=_responses(401, 413, 422, 503), name=f"predict_{schema.task}",
+              summary=f"{schema.title}: one patient's risk at each horizon, curves, contributions and warnings")
+    def predict(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
+        loaded, failure = champion()
         if failure:
             return failure
-        values = with_derived(schema, patient.model_dump(exclude={"explain"}))
-        problems = cross_field_problems(schema, values)
+        note(request, loaded)
+        [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
         if problems:
             return error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
-        explain = patient.explain
-        predictors = {p.name: values[p.name] for p in schema.predictors}
-        return predict_patient(
-            loaded.bundle, predictors, model_identity=loaded.identity,
-            explain_endpoint=explain.endpoint if explain else None,
-            explain_horizon_months=explain.horizon_months if explain else None,
-        )
+        [answer] = predict_patients(loaded.bundle, [predictors], explain=[_explain_options(patient)],
+                                    model_identity=loaded.identity)
+        service_metrics().count_answers(f"/v1/{slug}/predict", [answer])
+        return answer
 
-    @app.get(f"/v1/{slug}/model", tags=[schema.task], name=f"model_{schema.task}",
-             summary="identity, lineage, horizons, validated metrics and schema of the serving champion")
-    def model_info() -> Any:
-        loaded, failure = champion_or_error()
+    @app.post(f"/v1/{slug}/predict-batch", response_model=BatchResult, tags=[schema.task],
+              responses=_responses(401, 413, 422, 503), name=f"predict_batch_{schema.task}",
+              summary=f"{schema.title}: up to {MAX_BATCH_PATIENTS} patients, each validated on its own",
+              description=f"Each patient is the body of `/v1/{slug}/predict`. A patient that fails validation gets "
+                          "its own error entry and does not spoil the others; the request fails as a whole (422) "
+                          f"only when it is not a list of 1 to {MAX_BATCH_PATIENTS} patients "
+                          f"({MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} with `include_contributions`).")
+    def predict_batch(batch: batch_model, request: Request) -> Any:  # type: ignore[valid-type]
+        loaded, failure = champion()
         if failure:
             return failure
+        if batch.include_contributions and len(batch.patients) > MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS:
+            return error(422, "too_many_patients",
+                         f"at most {MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} patients per request with "
+                         f"include_contributions (at most {MAX_BATCH_PATIENTS} without)",
+                         [{"location": "body.patients", "reason": f"more than "
+                                                                  f"{MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} patients"}])
+        results, valid = _validate_batch(schema, request_model, batch.patients)
+        answers = predict_patients(loaded.bundle, [v[1] for v in valid], explain=[v[2] for v in valid],
+                                   with_contributions=batch.include_contributions, model_identity=loaded.identity)
+        for (index, _, _), answer in zip(valid, answers, strict=True):
+            results[index] = {"index": index, "answer": answer, "error": None}
+        service_metrics().count_answers(f"/v1/{slug}/predict-batch", answers)
+        note(request, loaded, patients=len(results), patient_errors=len(results) - len(answers))
+        return {"task": schema.task, "model": loaded.identity, "count": len(results), "succeeded": len(answers),
+                "failed": len(results) - len(answers), "results": results}
+
+    @app.get(f"/v1/{slug}/model", response_model=ModelInfo, tags=[schema.task], name=f"model_{schema.task}",
+             responses=_responses(401, 503),
+             summary="identity, training date, lineage, horizons, validated metrics, warning thresholds and schema")
+    def model_info(request: Request) -> Any:
+        loaded, failure = champion()
+        if failure:
+            return failure
+        note(request, loaded)
         bundle = loaded.bundle
-        return {"model": loaded.identity, "exported_at": loaded.pointer.get("exported_at"),
-                "data_digest": loaded.pointer.get("data_digest"), "horizons_months": bundle.horizons_months,
-                "main_horizon_months": bundle.main_horizon_months, "metrics": bundle.metrics,
-                "lineage": bundle.lineage, "schema": bundle.schema}
+        reference = getattr(bundle, "ood_reference", None) or {}
+        return {"model": loaded.identity, "trained_at": getattr(bundle, "trained_at", None),
+                "exported_at": loaded.pointer.get("exported_at"), "data_digest": loaded.pointer.get("data_digest"),
+                "horizons_months": bundle.horizons_months, "main_horizon_months": bundle.main_horizon_months,
+                "metrics": bundle.metrics, "lineage": bundle.lineage,
+                "out_of_distribution": {key: reference.get(key) for key in (
+                    "distance", "distance_threshold", "distance_quantile", "min_imputed_predictors",
+                    "usually_observed_share")},
+                "warning_codes": WARNING_CODES, "schema": bundle.schema}
+
+    card_content = {"description": "the model card", "content": {
+        "text/markdown": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}}
+
+    @app.get(f"/v1/{slug}/model-card", tags=[schema.task], name=f"model_card_{schema.task}",
+             response_class=Response, responses={200: card_content, **_responses(401, 404, 503)},
+             summary="the champion's model card (markdown; ?format=html)")
+    def model_card(request: Request, format: Literal["markdown", "html"] = "markdown") -> Any:
+        unknown = sorted(set(request.query_params) - {"format"})
+        if unknown:
+            return error(422, "invalid_request", "unknown query parameter(s)",
+                         [{"location": "query", "reason": f"{len(unknown)} unknown parameter(s); only `format`"}])
+        loaded, failure = champion()
+        if failure:
+            return failure
+        note(request, loaded)
+        card = getattr(loaded.bundle, "model_card", None) or {}
+        if not card:
+            return error(404, "no_model_card", f"{schema.task} version {loaded.pointer['version']} has no model card")
+        return Response(card[format], media_type=f"text/{'html' if format == 'html' else 'markdown'}; charset=utf-8")
+
+    if schema.task == "cml_tfr":
+        _add_stop_timing_route(app, schema, champion, note, request_model, slug)
+
+
+def _add_stop_timing_route(app: FastAPI, schema: TaskSchema, champion: Any, note: Any, request_model: type[BaseModel],
+                           slug: str) -> None:
+    """CML only: relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response."""
+    from training.stop_timing import STATEMENT, stop_timing
+
+    @app.post(f"/v1/{slug}/stop-timing", tags=["cml_tfr"], name="stop_timing_cml_tfr",
+              responses=_responses(401, 413, 422, 503),
+              summary="projected relapse risk 12 and 24 months after stopping now or after 6, 12, 24 more months",
+              description=f"The patient as for /predict, still on TKI and in deep molecular response (durations "
+                          f"and age as of today). {STATEMENT}")
+    def stop_timing_route(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
+        loaded, failure = champion()
+        if failure:
+            return failure
+        note(request, loaded)
+        [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
+        if problems:
+            return error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
+        return {**stop_timing(loaded.bundle, predictors), "model": loaded.identity}
+
+
+def _batch_request_model(schema: TaskSchema, request_model: type[BaseModel]) -> type[BaseModel]:
+    """The batch body. Items are taken as any JSON value and validated one by one (so one bad patient cannot
+    spoil the others); the OpenAPI document shows them as the patient model."""
+    item = Annotated[Any, WithJsonSchema({"$ref": f"#/components/schemas/{request_model.__name__}"})]
+    example = (request_model.model_json_schema().get("examples") or [{}])[0]
+    return create_model(
+        request_model.__name__.removesuffix("Patient") + "Batch",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"patients": [example, example],
+                                                                               "include_contributions": False}]}),
+        patients=(list[item], Field(..., min_length=1, max_length=MAX_BATCH_PATIENTS,
+                                    description=f"1 to {MAX_BATCH_PATIENTS} patients, each as the body of "
+                                                f"/predict ({MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} with "
+                                                "include_contributions)")),
+        include_contributions=(StrictBool, Field(False, description="add each patient's contributions (slower; "
+                                                                    "otherwise `contributions` is null)")),
+    )
+
+
+def _validate_batch(schema: TaskSchema, request_model: type[BaseModel], patients: list[Any]
+                    ) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any], tuple[Any, Any]]]]:
+    """Each patient on its own: results holds an error item for each refused one; valid lists (index,
+    predictors, explain options) for the others."""
+    results: list[dict[str, Any]] = [{}] * len(patients)
+    parsed: list[tuple[int, BaseModel]] = []
+    for index, item in enumerate(patients):
+        try:
+            parsed.append((index, request_model.model_validate(item)))
+        except ValidationError as exc:
+            fields = [{"location": _location(issue["loc"], f"body.patients.{index}"), "reason": _reason(issue)}
+                      for issue in exc.errors(include_url=False, include_input=False)]
+            results[index] = _item_error(index, fields)
+    prepared = prepare_patients(schema, [p.model_dump(exclude={"explain"}) for _, p in parsed]) if parsed else []
+    valid = []
+    for (index, patient), (predictors, problems) in zip(parsed, prepared, strict=True):
+        if problems:
+            fields = [{**p, "location": p["location"].replace("body.", f"body.patients.{index}.", 1)}
+                      for p in problems]
+            results[index] = _item_error(index, fields)
+        else:
+            valid.append((index, predictors, _explain_options(patient)))
+    return results, valid
+
+
+def _item_error(index: int, fields: list[dict[str, str]]) -> dict[str, Any]:
+    return {"index": index, "answer": None,
+            "error": {"code": "invalid_request", "message": f"patient {index}: {len(fields)} field(s) failed "
+                                                            "validation", "fields": fields}}

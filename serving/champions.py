@@ -1,12 +1,15 @@
 """The champion bundles serving answers with, read from `models/<task>/champion.json` (never from MLflow).
 
-Each worker checks the pointer at most once a second and swaps to a new champion only after a smoke
-prediction on it passes, so a broken export never replaces a working model.
+Each worker checks the pointers at most once a second (and at once on `POST /admin/reload`) and swaps to a new
+champion only after it loads and a smoke prediction on it passes. A version that fails either is logged and
+reported, the previous champion keeps serving, and it is not retried until champion.json changes again or a
+reload is forced: a broken export never causes a failed request.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from training.bundle import ModelBundle
 from training.prediction import predict_patient
 
 CHECK_INTERVAL_SECONDS = 1.0
+logger = logging.getLogger("serving.champions")
 
 
 @dataclass
@@ -34,32 +38,83 @@ def _smoke_patient(bundle: ModelBundle) -> dict[str, Any]:
     return {p["name"]: p["example"] for p in bundle.schema["predictors"]}
 
 
+def _signature(pointer: dict[str, Any]) -> tuple[str, str]:
+    return str(pointer.get("version")), str(pointer.get("exported_at"))
+
+
 class ChampionRegistry:
     def __init__(self, models_dir: str | Path, tasks: list[str]):
         self.models_dir = Path(models_dir)
         self.tasks = tasks
         self.loaded: dict[str, LoadedChampion] = {}
+        self.failed: dict[str, tuple[tuple[str, str], str]] = {}  # task -> (pointer signature, reason)
         self._checked_at = 0.0
         self._lock = threading.Lock()
 
-    def refresh(self, force: bool = False) -> None:
-        """Load any task whose champion.json names a version other than the one loaded."""
+    def refresh(self, force: bool = False) -> list[dict[str, Any]]:
+        """Load any task whose champion.json names a version other than the one serving; never raises.
+
+        Returns one report per task (the shape of `TaskReload`). Without `force` the check runs at most once a
+        second, skips versions that already failed, and does not wait for a check another thread is running.
+        """
         now = time.monotonic()
         if not force and now - self._checked_at < CHECK_INTERVAL_SECONDS:
-            return
-        with self._lock:
-            self._checked_at = now
-            for task in self.tasks:
-                pointer_path = self.models_dir / task / "champion.json"
-                if not pointer_path.exists():
-                    continue
-                pointer = json.loads(pointer_path.read_text())
-                current = self.loaded.get(task)
-                if current and current.pointer["version"] == pointer["version"]:
-                    continue
-                bundle = ModelBundle.load(self.models_dir / task / pointer["path"])
-                predict_patient(bundle, _smoke_patient(bundle))  # raises before the swap if it is broken
-                self.loaded[task] = LoadedChampion(bundle, pointer)
+            return []
+        if not self._lock.acquire(blocking=force):
+            return []  # another request is checking: serve the current champion meanwhile
+        try:
+            self._checked_at = time.monotonic()
+            return [self._refresh_task(task, retry_failed=force) for task in self.tasks]
+        finally:
+            self._lock.release()
+
+    def _refresh_task(self, task: str, retry_failed: bool) -> dict[str, Any]:
+        current = self.loaded.get(task)
+        serving = current.pointer["version"] if current else None
+        pointer_path = self.models_dir / task / "champion.json"
+        if not pointer_path.exists():
+            return self._report(task, "no_champion", serving, None, "no champion.json: train and promote a model")
+        try:
+            pointer = json.loads(pointer_path.read_text())
+            version = str(pointer["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = f"champion.json is unreadable ({type(exc).__name__})"
+            logger.error("%s: %s; %s", task, reason, f"version {serving} keeps serving" if serving else "not loaded")
+            return self._report(task, "failed", serving, None, reason + self._keeps(serving))
+        if current and _signature(current.pointer) == _signature(pointer):
+            return self._report(task, "unchanged", serving, version, f"version {version} is serving")
+        failure = self.failed.get(task)
+        if failure and failure[0] == _signature(pointer) and not retry_failed:
+            return self._report(task, "failed", serving, version, failure[1] + self._keeps(serving))
+        try:
+            bundle = ModelBundle.load(self.models_dir / task / str(pointer["path"]))
+            predict_patient(bundle, _smoke_patient(bundle))  # must pass before the swap
+        except Exception as exc:  # noqa: BLE001 - any failure of a new export must leave the old one serving
+            reason = f"version {version} failed to load or failed its smoke prediction ({type(exc).__name__}: {exc})"
+            reason = reason[:500]
+            self.failed[task] = (_signature(pointer), reason)
+            logger.error("%s: %s%s", task, reason, self._keeps(serving))
+            return self._report(task, "failed", serving, version, reason + self._keeps(serving))
+        self.loaded[task] = LoadedChampion(bundle, pointer)
+        self.failed.pop(task, None)
+        logger.info("%s: version %s loaded%s", task, version, f" (was {serving})" if serving else "")
+        return self._report(task, "loaded", version, version,
+                            f"version {version} now serves" + (f" (was {serving})" if serving else ""))
+
+    @staticmethod
+    def _keeps(serving: str | None) -> str:
+        return f"; version {serving} keeps serving" if serving else "; no version of this task is serving"
+
+    @staticmethod
+    def _report(task: str, status: str, serving: str | None, champion: str | None, message: str) -> dict[str, Any]:
+        return {"task": task, "status": status, "serving_version": serving, "champion_version": champion,
+                "message": message}
+
+    def ready(self) -> bool:
+        """Ready when every task that has a champion.json has a model serving (clarifications §6), and one does."""
+        self.refresh()
+        return bool(self.loaded) and all(task in self.loaded for task in self.tasks
+                                         if (self.models_dir / task / "champion.json").exists())
 
     def get(self, task: str) -> LoadedChampion | None:
         self.refresh()

@@ -10,12 +10,12 @@ from features.task_schema import Predictor, TaskSchema
 
 
 def explain_options_model(schema: TaskSchema) -> type[BaseModel]:
-    """Which endpoint and horizon the contributions explain (defaults: relapse at the main horizon)."""
+    """Which endpoint and horizon the contributions explain (defaults: the first endpoint at the main horizon)."""
     endpoints = tuple(schema.endpoint_names)
     return create_model(
         "".join(part.title() for part in schema.task.split("_")) + "Explain",
         __config__=ConfigDict(extra="forbid"),
-        endpoint=(Literal[endpoints], Field("relapse", description="endpoint to explain")),  # type: ignore
+        endpoint=(Literal[endpoints], Field(endpoints[0], description="endpoint to explain")),  # type: ignore
         horizon_months=(float, Field(schema.main_horizon_months, ge=1, le=max(schema.horizons_months),
                                      description="horizon of the explained probability, months")),
     )

@@ -24,7 +24,7 @@ def small_settings(root: Path, seed: int = 42):
     from training.config import TrainSettings
 
     return TrainSettings(task="cml_tfr", n_patients=2000, seed=seed, n_trials=3, n_folds=3,
-                         tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
+                         tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models", n_replicates=10,
                          data_dir=root / "data", quiet=True)
 
 

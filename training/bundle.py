@@ -1,11 +1,13 @@
 """The model bundle and its prediction path: what evaluation reports is what the endpoint answers.
 
 A bundle holds one cause-specific survival model per cause (a margin model plus a Breslow baseline):
-- `single_event` tasks (cml_tfr): one cause, `relapse`; S(t | x) = exp(-H0(t) exp(margin)).
+- `single_event` tasks (cml_tfr, ebmt_hsct): one cause; S(t | x) = exp(-H0(t) exp(margin)), reported as the
+  schema's incidence endpoint (1 - S) and survival endpoint (S).
 - `competing_risks` tasks (all_hsct): causes `relapse` and `nrm` combine into cumulative incidences with the
   product-limit form (so with no covariates they equal Aalen-Johansen and LFS + CIR + NRM = 1 exactly); OS adds
   P(relapsed and alive) from a post-relapse survival curve; GRFS comes from four causes (`grfs_*`) and is
-  clipped to LFS, so OS >= LFS >= GRFS.
+  clipped to LFS, so OS >= LFS >= GRFS. Another task may name its two causes otherwise (ebmt_hsct_death_cause:
+  death from relapse vs other causes) and declare fewer endpoints; only the declared ones are computed.
 A bundle is a folder: `bundle.json` (preprocessing, baselines, coefficients or booster file names, horizons,
 risk-group cut-points, training summary, explanation background of cluster summaries (no patient rows),
 metrics, lineage) and one `<cause>.ubj` per boosted cause. Only numpy, pandas and xgboost are needed here.
@@ -122,6 +124,16 @@ class ModelBundle:
     training_summary: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    # The model card of the registered version (training/model_card.py): {"markdown": ..., "html": ...};
+    # empty in bundles exported before model cards existed.
+    model_card: dict[str, str] = field(default_factory=dict)
+    # Bootstrap refits of every cause (training/intervals.py): the 95 % intervals on each probability.
+    replicates: list[dict[str, CauseModel]] = field(default_factory=list)
+    # Out-of-distribution reference (training/ood.py): encoding, training mean and precision, thresholds of the
+    # far_from_training_data and many_imputed_predictors warnings; empty in older bundles (no such warnings).
+    ood_reference: dict[str, Any] = field(default_factory=dict)
+    # UTC time (ISO 8601) the training run first saved the bundle; None in bundles saved before it was recorded.
+    trained_at: str | None = None
     _background_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     # --- what the bundle answers ----------------------------------------------------------------------
@@ -136,7 +148,8 @@ class ModelBundle:
 
     @property
     def main_endpoint(self) -> str:
-        return "relapse"
+        """The schema's first endpoint (`relapse` for cml_tfr and all_hsct): plain metric names, promotion gates."""
+        return next(iter(self.schema["endpoints"]))
 
     @property
     def last_reliable_month(self) -> float:
@@ -154,8 +167,12 @@ class ModelBundle:
         """Each endpoint's probability (rows = patients, columns = months) from the causes' margins."""
         months = np.asarray(months, dtype=float)
         if self.outcome == "single_event":
-            survival = self.causes["relapse"].baseline.survival(margins["relapse"], months)
-            return {"relapse": 1.0 - survival, "relapse_free": survival}
+            [(cause, model)] = self.causes.items()
+            survival = model.baseline.survival(margins[cause], months)
+            kinds = self.endpoint_kinds
+            incidence = next(name for name, kind in kinds.items() if kind == "incidence")
+            event_free = next(name for name, kind in kinds.items() if kind == "survival")
+            return {incidence: 1.0 - survival, event_free: survival}
         return competing_risk_endpoints(self, margins, months, only)
 
     def endpoint_probabilities(self, frame: pd.DataFrame, months: np.ndarray, only: str | None = None
@@ -211,6 +228,10 @@ class ModelBundle:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.trained_at is None:
+            from datetime import UTC, datetime
+
+            self.trained_at = datetime.now(UTC).isoformat(timespec="seconds")
         spec = {
             "task": self.task, "family": self.family, "outcome": self.outcome,
             "causes": {name: cause.to_json(folder, name) for name, cause in self.causes.items()},
@@ -218,7 +239,10 @@ class ModelBundle:
             "schema": self.schema, "post_relapse_survival": self.post_relapse_survival,
             "background": self.background, "background_weights": self.background_weights,
             "risk_cut_points": self.risk_cut_points, "training_summary": self.training_summary,
-            "metrics": self.metrics, "lineage": self.lineage,
+            "metrics": self.metrics, "lineage": self.lineage, "model_card": self.model_card,
+            "ood_reference": self.ood_reference, "trained_at": self.trained_at,
+            "replicates": [{name: cause.to_json(folder, f"replicate{i:02d}_{name}") for name, cause in causes.items()}
+                           for i, causes in enumerate(self.replicates)],
         }
         text = json.dumps(_finite(spec), indent=1, default=_json_default, allow_nan=False)
         (folder / BUNDLE_FILE).write_text(text)
@@ -229,7 +253,9 @@ class ModelBundle:
         folder = Path(folder)
         spec = json.loads((folder / BUNDLE_FILE).read_text())
         causes = {name: CauseModel.from_json(c, folder) for name, c in spec.pop("causes").items()}
-        return cls(causes=causes, **spec)
+        replicates = [{name: CauseModel.from_json(c, folder) for name, c in causes_spec.items()}
+                      for causes_spec in spec.pop("replicates", [])]
+        return cls(causes=causes, replicates=replicates, **spec)
 
 
 def _midpoint_gradient(f: Any, at_x: dict[str, np.ndarray], at_b: dict[str, np.ndarray], cause: str,
@@ -292,28 +318,35 @@ def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: 
 
 def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray], months: np.ndarray,
                              only: str | None = None) -> dict[str, np.ndarray]:
-    relapse, nrm = bundle.causes["relapse"], bundle.causes["nrm"]
-    grid = _jump_grid([relapse, nrm], float(months.max()))
-    lfs_after, (d_relapse, d_nrm) = _product_limit(
-        [_cause_increments(relapse, margins["relapse"], grid), _cause_increments(nrm, margins["nrm"], grid)])
+    """The two competing causes (the bundle's first two non-GRFS causes, event codes 1 and 2: relapse and NRM
+    for all_hsct) give one cumulative incidence each, named like the cause, and the event-free probability
+    `lfs`. `os` (event-free plus alive after the first cause) and `grfs` are computed only when the schema
+    declares them; only the declared endpoints are returned (or `only` and what it needs)."""
+    first, second = (name for name in bundle.causes if name not in GRFS_CAUSES)
+    wanted = set(bundle.endpoint_kinds) if only is None else {only}
+    grid = _jump_grid([bundle.causes[first], bundle.causes[second]], float(months.max()))
+    lfs_after, (d_first, d_second) = _product_limit(
+        [_cause_increments(bundle.causes[name], margins[name], grid) for name in (first, second)])
     result = {
-        "relapse": _at_months(grid, np.cumsum(d_relapse, axis=1), months, 0.0),
-        "nrm": _at_months(grid, np.cumsum(d_nrm, axis=1), months, 0.0),
+        first: _at_months(grid, np.cumsum(d_first, axis=1), months, 0.0),
+        second: _at_months(grid, np.cumsum(d_second, axis=1), months, 0.0),
         "lfs": _at_months(grid, lfs_after, months, 1.0),
     }
-    if only in (None, "os"):
+    if "os" in wanted:
         post = bundle.post_relapse_survival
         post_months, post_survival = np.asarray(post["months"]), np.asarray(post["survival"])
         since = months[None, :] - grid[:, None]  # grid x months
         index = np.searchsorted(post_months, since, side="right") - 1
         alive = np.where(since >= 0, np.where(index >= 0, post_survival[np.maximum(index, 0)], 1.0), 0.0)
-        result["os"] = result["lfs"] + d_relapse @ alive
-    if only in (None, "grfs"):
+        result["os"] = result["lfs"] + d_first @ alive
+    if "grfs" in wanted:
         grfs_causes = [bundle.causes[c] for c in GRFS_CAUSES]
         grfs_grid = _jump_grid(grfs_causes, float(months.max()))
         grfs_after, _ = _product_limit([_cause_increments(c, margins[name], grfs_grid)
                                         for name, c in zip(GRFS_CAUSES, grfs_causes, strict=True)])
         result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
+    if only is None:
+        return {name: result[name] for name in bundle.endpoint_kinds}
     return result
 
 

@@ -1,10 +1,11 @@
-"""Thin command line over the pipeline: `python -m training.cli train [--task ...] [--data ...]`."""
+"""Thin command line over the pipeline: `python -m training.cli train|validate|data-dictionary [--task ...]`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
@@ -13,11 +14,43 @@ from training.config import DEFAULT_TRACKING_URI, TrainSettings
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
 DEFAULT_TASKS = ("cml_tfr", "all_hsct")
+DATA_DIR = Path("data")
+
+
+def _task_list() -> str:
+    return ", ".join(sorted(TASKS))
+
+
+def public_extract_file(task_name: str, data_dir: Path = DATA_DIR) -> Path | None:
+    """Write a real-data task's public extract as a registry file under data/ (git-ignored); None if it has none.
+
+    The file then goes through the same loader, unit conversions and validation as any registry export.
+    """
+    extract = TASKS[task_name].public_extract
+    if extract is None:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / extract.file_name
+    extract.load().to_csv(path, index=False)
+    return path
+
+
+def _data_for(task_name: str, data: str | None) -> str | None:
+    """The file a task trains on or validates: DATA when given, else the task's public extract (if any)."""
+    if data:
+        return data
+    path = public_extract_file(task_name)
+    if path is None:
+        return None
+    extract = TASKS[task_name].public_extract
+    print(f"no DATA given: using the public extract {extract.name}, written as a registry file to {path}\n"
+          f"  {extract.caveat}", flush=True)
+    return str(path)
 
 
 def _train(args: argparse.Namespace) -> int:
     if args.data and not args.task:
-        print(f"--data needs --task (TASK=...): tasks are {', '.join(sorted(TASKS))}", file=sys.stderr)
+        print(f"--data needs --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
         return 2
     import logging
     import warnings
@@ -30,8 +63,8 @@ def _train(args: argparse.Namespace) -> int:
     tasks = [args.task] if args.task else [t for t in DEFAULT_TASKS if t in TASKS]
     for task in tasks:
         settings = TrainSettings(
-            task=task, data_path=args.data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+            task=task, data_path=_data_for(task, args.data), n_patients=args.patients, seed=args.seed,
+            n_trials=args.trials, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
         )
         print(f"=== training {task} ===", flush=True)
         try:
@@ -44,15 +77,24 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: object) -> None:
+    from mlflow import MlflowClient
+
     from features.tasks import get_task
 
-    h = get_task(summary.task).schema.main_horizon_months
-    print(f"\n=== {summary.task}: held-out metrics of the relapse endpoint (centres never seen in tuning or "
-          "fitting) ===")
+    schema = get_task(summary.task).schema
+    h = schema.main_horizon_months
+    run = MlflowClient(summary.tracking_uri).get_run(summary.run_id)
+    endpoint = next(iter(schema.endpoint_names))
+    print(f"\n=== {summary.task}: held-out metrics of the {endpoint} endpoint (data never seen in tuning or "
+          f"fitting: {run.data.tags.get('split_design', 'held-out split')}) ===")
     print(f"{'metric':<16}" + "".join(f"{family:>14}" for family in summary.metrics))
     for template in HEADLINE:
         name = template.format(h=h)
         print(f"{name:<16}" + "".join(f"{m.get(name, float('nan')):>14.3f}" for m in summary.metrics.values()))
+    low, high = run.data.metrics.get("gate_uno_c_lower95"), run.data.metrics.get("gate_uno_c_upper95")
+    if low is not None and high is not None:
+        print(f"uno_c of the registered family ({summary.family}): {summary.metrics[summary.family]['uno_c']:.3f}, "
+              f"95 % bootstrap interval {low:.3f} to {high:.3f} (held-out predictions, no refit)")
     print(f"registered: {summary.task} version {summary.version} ({summary.family})")
     print(f"promoted to champion: {'yes' if summary.promoted else 'no'} ({summary.reason})")
     print(f"run: {summary.run_id} in experiment {summary.experiment_id} ({summary.tracking_uri})")
@@ -60,16 +102,93 @@ def _print_summary(summary: object) -> None:
           f"{summary.experiment_id}/runs/{summary.run_id}\n")
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Check a registry file against a task's schema without training; 0 when usable, 2 when not."""
+    from features.registry_file import PSEUDO_ID_COLUMN, load_registry_file, read_table
+
+    if not args.task:
+        print(f"validate needs --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
+        return 2
+    task = TASKS[args.task]
+    data = _data_for(args.task, args.data)
+    if data is None:
+        print(f"validate needs --data (DATA=file.csv or file.parquet) for {args.task}", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_registry_file(data, task.schema)
+    except SchemaValidationError as error:
+        print(f"{error}".replace("; nothing was trained", ""), file=sys.stderr)
+        print(f"\nNOT USABLE: {data} cannot be used for {args.task}; fix every problem above "
+              f"(the data dictionary: make data-dictionary TASK={args.task})", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as error:
+        print(f"NOT USABLE: {error}", file=sys.stderr)
+        return 2
+    print(_usable_report(args.task, data, loaded, PSEUDO_ID_COLUMN in read_table(data).columns))
+    return 0
+
+
+def _usable_report(task_name: str, data: str, loaded: object, had_pseudo_id: bool) -> str:
+    import numpy as np
+
+    from features.registry_file import PSEUDO_ID_COLUMN
+    from training.pipeline import events_per_predictor_advice
+
+    task = TASKS[task_name]
+    schema, frame = task.schema, loaded.frame
+    events = int(np.nansum(frame[schema.event_column].to_numpy(float)))
+    lines = [f"OK: {data} is usable for {task_name}: {len(frame)} patients, {events} events "
+             f"({schema.event_column} = 1)."]
+    counts = []
+    for name, target in task.endpoint_targets(frame).items():
+        code = np.asarray(target.code)
+        n = int(np.sum(code == target.event_of_interest)) if target.competing else int(np.sum(code > 0))
+        counts.append(f"{name} {n}")
+    lines.append(f"  events by endpoint: {', '.join(counts)}")
+    conversions = "; ".join(loaded.unit_conversions) or "none (every column in the schema's units)"
+    lines.append(f"  unit conversions applied: {conversions}")
+    dropped = f"; {PSEUDO_ID_COLUMN} read and dropped (never stored)" if had_pseudo_id else ""
+    lines.append(f"  identifiers: no identifier-like column, no dates{dropped}")
+    centres = frame["centre"].dropna().nunique() if "centre" in frame.columns else 0
+    lines.append(f"  centres: {centres}" + ("" if centres >= 3 else " (fewer than 3: training holds out a "
+                                                                     "stratified share of patients instead)"))
+    advice = events_per_predictor_advice(frame, schema)
+    if advice:
+        lines.append(f"  advisory: {advice}")
+    return "\n".join(lines)
+
+
+def _data_dictionary(args: argparse.Namespace) -> int:
+    from features.data_dictionary import data_dictionary_markdown, write_data_dictionaries
+
+    if args.task:
+        print(data_dictionary_markdown(args.task))
+        return 0
+    for path in write_data_dictionaries():
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train, evaluate, register and promote a task's model")
     train.add_argument("--task", choices=sorted(TASKS), default=None)
-    train.add_argument("--data", help="registry file (.csv or .parquet); default: the synthetic cohort")
+    train.add_argument("--data", help="registry file (.csv or .parquet); default: the synthetic cohort, or the "
+                                      "public extract of a real-data task")
     train.add_argument("--patients", type=int, default=None, help="synthetic cohort size")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
     train.set_defaults(handler=_train)
+    validate = commands.add_parser("validate", help="check a registry file against a task's schema, train nothing")
+    validate.add_argument("--task", choices=sorted(TASKS), default=None)
+    validate.add_argument("--data", help="registry file (.csv or .parquet); default for a real-data task: its "
+                                         "public extract")
+    validate.set_defaults(handler=_validate)
+    dictionary = commands.add_parser("data-dictionary", help="print a task's data dictionary; without --task, "
+                                                             "write every task's to docs/data-dictionary/")
+    dictionary.add_argument("--task", choices=sorted(TASKS), default=None)
+    dictionary.set_defaults(handler=_data_dictionary)
     args = parser.parse_args(argv)
     return args.handler(args)
 

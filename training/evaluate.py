@@ -3,8 +3,13 @@
 Discrimination and Brier scores come from scikit-survival; censoring weights are estimated on the evaluation
 set itself. Calibration at horizon t uses jackknife pseudo-observations of the Kaplan-Meier risk F(t):
 O/E = (1 - KM(t)) / mean predicted risk; slope and intercept from a GLM with cloglog link on the
-pseudo-observations with cloglog(predicted risk) as covariate (the intercept with the slope fixed at 1).
+pseudo-observations with cloglog(predicted risk) as covariate (the intercept with the slope fixed at 1);
+ICI, E50 and E90 from a loess of the pseudo-observations on the predicted risk (Austin et al. 2020).
 A horizon counts only where at least 20 patients are still at risk; otherwise its metrics are NaN with a reason.
+
+Standard errors for pooling across centres (training/validation.py): Uno's / Wolbers' C with an influence-function
+(U-statistic) variance, log O/E from the jackknife influence of the pseudo-observations, and the calibration slope
+with a sandwich (HC0) variance, as usual for GLMs on pseudo-observations.
 """
 
 from __future__ import annotations
@@ -21,12 +26,33 @@ from training.bundle import ModelBundle
 
 MIN_AT_RISK = 20
 TAU_MIN_SHARE_AT_RISK = 0.10
+LOESS_SPAN = 0.75  # R's loess default, as in Austin, Harrell & van Klaveren (2020)
+TIED_RISK = 1e-8  # two predicted risks closer than this are tied (half a concordant pair), as in sksurv/hazardous
+HAZARDOUS_MIN_CENSORING = 0.05  # hazardous' floor of the censoring survival in its IPCW
 
 
 @dataclass
 class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # horizon label -> reason
+
+
+def endpoint_prefix(endpoint: str, main_endpoint: str = "relapse") -> str:
+    """Metric names: the main endpoint's are plain (`uno_c`), the others' prefixed (`nrm_uno_c`)."""
+    return "" if endpoint == main_endpoint else f"{endpoint}_"
+
+
+def subset_target(target: EndpointTarget, rows: np.ndarray) -> EndpointTarget:
+    return EndpointTarget(np.asarray(target.months)[rows], np.asarray(target.code)[rows], target.event_of_interest,
+                          target.competing)
+
+
+def endpoint_risks(bundle: ModelBundle, frame: pd.DataFrame, months: np.ndarray) -> dict[str, np.ndarray]:
+    """Each endpoint's predicted risk of its event by each month (patients x months): the incidence, or one minus
+    the probability of staying event-free for survival endpoints (OS, LFS, GRFS, relapse-free)."""
+    predicted = bundle.endpoint_probabilities(frame, np.asarray(months, dtype=float))
+    return {name: (1.0 - values if bundle.endpoint_kinds[name] == "survival" else values)
+            for name, values in predicted.items()}
 
 
 def _surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -150,21 +176,136 @@ def _cloglog(p: np.ndarray) -> np.ndarray:
     return np.log(-np.log(1.0 - p))
 
 
-def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1
-                ) -> dict[str, float]:
-    """O/E, calibration slope and calibration-in-the-large intercept of predicted F_cause(month)."""
+def smoothed_calibration(pseudo: np.ndarray, predicted_risk: np.ndarray) -> np.ndarray:
+    """Loess (span 0.75, no robustness iterations) of the pseudo-observations on the predicted risk, read at each
+    patient's prediction and clipped to [0, 1]: the smoothed observed risk of the calibration curve."""
     import statsmodels.api as sm
 
+    predicted_risk = np.asarray(predicted_risk, dtype=float)
+    spread = float(np.ptp(predicted_risk)) if len(predicted_risk) else 0.0
+    if spread == 0.0:
+        return np.full(len(predicted_risk), float(np.mean(pseudo)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = sm.nonparametric.lowess(pseudo, predicted_risk, frac=LOESS_SPAN, it=0, delta=0.005 * spread,
+                                         return_sorted=False)
+    return np.clip(np.asarray(fitted, dtype=float), 0.0, 1.0)
+
+
+def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1
+                ) -> dict[str, float]:
+    """O/E, slope, intercept, ICI, E50 and E90 of predicted F_cause(month), with standard errors for pooling.
+
+    `oe_log_se` is the standard error of log(O/E) from the influence of each patient on observed and expected
+    (pseudo-observation and prediction); `slope_se` is the sandwich standard error of the slope.
+    """
+    import statsmodels.api as sm
+
+    predicted_risk = np.asarray(predicted_risk, dtype=float)
     pseudo = pseudo_observations(time, code, month, cause)
     observed = observed_risk(time, code, cause, month)
+    expected = float(np.mean(predicted_risk))
     x = _cloglog(predicted_risk)
     family = sm.families.Binomial(link=sm.families.links.CLogLog())
+    slope, slope_se = np.nan, np.nan
     with warnings.catch_warnings():
         # Pseudo-observations lie slightly outside [0, 1]: a quasi-likelihood fit, as in the literature.
         warnings.simplefilter("ignore")
-        slope = sm.GLM(pseudo, sm.add_constant(x), family=family).fit().params[1]
-        intercept = sm.GLM(pseudo, np.ones_like(x), family=family, offset=x).fit().params[0]
-    return {"oe": observed / float(np.mean(predicted_risk)), "slope": float(slope), "intercept": float(intercept)}
+        # Started at perfect calibration (intercept 0, slope 1): from the default start, IRLS can diverge when
+        # predicted risks come close to 1 at late horizons.
+        try:
+            fit = sm.GLM(pseudo, sm.add_constant(x), family=family).fit(start_params=[0.0, 1.0], cov_type="HC0")
+            if fit.converged and abs(fit.params[1]) < 100:
+                slope, slope_se = float(fit.params[1]), float(fit.bse[1])
+        except (ValueError, np.linalg.LinAlgError, IndexError):  # constant predictions: no slope
+            pass
+        intercept = sm.GLM(pseudo, np.ones_like(x), family=family, offset=x).fit(start_params=[0.0]).params[0]
+    n = len(pseudo)
+    oe_log_se = np.nan
+    if observed > 0 and expected > 0 and n > 1:
+        influence = (pseudo - pseudo.mean()) / observed - (predicted_risk - expected) / expected
+        oe_log_se = float(np.sqrt(np.sum(influence**2) / (n * (n - 1))))
+    gap = np.abs(smoothed_calibration(pseudo, predicted_risk) - predicted_risk)
+    return {"oe": observed / expected, "slope": slope, "intercept": float(intercept),
+            "ici": float(np.mean(gap)), "e50": float(np.median(gap)), "e90": float(np.quantile(gap, 0.9)),
+            "oe_log_se": oe_log_se, "slope_se": slope_se}
+
+
+def concordance_with_se(target: EndpointTarget, risk: np.ndarray, tau: float) -> tuple[float, float]:
+    """Uno's C truncated at tau (scikit-survival's definition) or, for a cause with competing events, Wolbers'
+    C (hazardous' definition), with the standard error of its influence-function (U-statistic) linearisation.
+
+    Same weights as the references: 1/G(T_i)^2 for pairs of a case with a later (or tied censored) patient and,
+    with competing risks, 1/(G(T_i) G(T_j)) for a case and a patient with an earlier competing event. The censoring
+    weights are treated as known in the standard error. Vectorised: much faster than the references' loops,
+    so it serves the per-centre and bootstrap computations; tests hold it equal to both references.
+    """
+    time, code, risk = np.asarray(target.months, float), np.asarray(target.code), np.asarray(risk, float)
+    cause = target.event_of_interest
+    if target.competing:
+        # hazardous' KaplanMeierIPCW: Kaplan-Meier of censoring read as a step function at each time, floored at
+        # max(its smallest positive value, 0.05).
+        censoring = _censoring_survival(time, code)
+        values = censoring(np.unique(time))
+        floor = max(float(values[values > 0].min()) if np.any(values > 0) else 1.0, HAZARDOUS_MIN_CENSORING)
+        inverse_g = 1.0 / np.clip(censoring(time), floor, 1.0)
+        case = (code == cause) & (time <= tau)
+        competing = (code > 0) & (code != cause) & (time <= tau)
+    else:
+        from sksurv.nonparametric import CensoringDistributionEstimator
+
+        event = code > 0
+        case = event & (time < tau)
+        survival = _surv(time, event.astype(int))
+        inverse_g = np.zeros(len(time))
+        try:
+            inverse_g[case] = CensoringDistributionEstimator().fit(survival).predict_ipcw(survival[case])
+        except ValueError:  # censoring survival reaches zero before a case: C is not estimable here
+            return float("nan"), float("nan")
+        competing = np.zeros(len(time), dtype=bool)
+    return _pairwise_concordance(time, risk, case, code == 0, inverse_g, competing)
+
+
+def harrell_c_with_se(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray) -> tuple[float, float]:
+    """Harrell's C (scikit-survival's definition: every comparable pair weighs 1), vectorised, with its
+    influence-function standard error; `event` is 1 for the event of interest (other codes censor it)."""
+    event = np.asarray(event) == 1
+    time = np.asarray(time, dtype=float)
+    return _pairwise_concordance(time, np.asarray(risk_score, float), event, ~event, np.ones(len(time)),
+                                 np.zeros(len(time), dtype=bool))
+
+
+def _pairwise_concordance(time: np.ndarray, risk: np.ndarray, case: np.ndarray, censored: np.ndarray,
+                          inverse_g: np.ndarray, competing: np.ndarray) -> tuple[float, float]:
+    """Weighted concordance over pairs of a case i with a later patient j (or one censored at the same time),
+    weight 1/G(T_i)^2, and with a patient j whose competing event came first, weight 1/(G(T_i) G(T_j)).
+    Risks within 1e-8 count one half. Returns C and the standard error of its linearisation: C - C0 ~
+    sum_k u_k / D with u_k each patient's share of sum_ij w_ij (concordant_ij - C) as case and as control."""
+    cases = np.flatnonzero(case)
+    if not len(cases):
+        return float("nan"), float("nan")
+    n = len(time)
+    concordant_as_case, pairs_as_case = np.zeros(n), np.zeros(n)
+    concordant_as_control, pairs_as_control = np.zeros(n), np.zeros(n)
+    for chunk in np.array_split(cases, max(1, len(cases) * n // 2_000_000 + 1)):
+        t_i = time[chunk][:, None]
+        later = (time[None, :] > t_i) | ((time[None, :] == t_i) & censored[None, :])
+        weight = later * inverse_g[chunk][:, None] ** 2
+        if competing.any():
+            earlier_competing = competing[None, :] & (time[None, :] <= t_i)
+            weight = weight + earlier_competing * (inverse_g[chunk][:, None] * inverse_g[None, :])
+        gap = risk[chunk][:, None] - risk[None, :]
+        score = np.where(np.abs(gap) <= TIED_RISK, 0.5, (gap > 0).astype(float))
+        concordant_as_case[chunk] += (weight * score).sum(axis=1)
+        pairs_as_case[chunk] += weight.sum(axis=1)
+        concordant_as_control += (weight * score).sum(axis=0)
+        pairs_as_control += weight.sum(axis=0)
+    total = pairs_as_case.sum()
+    if total <= 0:
+        return float("nan"), float("nan")
+    c = concordant_as_case.sum() / total
+    influence = (concordant_as_case - c * pairs_as_case) + (concordant_as_control - c * pairs_as_control)
+    return float(c), float(np.sqrt(np.sum(influence**2)) / total)
 
 
 def net_benefit(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float,
@@ -229,6 +370,15 @@ def endpoint_uno_c(target: EndpointTarget, risk: np.ndarray, horizons: list[int]
                                              taus=[tau], event_of_interest=target.event_of_interest)[0])
 
 
+CALIBRATION_METRICS = ("cal_oe", "cal_slope", "cal_intercept", "ici", "e50", "e90")
+HORIZON_METRICS = ("auc", "brier", *CALIBRATION_METRICS)
+
+
+def _calibration_metrics(cal: dict[str, float], h: int) -> dict[str, float]:
+    return {f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"], f"cal_intercept_{h}m": cal["intercept"],
+            f"ici_{h}m": cal["ici"], f"e50_{h}m": cal["e50"], f"e90_{h}m": cal["e90"]}
+
+
 def _survival_endpoint_metrics(time: np.ndarray, event: np.ndarray, probability: dict[int, np.ndarray],
                                horizons: list[int], all_horizons: list[int], main: int) -> dict[str, float]:
     """`probability[h]` is the predicted risk of the event by h months."""
@@ -237,9 +387,7 @@ def _survival_endpoint_metrics(time: np.ndarray, event: np.ndarray, probability:
     for h in horizons:
         metrics[f"auc_{h}m"] = time_dependent_auc(time, event, probability[h], h)
         metrics[f"brier_{h}m"] = brier(time, event, 1.0 - probability[h], h)
-        cal = calibration(time, event, probability[h], h)
-        metrics.update({f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"],
-                        f"cal_intercept_{h}m": cal["intercept"]})
+        metrics.update(_calibration_metrics(calibration(time, event, probability[h], h), h))
     return metrics
 
 
@@ -257,9 +405,7 @@ def _competing_endpoint_metrics(time: np.ndarray, code: np.ndarray, cause: int, 
         metrics[f"auc_{h}m"] = competing_auc(time, code, probability[h], h, cause)
         metrics[f"brier_{h}m"] = float(brier_score_incidence(frame, frame, probability[h][:, None], [h],
                                                              event_of_interest=cause)[0])
-        cal = calibration(time, code, probability[h], h, cause)
-        metrics.update({f"cal_oe_{h}m": cal["oe"], f"cal_slope_{h}m": cal["slope"],
-                        f"cal_intercept_{h}m": cal["intercept"]})
+        metrics.update(_calibration_metrics(calibration(time, code, probability[h], h, cause), h))
     return metrics
 
 
@@ -291,7 +437,7 @@ def evaluate_bundle(bundle: ModelBundle, frame: pd.DataFrame, targets: dict[str,
         metrics["ibs"] = _integrated_brier(bundle, frame, endpoint, target, horizons)
         for h in bundle.horizons_months:
             if h not in horizons:
-                for name in ("auc", "brier", "cal_oe", "cal_slope", "cal_intercept"):
+                for name in HORIZON_METRICS:
                     metrics[f"{name}_{h}m"] = float("nan")
         result.metrics.update({f"{prefix}{k}": v for k, v in metrics.items()})
     return result

@@ -1,4 +1,5 @@
-"""One `make train`: cohort, split, tune, fit both families, evaluate, explain, log, register, promote."""
+"""One `make train`: cohort, split, tune, fit both families, evaluate, validate across centres, explain, log,
+register with a model card, promote through the gate."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import subprocess
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +23,26 @@ from features.tasks import EndpointTarget, Task, get_task
 from training.bundle import ModelBundle
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
-from training.explain import build_background, calibration_plot, contribution_summary_plot, training_summary
+from training.explain import build_background, contribution_summary_plot, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
+from training.intervals import fit_replicates
+from training.model_card import ModelCardInputs, build_model_card
+from training.ood import out_of_distribution_reference
 from training.promotion import (
     PromotionDecision,
+    PromotionGates,
     absolute_gates,
     compare_with_champion,
     decide,
     export_champion,
+    load_gates,
+    mark_challenger,
+    mark_champion,
     read_champion,
 )
+from training.report import EvaluationReport, build_report, log_report
 from training.splits import hold_out_centres, tuning_folds
-from training.tune import tune_xgboost
+from training.tune import TuningResult, out_of_fold_margin, tune_xgboost
 
 TIE_MARGIN_C = 0.005
 MIN_EVENTS_PER_PREDICTOR = 10
@@ -58,6 +68,7 @@ class TrainingSummary:
     reason: str
     metrics: dict[str, dict[str, float]]
     tracking_uri: str
+    report: EvaluationReport | None = None
 
 
 class Progress:
@@ -146,11 +157,32 @@ def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: Task
     main_risk = bundle.event_probability(development, np.array([schema.main_horizon_months]))[:, 0]
     bundle.risk_cut_points = [float(q) for q in np.quantile(main_risk, [1 / 3, 2 / 3])]
     bundle.training_summary = training_summary(development, schema)
+    bundle.ood_reference = out_of_distribution_reference(development, bundle)
     return bundle
 
 
-def run_training(settings: TrainSettings) -> TrainingSummary:
+def refit_for_validation(task: Task, tuned: dict[str, TuningResult], settings: TrainSettings
+                         ) -> Callable[[str, pd.DataFrame], ModelBundle]:
+    """Refit a family on a validation fold's training patients with the tuned settings (no re-tuning); the
+    xgboost Breslow baseline again on out-of-fold margins of those patients, as in the main fit."""
+
+    def refit(family: str, train: pd.DataFrame) -> ModelBundle:
+        if family != "xgboost_cox":
+            return fit_family(family, task, train, tuned, settings.seed)
+        folds = tuning_folds(train, task.schema.event_column, settings.n_folds, settings.seed)
+        refolded = {cause: replace(tuned[cause], oof_margin=out_of_fold_margin(
+            tuned[cause].params, tuned[cause].num_boost_round, train, task.schema, target, folds, settings.seed))
+            for cause, target in task.cause_targets(train).items()}
+        return fit_family(family, task, train, refolded, settings.seed)
+
+    return refit
+
+
+def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -> TrainingSummary:
+    """`gates`: the promotion gates; default `training/promotion_gates.toml`."""
     import mlflow
+
+    gates = gates or load_gates()
 
     say = Progress(settings.quiet)
     task = get_task(settings.task)
@@ -172,9 +204,10 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment = _experiment(mlflow, settings)
     with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
-        mlflow.set_tags({"task": settings.task, "role": "pipeline", "git_commit": git_commit(),
-                         "data_digest": cohort.digest, "data_source": cohort.description, "split_design": split.design,
-                         "seed": str(settings.seed)})
+        lineage_tags = {"task": settings.task, "git_commit": git_commit(), "data_digest": cohort.digest}
+        mlflow.set_tags({**lineage_tags, "role": "pipeline", "data_source": cohort.description,
+                         "split_design": split.design, "seed": str(settings.seed)})
+        mlflow.log_params(gates.as_params())
         if advice:
             mlflow.set_tag("advisory_events_per_predictor", advice)
         if cohort.unit_conversions:
@@ -190,7 +223,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
                           ) -> None:
                 with mlflow.start_run(experiment_id=experiment, nested=True,
                                       run_name=f"tuning {cause} trial {number:02d}"):
-                    mlflow.set_tags({"task": settings.task, "role": "tuning_trial", "family": "xgboost_cox",
+                    mlflow.set_tags({**lineage_tags, "role": "tuning_trial", "family": "xgboost_cox",
                                      "cause": cause})
                     mlflow.log_params({**params, "num_boost_round": rounds})
                     mlflow.log_metric("cv_harrell_c", score)
@@ -200,6 +233,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
             tuned[cause] = tune_xgboost(development, schema, target, folds, settings.n_trials, settings.seed,
                                         log_trial)
             mlflow.log_params({f"xgb_{cause}_{k}": v for k, v in tuned[cause].params.items()})
+            mlflow.log_param(f"xgb_{cause}_num_boost_round", tuned[cause].num_boost_round)
             mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
 
         say("fitting both families on the development centres")
@@ -208,13 +242,19 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
                    for family in ("cox_ph", "xgboost_cox")}
         held_out_targets = task.endpoint_targets(held_out)
         evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
+        family_runs = {}
         for name, evaluation in evaluations.items():
-            _log_family_run(mlflow, experiment, settings, name, evaluation, bundles[name])
+            family_runs[name] = _log_family_run(mlflow, experiment, settings, name, evaluation, bundles[name],
+                                                lineage_tags)
             say(f"  {name}: held-out Uno C {evaluation.metrics['uno_c']:.3f}, Harrell C "
                 f"{evaluation.metrics['harrell_c']:.3f}, IBS {evaluation.metrics['ibs']:.3f}")
         family = choose_family(evaluations)
         chosen, metrics = bundles[family], evaluations[family].metrics
+        say(f"bootstrap ensemble for the 95 % intervals: {settings.n_replicates} refits of {family}")
+        chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
         mlflow.set_tag("registered_family", family)
+        for name, run_id in family_runs.items():
+            mlflow.MlflowClient().set_tag(run_id, "registered", str(name == family).lower())
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         for name, evaluation in evaluations.items():
             mlflow.log_metrics({f"{name}_{k}": v for k, v in evaluation.metrics.items() if np.isfinite(v)})
@@ -222,17 +262,38 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
         say("explaining and plotting")
         with tempfile.TemporaryDirectory() as scratch:
             scratch_path = Path(scratch)
-            _log_plots(mlflow, schema, bundles, chosen, held_out, held_out_targets[chosen.main_endpoint],
-                       scratch_path)
-            decision = _gate(chosen, metrics, held_out, held_out_targets, settings, cohort.digest)
-            chosen.metrics = metrics
+            _log_plots(mlflow, schema, chosen, held_out, scratch_path)
+            report = build_report(task, frame, held_out, held_out_targets, bundles, family,
+                                  refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path)
+            report_metrics = log_report(mlflow, report, scratch_path, family, family_runs, schema.main_horizon_months)
+            mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
+            say("promotion gate, model card and registration")
+            decision = _gate(chosen, {**metrics, **report_metrics}, held_out, held_out_targets, settings,
+                             cohort.digest, gates, bundles["cox_ph"])
+            chosen.metrics = {**metrics, **{k: v for k, v in report_metrics.items() if not k.endswith("_seconds")}}
             chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
-                              "data_source": cohort.description, "split_design": split.design}
+                              "data_source": cohort.description, "split_design": split.design,
+                              "validation_design": report.validation.design.description}
+            card_inputs = ModelCardInputs(
+                schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
+                family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
+                data_digest=cohort.digest, frame=frame, split_design=split.design, n_development=len(development),
+                n_held_out=len(held_out), n_trials=settings.n_trials,
+                tuned={c: {**r.params, "rounds": r.num_boost_round} for c, r in tuned.items()},
+                metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
+                validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
+                decision_curves=report.usefulness, synthetic=not settings.data_path,
+                unit_conversions=cohort.unit_conversions)
+            chosen.lineage["version"] = card_inputs.version
+            chosen.model_card = build_model_card(card_inputs)
             bundle_dir = scratch_path / "bundle"
             version = _register(mlflow, chosen, bundle_dir, settings.task)
-            chosen.lineage["version"] = version
+            if version != card_inputs.version:  # another run registered in between: the card names the real one
+                card_inputs.version = chosen.lineage["version"] = version
+                chosen.model_card = build_model_card(card_inputs)
             chosen.save(bundle_dir)
-            _record_decision(mlflow, decision, settings.task, version)
+            _log_model_card(mlflow, chosen.model_card, scratch_path)
+            _record_decision(mlflow, decision, settings.task, version, family, lineage_tags)
             if decision.promoted:
                 export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
                                 cohort.digest)
@@ -240,7 +301,7 @@ def run_training(settings: TrainSettings) -> TrainingSummary:
             f"{'PROMOTED to champion' if decision.promoted else 'not promoted'}: {decision.reason}")
         return TrainingSummary(settings.task, parent.info.run_id, experiment, version, family, decision.promoted,
                                decision.reason, {n: e.metrics for n, e in evaluations.items()},
-                               settings.tracking_uri)
+                               settings.tracking_uri, report)
 
 
 def _experiment(mlflow: Any, settings: TrainSettings) -> str:
@@ -257,10 +318,10 @@ def _run_name(settings: TrainSettings, cohort: Cohort) -> str:
 
 
 def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name: str, evaluation: Evaluation,
-                    bundle: ModelBundle) -> None:
+                    bundle: ModelBundle, lineage_tags: dict[str, str]) -> str:
     role = "baseline" if name == "cox_ph" else "candidate"
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{name} ({role})", nested=True):
-        mlflow.set_tags({"task": settings.task, "role": role, "family": name, "evaluation": "held-out centres"})
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{name} ({role})", nested=True) as run:
+        mlflow.set_tags({**lineage_tags, "role": role, "family": name, "evaluation": "held-out centres"})
         mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
         for label, reason in evaluation.skipped.items():
             mlflow.set_tag(f"skipped_reason_{label}", reason)
@@ -268,30 +329,51 @@ def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name:
             coefficients = {cause: dict(zip(model.preprocessor.columns, model.coefficients, strict=True))
                             for cause, model in bundle.causes.items()}
             mlflow.log_dict(coefficients, "cox_coefficients.json")
+    return run.info.run_id
 
 
-def _log_plots(mlflow: Any, schema: TaskSchema, bundles: dict[str, ModelBundle], chosen: ModelBundle,
-               held_out: pd.DataFrame, target: EndpointTarget, folder: Path) -> None:
+def _log_plots(mlflow: Any, schema: TaskSchema, chosen: ModelBundle, held_out: pd.DataFrame, folder: Path) -> None:
+    """The explanation plot; calibration, decision-curve and forest plots come from training/report.py."""
     h = schema.main_horizon_months
-    predictions = {n: b.event_probability(held_out, np.array([h]))[:, 0] for n, b in bundles.items()}
-    path = calibration_plot(predictions, target, h, folder / f"calibration_{h}m.png")
-    mlflow.log_artifact(str(path), "plots")
     path = contribution_summary_plot(chosen, held_out, h, folder / f"shap_summary_relapse_{h}m.png")
     mlflow.log_artifact(str(path), "plots")
 
 
 def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
-          targets: dict[str, EndpointTarget], settings: TrainSettings, digest: str) -> PromotionDecision:
-    gates = absolute_gates(bundle, metrics, held_out, targets[bundle.main_endpoint], settings.seed)
+          targets: dict[str, EndpointTarget], settings: TrainSettings, digest: str, gates: PromotionGates,
+          baseline: ModelBundle) -> PromotionDecision:
+    values = absolute_gates(bundle, metrics, held_out, targets[bundle.main_endpoint], settings.seed, gates)
     champion = read_champion(settings.models_dir, settings.task)
     if champion is None:
-        return decide(gates, None, "no champion yet")
+        return decide(values, None, "no champion yet", gates)
     if champion.get("data_digest") != digest:
-        return decide(gates, None, f"champion v{champion['version']} was trained on other data "
-                                   f"({champion.get('data_digest')}): compared with the Cox baseline only")
+        # Not comparable with the champion: the boosted model must at least not be worse than the Cox baseline
+        # fitted on the same data beyond noise (the Cox baseline itself passes this trivially).
+        if bundle.family != baseline.family:
+            versus = compare_with_champion(bundle, baseline, held_out, targets, settings.seed, gates)
+            values.update({"baseline_delta_uno_c": versus["delta_uno_c"],
+                           "baseline_delta_uno_c_lower95": versus["delta_uno_c_lower95"],
+                           "not_worse_than_cox_baseline_ok": bool(
+                               versus["delta_uno_c_lower95"] > gates.min_delta_uno_c_lower95)})
+        return decide(values, None, f"champion v{champion['version']} was trained on other data "
+                                    f"({champion.get('data_digest')}): compared with the Cox baseline on the same "
+                                    "data only", gates)
     current = ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"])
-    comparison = compare_with_champion(bundle, current, held_out, targets, settings.seed)
-    return decide(gates, comparison, f"champion v{champion['version']}")
+    comparison = compare_with_champion(bundle, current, held_out, targets, settings.seed, gates)
+    return decide(values, comparison, f"champion v{champion['version']}", gates)
+
+
+def _next_version(mlflow: Any, task: str) -> str:
+    """The version number the next registration will get (checked after registering)."""
+    versions = mlflow.MlflowClient().search_model_versions(f"name = '{task}'")
+    return str(max((int(v.version) for v in versions), default=0) + 1)
+
+
+def _log_model_card(mlflow: Any, card: dict[str, str], folder: Path) -> None:
+    (folder / "model_card.md").write_text(card["markdown"])
+    (folder / "model_card.html").write_text(card["html"])
+    mlflow.log_artifact(str(folder / "model_card.md"))
+    mlflow.log_artifact(str(folder / "model_card.html"))
 
 
 def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> str:
@@ -316,13 +398,19 @@ def _runtime_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "xgboost-cpu", "scikit-learn")]
 
 
-def _record_decision(mlflow: Any, decision: PromotionDecision, task: str, version: str) -> None:
+def _record_decision(mlflow: Any, decision: PromotionDecision, task: str, version: str, family: str,
+                     lineage_tags: dict[str, str]) -> None:
+    """Aliases and tags on the registered version and the parent run: `registry_alias` is champion or challenger
+    (the version it replaces becomes former_champion or former_challenger), with the gate's decision."""
     client = mlflow.MlflowClient()
-    client.set_registered_model_alias(task, "challenger", version)
+    outcome = "promoted" if decision.promoted else "not_promoted"
+    for key, value in {**lineage_tags, "family": family, "promotion_decision": outcome,
+                       "promotion_reason": decision.reason[:4000]}.items():
+        client.set_model_version_tag(task, version, key, value)
+    mark_challenger(client, task, version)
     if decision.promoted:
-        client.set_registered_model_alias(task, "champion", version)
-    mlflow.set_tags({"promotion_decision": "promoted" if decision.promoted else "not_promoted",
-                     "promotion_reason": decision.reason, "registered_version": version})
+        mark_champion(client, task, version, "make train (passed the gate)")
+    mlflow.set_tags({"promotion_decision": outcome, "promotion_reason": decision.reason, "registered_version": version})
     mlflow.log_metrics({f"gate_{k}": float(v) for k, v in decision.gates.items()
                         if isinstance(v, int | float | bool) and np.isfinite(float(v))})
     mlflow.log_text(json.dumps({"promoted": decision.promoted, "reason": decision.reason,

@@ -1,4 +1,5 @@
-"""One patient's answer in the shape every task shares (clarifications §6), computed from a bundle."""
+"""A patient's answer in the shape every task shares (clarifications §6), computed from a bundle; many patients
+in one pass with `predict_patients`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from training.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
+from training.intervals import INTERVAL_METHOD, endpoint_intervals
+from training.ood import combination_warnings
 
 RARE_CATEGORY_SHARE = 0.01
 
@@ -38,11 +41,18 @@ def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
 
 
 def _endpoint_answer(kind: str, at_horizons: np.ndarray, curve: np.ndarray, horizons: list[int],
-                     reliable_until: float) -> dict[str, Any]:
+                     reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    lower, upper = bounds if bounds is not None else (np.full(len(horizons), np.nan),) * 2
+    # Probabilities lie in [0, 1]; clipping only removes floating-point excursions (e.g. 1 + 2e-16).
+    at_horizons, curve, lower, upper = (np.clip(a, 0.0, 1.0) for a in (at_horizons, curve, lower, upper))
+
+    def value(month: int, number: float) -> float | None:
+        return None if month > reliable_until or np.isnan(number) else float(number)
+
     return {
         "kind": kind,
-        "horizons": [{"months": int(m), "probability": None if m > reliable_until else float(p),
-                      "lower": None, "upper": None} for m, p in zip(horizons, at_horizons, strict=True)],
+        "horizons": [{"months": int(m), "probability": value(m, p), "lower": value(m, lo), "upper": value(m, hi)}
+                     for m, p, lo, hi in zip(horizons, at_horizons, lower, upper, strict=True)],
         "curve": {"months": CURVE_MONTHS.astype(int).tolist(), "probability": [float(p) for p in curve]},
     }
 
@@ -56,39 +66,78 @@ def predict_patient(
     model_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every endpoint at each horizon with monthly curves, risk group, contributions and warnings."""
-    frame = pd.DataFrame([patient])
-    endpoint = explain_endpoint or bundle.main_endpoint
-    horizon = float(explain_horizon_months or bundle.main_horizon_months)
-    warnings = out_of_distribution_warnings(bundle, patient)
+    [answer] = predict_patients(bundle, [patient], explain=[(explain_endpoint, explain_horizon_months)],
+                                model_identity=model_identity)
+    return answer
+
+
+def predict_patients(
+    bundle: ModelBundle,
+    patients: list[dict[str, Any]],
+    *,
+    explain: list[tuple[str | None, float | None]] | None = None,
+    with_contributions: bool = True,
+    model_identity: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """`predict_patient` for many patients in one pass of the model (the endpoint, the batch endpoint and
+    `make score` all run this). `explain` gives each patient's (endpoint, horizon) to explain (None: the
+    defaults); without contributions (`with_contributions=False`) each answer's `contributions` is None."""
+    if not patients:
+        return []
+    frame = pd.DataFrame(patients)
     reliable_until = bundle.last_reliable_month
     months = np.array(bundle.horizons_months, dtype=float)
     probabilities = bundle.endpoint_probabilities(frame, np.concatenate([months, CURVE_MONTHS]))
-    endpoints = {
-        name: _endpoint_answer(kind, probabilities[name][0, : len(months)], probabilities[name][0, len(months):],
-                               bundle.horizons_months, reliable_until)
-        for name, kind in bundle.endpoint_kinds.items()
-    }
-    for h in months[months > reliable_until]:
-        warnings.append({"code": "horizon_beyond_follow_up", "field": None,
-                         "message": f"fewer than {bundle.min_at_risk} training patients were followed "
-                                    f"to {h:g} months, so no estimate is given there"})
-    values, base_value = bundle.contributions(frame, horizon, endpoint)
+    at_horizons = {name: values[:, : len(months)] for name, values in probabilities.items()}
+    intervals = endpoint_intervals(bundle, frame, months, at_horizons)
+    beyond = [{"code": "horizon_beyond_follow_up", "field": None,
+               "message": f"fewer than {bundle.min_at_risk} training patients were followed "
+                          f"to {h:g} months, so no estimate is given there"} for h in months[months > reliable_until]]
+    combination = combination_warnings(bundle.ood_reference, frame, patients)
+    contributions = (_contributions(bundle, frame, patients, explain or [(None, None)] * len(patients))
+                     if with_contributions else [None] * len(patients))
+    main_risk = bundle.event_probability(frame, np.array([bundle.main_horizon_months]))[:, 0]
+    identity = model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
+                                  "run_id": bundle.lineage.get("run_id"), "family": bundle.family}
+    answers = []
+    for row, patient in enumerate(patients):
+        endpoints = {
+            name: _endpoint_answer(kind, at_horizons[name][row], probabilities[name][row, len(months):],
+                                   bundle.horizons_months, reliable_until,
+                                   (intervals[name][0][row], intervals[name][1][row]) if intervals else None)
+            for name, kind in bundle.endpoint_kinds.items()
+        }
+        answers.append({
+            "task": bundle.task,
+            "model": identity,
+            "endpoints": endpoints,
+            "risk_group": risk_group(bundle, float(main_risk[row])),
+            "contributions": contributions[row],
+            "interval_method": INTERVAL_METHOD if bundle.replicates else None,
+            "warnings": [*out_of_distribution_warnings(bundle, patient), *combination[row], *beyond],
+        })
+    return answers
+
+
+def _contributions(bundle: ModelBundle, frame: pd.DataFrame, patients: list[dict[str, Any]],
+                   explain: list[tuple[str | None, float | None]]) -> list[dict[str, Any]]:
+    """Each patient's contributions, computed together for the patients that ask for the same explanation."""
+    groups: dict[tuple[str, float], list[int]] = {}
+    for row, (endpoint, horizon) in enumerate(explain):
+        key = (endpoint or bundle.main_endpoint, float(horizon or bundle.main_horizon_months))
+        groups.setdefault(key, []).append(row)
     units = {p["name"]: p.get("unit") for p in bundle.schema["predictors"]}
-    items = [{"feature": name, "value": _plain(patient.get(name)), "units": units.get(name),
-              "percentage_points": float(100.0 * v)}
-             for name, v in zip(bundle.feature_names, values[0], strict=True)]
-    main_risk = float(bundle.event_probability(frame, np.array([bundle.main_horizon_months]))[0, 0])
-    return {
-        "task": bundle.task,
-        "model": model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
-                                    "run_id": bundle.lineage.get("run_id"), "family": bundle.family},
-        "endpoints": endpoints,
-        "risk_group": risk_group(bundle, main_risk),
-        "contributions": {"endpoint": endpoint, "horizon_months": horizon, "base_value": base_value,
-                          "items": items},
-        "interval_method": None,
-        "warnings": warnings,
-    }
+    result: list[dict[str, Any]] = [{}] * len(patients)
+    for (endpoint, horizon), rows in groups.items():
+        subset = frame if len(rows) == len(frame) else frame.iloc[rows].reset_index(drop=True)
+        values, base_value = bundle.contributions(subset, horizon, endpoint)
+        for position, row in enumerate(rows):
+            items = [{"feature": name, "value": _plain(patients[row].get(name)), "units": units.get(name),
+                      "percentage_points": float(100.0 * v)}
+                     for name, v in zip(bundle.feature_names, values[position], strict=True)]
+            result[row] = {"endpoint": endpoint, "horizon_months": horizon, "base_value": base_value,
+                           "items": items}
+    return result
 
 
 def _plain(value: Any) -> Any:

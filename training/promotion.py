@@ -1,9 +1,12 @@
-"""The promotion gate (clarifications §5) and the export of a champion bundle to `models/`.
+"""The promotion gate (clarifications §5), the export of a champion bundle to `models/`, and moving the alias
+by hand (`make promote`, `make rollback`).
 
-Absolute gates at the main horizon: calibration slope and O/E within [0.8, 1.25], lower 95 % bound of Uno's C
-above 0.5, and net benefit above treat-all and treat-none somewhere in the threshold range. Against a champion
-trained on the same data: a paired bootstrap of delta-C on the new held-out data; promote when its lower bound
-is above -0.01 and the new version is better on C or IBS.
+The gates live in one configuration, `training/promotion_gates.toml` (`load_gates`). Absolute gates at the main
+horizon: calibration slope and O/E within bounds, lower 95 % bootstrap bound of Uno's C above a floor, and net
+benefit above treat-all and treat-none somewhere in the threshold range. Against a champion trained on the same
+data: a paired bootstrap of delta-C on the new held-out data; promote when its lower bound is above the floor and
+the new version is better on C or IBS. A version that fails keeps only the alias `challenger`; the champion,
+`models/<task>/champion.json` and therefore serving stay as they were.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +25,49 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget
+from training.bootstrap import bootstrap_indices
 from training.bundle import ModelBundle
-from training.evaluate import endpoint_uno_c, evaluate_bundle, net_benefit
+from training.evaluate import concordance_with_se, evaluate_bundle, net_benefit, subset_target, uno_tau
 
-SLOPE_BOUNDS = (0.8, 1.25)
-OE_BOUNDS = (0.8, 1.25)
-MIN_DELTA_C_LOWER = -0.01
-BOOTSTRAP_DRAWS = 200
-DCA_THRESHOLDS = np.round(np.arange(0.05, 0.61, 0.01), 2)
+GATES_FILE = Path(__file__).with_name("promotion_gates.toml")
 CHAMPION_FILE = "champion.json"
+HISTORY_TAG = "champion_history"  # registered-model tag: versions in the order they became champion
+
+
+@dataclass(frozen=True)
+class PromotionGates:
+    slope_bounds: tuple[float, float] = (0.8, 1.25)
+    oe_bounds: tuple[float, float] = (0.8, 1.25)
+    min_uno_c_lower95: float = 0.5
+    net_benefit_range: tuple[float, float, float] = (0.05, 0.60, 0.01)  # first, last, step
+    min_delta_uno_c_lower95: float = -0.01
+    bootstrap_draws: int = 200
+    bootstrap_min_centres: int = 5
+    source: str = "defaults"
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        first, last, step = self.net_benefit_range
+        return np.round(np.arange(first, last + step / 2, step), 4)
+
+    def as_params(self) -> dict[str, Any]:
+        """Every gate's value, for the run's parameters."""
+        return {f"gate_config_{k}": str(list(v)) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def load_gates(path: str | Path | None = None) -> PromotionGates:
+    """The gates from `training/promotion_gates.toml` (or another file of the same shape)."""
+    path = Path(path) if path else GATES_FILE
+    spec = tomllib.loads(path.read_text())
+    absolute, champion, bootstrap = spec["absolute"], spec["champion"], spec["bootstrap"]
+    return PromotionGates(
+        slope_bounds=tuple(absolute["calibration_slope"]), oe_bounds=tuple(absolute["observed_expected"]),
+        min_uno_c_lower95=float(absolute["min_uno_c_lower95"]),
+        net_benefit_range=tuple(absolute["net_benefit_thresholds"]),
+        min_delta_uno_c_lower95=float(champion["min_delta_uno_c_lower95"]),
+        bootstrap_draws=int(bootstrap["draws"]), bootstrap_min_centres=int(bootstrap["min_centres"]),
+        source=str(path),
+    )
 
 
 @dataclass
@@ -36,18 +75,6 @@ class PromotionDecision:
     promoted: bool
     reason: str
     gates: dict[str, Any] = field(default_factory=dict)
-
-
-def bootstrap_indices(frame: pd.DataFrame, draws: int, seed: int) -> list[np.ndarray]:
-    """Resample centres (patients when there are fewer than 5 centres) with replacement."""
-    rng = np.random.default_rng(seed)
-    centres = frame["centre"].astype(str).to_numpy() if "centre" in frame and frame["centre"].notna().all() else None
-    if centres is None or len(np.unique(centres)) < 5:
-        return [rng.integers(0, len(frame), len(frame)) for _ in range(draws)]
-    groups = {c: np.flatnonzero(centres == c) for c in np.unique(centres)}
-    names = list(groups)
-    return [np.concatenate([groups[names[i]] for i in rng.integers(0, len(names), len(names))])
-            for _ in range(draws)]
 
 
 def _main_risk(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
@@ -59,64 +86,80 @@ def bootstrap_uno_c(risks: list[np.ndarray], target: EndpointTarget, horizons: l
     """Uno's C of each model's risk on each bootstrap draw (draws x models), held-out predictions, no refit."""
     values = []
     for rows in indices:
-        draw = EndpointTarget(target.months[rows], target.code[rows], target.event_of_interest, target.competing)
+        draw = subset_target(target, rows)
         if not np.any(draw.code == draw.event_of_interest):
             continue
-        try:
-            values.append([endpoint_uno_c(draw, r[rows], horizons) for r in risks])
-        except ValueError:  # a draw without follow-up past tau cannot be scored
-            continue
-    return np.array(values)
+        tau = uno_tau(np.asarray(draw.months, float), horizons)
+        scores = [concordance_with_se(draw, r[rows], tau)[0] for r in risks]
+        if all(np.isfinite(scores)):
+            values.append(scores)
+    return np.array(values).reshape(-1, len(risks))
 
 
 def absolute_gates(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
-                   target: EndpointTarget, seed: int) -> dict[str, Any]:
-    """Gates at the main horizon on the main endpoint's held-out predictions."""
+                   target: EndpointTarget, seed: int, gates: PromotionGates | None = None) -> dict[str, Any]:
+    """Gates at the main horizon on the main endpoint's held-out predictions.
+
+    The bootstrap bounds of Uno's C are taken from `metrics` (`uno_c_lower95`, `uno_c_upper95`) when the run
+    computed them already, else drawn here with the same design.
+    """
+    gates = gates or load_gates()
     h = bundle.main_horizon_months
     risk = _main_risk(bundle, held_out)
-    draws = bootstrap_uno_c([risk], target, bundle.horizons_months,
-                            bootstrap_indices(held_out, BOOTSTRAP_DRAWS, seed))
-    curve = net_benefit(np.asarray(target.months, float), np.asarray(target.code), risk, h, DCA_THRESHOLDS,
+    lower, upper = metrics.get("uno_c_lower95", np.nan), metrics.get("uno_c_upper95", np.nan)
+    if not np.isfinite(lower):
+        indices, _ = bootstrap_indices(held_out, gates.bootstrap_draws, seed, gates.bootstrap_min_centres)
+        draws = bootstrap_uno_c([risk], target, bundle.horizons_months, indices)
+        if len(draws):
+            lower, upper = float(np.quantile(draws[:, 0], 0.025)), float(np.quantile(draws[:, 0], 0.975))
+    curve = net_benefit(np.asarray(target.months, float), np.asarray(target.code), risk, h, gates.thresholds,
                         target.event_of_interest)
     useful = curve[(curve.model > curve.treat_all) & (curve.model > curve.treat_none)]
     slope, oe = metrics.get(f"cal_slope_{h}m", np.nan), metrics.get(f"cal_oe_{h}m", np.nan)
     return {
-        f"cal_slope_{h}m": slope, "cal_slope_ok": bool(SLOPE_BOUNDS[0] <= slope <= SLOPE_BOUNDS[1]),
-        f"cal_oe_{h}m": oe, "cal_oe_ok": bool(OE_BOUNDS[0] <= oe <= OE_BOUNDS[1]),
-        "uno_c_lower95": float(np.quantile(draws[:, 0], 0.025)) if len(draws) else np.nan,
-        "uno_c_upper95": float(np.quantile(draws[:, 0], 0.975)) if len(draws) else np.nan,
-        "uno_c_lower95_ok": bool(len(draws) and np.quantile(draws[:, 0], 0.025) > 0.5),
+        f"cal_slope_{h}m": slope,
+        "cal_slope_ok": bool(gates.slope_bounds[0] <= slope <= gates.slope_bounds[1]),
+        f"cal_oe_{h}m": oe, "cal_oe_ok": bool(gates.oe_bounds[0] <= oe <= gates.oe_bounds[1]),
+        "uno_c_lower95": lower, "uno_c_upper95": upper,
+        "uno_c_lower95_ok": bool(np.isfinite(lower) and lower > gates.min_uno_c_lower95),
         "net_benefit_thresholds_useful": int(len(useful)),
+        "net_benefit_useful_from": float(useful.threshold.min()) if len(useful) else np.nan,
+        "net_benefit_useful_to": float(useful.threshold.max()) if len(useful) else np.nan,
         "net_benefit_ok": bool(len(useful) > 0),
     }
 
 
 def compare_with_champion(new: ModelBundle, champion: ModelBundle, held_out: pd.DataFrame,
-                          targets: dict[str, EndpointTarget], seed: int) -> dict[str, Any]:
+                          targets: dict[str, EndpointTarget], seed: int, gates: PromotionGates | None = None
+                          ) -> dict[str, Any]:
+    gates = gates or load_gates()
     main = {new.main_endpoint: targets[new.main_endpoint]}
     risks = [_main_risk(b, held_out) for b in (new, champion)]
-    draws = bootstrap_uno_c(risks, main[new.main_endpoint], new.horizons_months,
-                            bootstrap_indices(held_out, BOOTSTRAP_DRAWS, seed + 1))
+    indices, _ = bootstrap_indices(held_out, gates.bootstrap_draws, seed + 1, gates.bootstrap_min_centres)
+    draws = bootstrap_uno_c(risks, main[new.main_endpoint], new.horizons_months, indices)
     delta = draws[:, 0] - draws[:, 1]
     new_eval = evaluate_bundle(new, held_out, main).metrics
     old_eval = evaluate_bundle(champion, held_out, main).metrics
     return {
         "champion_uno_c": old_eval["uno_c"], "delta_uno_c": new_eval["uno_c"] - old_eval["uno_c"],
-        "delta_uno_c_lower95": float(np.quantile(delta, 0.025)),
+        "delta_uno_c_lower95": float(np.quantile(delta, 0.025)) if len(delta) else np.nan,
         "champion_ibs": old_eval["ibs"], "delta_ibs": new_eval["ibs"] - old_eval["ibs"],
     }
 
 
-def decide(gates: dict[str, Any], comparison: dict[str, Any] | None, champion_note: str) -> PromotionDecision:
-    failed = [name[:-3] for name, ok in gates.items() if name.endswith("_ok") and not ok]
+def decide(gate_values: dict[str, Any], comparison: dict[str, Any] | None, champion_note: str,
+           gates: PromotionGates | None = None) -> PromotionDecision:
+    gates = gates or load_gates()
+    failed = [name[:-3] for name, ok in gate_values.items() if name.endswith("_ok") and not ok]
     if failed:
-        return PromotionDecision(False, f"failed gate(s): {', '.join(failed)}; {champion_note}", gates)
+        return PromotionDecision(False, f"failed gate(s): {', '.join(failed)}; {champion_note}", gate_values)
     if comparison is None:
-        return PromotionDecision(True, f"passed every gate; {champion_note}", gates)
-    all_values = {**gates, **comparison}
-    if comparison["delta_uno_c_lower95"] <= MIN_DELTA_C_LOWER:
+        return PromotionDecision(True, f"passed every gate; {champion_note}", gate_values)
+    all_values = {**gate_values, **comparison}
+    if not comparison["delta_uno_c_lower95"] > gates.min_delta_uno_c_lower95:
         return PromotionDecision(False, "worse than the champion beyond noise "
-                                        f"(delta-C lower bound {comparison['delta_uno_c_lower95']:.3f})", all_values)
+                                        f"(delta-C lower bound {comparison['delta_uno_c_lower95']:.3f} <= "
+                                        f"{gates.min_delta_uno_c_lower95})", all_values)
     if comparison["delta_uno_c"] > 0 or comparison["delta_ibs"] < 0:
         return PromotionDecision(True, f"passed every gate and beats the champion (delta-C "
                                        f"{comparison['delta_uno_c']:+.4f}, delta-IBS {comparison['delta_ibs']:+.4f})",
@@ -133,7 +176,7 @@ def read_champion(models_dir: Path, task: str) -> dict[str, Any] | None:
 
 
 def export_champion(bundle_dir: Path, models_dir: Path, task: str, version: str, run_id: str,
-                    data_digest: str) -> Path:
+                    data_digest: str, note: str = "") -> Path:
     """Copy the bundle to models/<task>/<version>/ and atomically point champion.json at it."""
     target = Path(models_dir) / task / str(version)
     if target.exists():
@@ -141,7 +184,121 @@ def export_champion(bundle_dir: Path, models_dir: Path, task: str, version: str,
     shutil.copytree(bundle_dir, target)
     pointer = {"task": task, "version": str(version), "path": str(version), "run_id": run_id,
                "data_digest": data_digest, "exported_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if note:
+        pointer["note"] = note
     temporary = target.parent / f".{CHAMPION_FILE}.tmp"
     temporary.write_text(json.dumps(pointer, indent=1))
     os.replace(temporary, target.parent / CHAMPION_FILE)
     return target
+
+
+# --- the registry: aliases, tags and the champion history ------------------------------------------------
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def champion_history(client: Any, task: str) -> list[str]:
+    tags = client.get_registered_model(task).tags
+    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+
+def current_champion(client: Any, task: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(task, "champion").version)
+    except Exception:  # noqa: BLE001 - MLflow raises a generic exception when the alias is not set
+        return None
+
+
+def _tag_version_and_run(client: Any, task: str, version: str, tags: dict[str, str]) -> None:
+    run_id = client.get_model_version(task, version).run_id
+    for key, value in tags.items():
+        client.set_model_version_tag(task, version, key, value)
+        if run_id:
+            client.set_tag(run_id, key, value)
+
+
+def mark_challenger(client: Any, task: str, version: str) -> None:
+    """Alias `challenger` on the new version; the one it replaces (unless champion) becomes a former challenger."""
+    try:
+        previous = str(client.get_model_version_by_alias(task, "challenger").version)
+    except Exception:  # noqa: BLE001
+        previous = None
+    client.set_registered_model_alias(task, "challenger", version)
+    champion = current_champion(client, task)
+    if previous and previous != version and previous != champion:
+        _tag_version_and_run(client, task, previous, {"registry_alias": "former_challenger"})
+    _tag_version_and_run(client, task, version, {"registry_alias": "challenger"})
+
+
+def mark_champion(client: Any, task: str, version: str, how: str, history: list[str] | None = None) -> None:
+    """Alias `champion` on `version`, tags on it and on the one it replaces, and the champion history."""
+    previous = current_champion(client, task)
+    client.set_registered_model_alias(task, "champion", version)
+    if previous and previous != version:
+        _tag_version_and_run(client, task, previous, {"registry_alias": "former_champion"})
+    _tag_version_and_run(client, task, version, {"registry_alias": "champion", "champion_since": _now(),
+                                                 "champion_by": how})
+    if history is None:
+        history = champion_history(client, task) + [version]
+    client.set_registered_model_tag(task, HISTORY_TAG, ",".join(history))
+
+
+def _download_bundle(task: str, version: str, folder: Path) -> Path:
+    """The bundle the registered pyfunc carries (its `bundle` artifact)."""
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{task}/{version}", dst_path=str(folder)))
+    found = [p.parent for p in local.rglob("bundle.json")]
+    if not found:
+        raise FileNotFoundError(f"{task} version {version} carries no bundle")
+    return found[0]
+
+
+def _export_version(client: Any, task: str, version: str, models_dir: Path, note: str) -> Path:
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle_dir = _download_bundle(task, version, Path(scratch))
+        bundle = ModelBundle.load(bundle_dir)
+        if bundle.lineage.get("version") != version:  # a bundle registered before its number was known
+            bundle.lineage["version"] = version
+            bundle.save(bundle_dir)
+        run_id = client.get_model_version(task, version).run_id
+        return export_champion(bundle_dir, models_dir, task, version, run_id,
+                               bundle.lineage.get("data_digest", "unknown"), note)
+
+
+def promote_version(task: str, version: str, models_dir: str | Path = "models",
+                    tracking_uri: str | None = None) -> dict[str, Any]:
+    """`make promote TASK=... VERSION=...`: make a registered version the champion by hand, with the same
+    export as an automatic promotion (models/<task>/<version>/ and an atomic champion.json)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    version = str(version)
+    details = client.get_model_version(task, version)  # raises when the version does not exist
+    decision = details.tags.get("promotion_decision", "unknown")
+    _export_version(client, task, version, Path(models_dir), f"promoted by hand (gate decision: {decision})")
+    mark_champion(client, task, version, "make promote (by hand)")
+    return {"task": task, "champion": version, "gate_decision": decision,
+            "history": champion_history(client, task)}
+
+
+def rollback(task: str, models_dir: str | Path = "models", tracking_uri: str | None = None) -> dict[str, Any]:
+    """`make rollback TASK=...`: give the champion alias back to the version that held it before the current one
+    (the registered model's champion history), with the same export."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    current = current_champion(client, task)
+    history = champion_history(client, task)
+    if current and history and history[-1] == current:
+        history = history[:-1]
+    earlier = [v for v in history if v != current]
+    if not earlier:
+        raise LookupError(f"{task}: no earlier champion to roll back to (champion history: "
+                          f"{','.join(champion_history(client, task)) or 'empty'})")
+    target = earlier[-1]
+    history = history[: len(history) - history[::-1].index(target)]
+    _export_version(client, task, target, Path(models_dir), f"rolled back from version {current}")
+    mark_champion(client, task, target, f"make rollback (from version {current})", history=history)
+    return {"task": task, "champion": target, "rolled_back_from": current, "history": history}

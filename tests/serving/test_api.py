@@ -48,6 +48,11 @@ def test_prediction_answer_shape_and_invariants(client, trained_store):
     assert {i["feature"] for i in contributions["items"]} == {*PATIENT, "bcr_abl1_halving_time_days",
                                                               "nk_cell_level"}
     assert body["risk_group"]["label"] in ("low", "intermediate", "high")
+    assert body["interval_method"].startswith("bootstrap ensemble")
+    for endpoint in (relapse, relapse_free):
+        for h in endpoint["horizons"]:
+            if h["probability"] is not None:
+                assert 0 <= h["lower"] <= h["probability"] <= h["upper"] <= 1
 
 
 def test_explaining_another_endpoint_and_horizon(client):
@@ -109,3 +114,24 @@ def test_model_route_reports_identity_and_metrics(client, trained_store):
     assert body["model"]["version"] == trained_store.summary.version
     assert body["horizons_months"] == [6, 12, 24, 36, 60] and "uno_c" in body["metrics"]
     assert body["data_digest"] and body["schema"]["task"] == "cml_tfr"
+
+
+def test_stop_timing_route_answers_with_the_projection_statement(client):
+    body = client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 4.0, "dmr_years": 2.0},
+                       headers=HEADERS)
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert [o["stop_after_months"] for o in answer["options"]] == [0, 6, 12, 24]
+    assert "not a causal estimate" in answer["statement"]
+    for option in answer["options"]:
+        for estimate in option["relapse_risk"]:
+            assert 0 <= estimate["lower"] <= estimate["probability"] <= estimate["upper"] <= 1
+    assert client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 99}, headers=HEADERS).status_code == 422
+
+
+def test_model_card_route(client):
+    response = client.get("/v1/cml-tfr/model-card", headers=HEADERS)
+    assert response.status_code == 200 and "text/markdown" in response.headers["content-type"]
+    assert "Intended use" in response.text or "intended use" in response.text.lower()
+    html = client.get("/v1/cml-tfr/model-card?format=html", headers=HEADERS)
+    assert html.status_code == 200 and "<h1" in html.text.lower()

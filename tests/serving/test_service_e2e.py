@@ -1,12 +1,10 @@
-"""The real BentoML server process on a free loopback port, over HTTP: good and bad requests, then stopped."""
+"""The real BentoML server process on a free loopback port (shared, tests/serving/conftest.py), over HTTP: good and
+bad requests."""
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,19 +12,14 @@ from pathlib import Path
 import pytest
 
 from serving import launch
+from tests.serving.conftest import LIVE_KEY
 
 REPO = Path(__file__).resolve().parents[2]
-KEY = "e2e-key-abcdefghijklmnop"
+KEY = LIVE_KEY
 PATIENT = {"age_at_stop_years": 61, "sex": "male", "tki_years": 6.0, "dmr_years": 3.0, "depth_at_stop": "MR4",
            "sokal_risk": "intermediate", "transcript_type": "e13a2", "prior_interferon": False,
            "tki_at_stop": "nilotinib", "prior_resistance": False, "more_than_one_tki_line": True}
 TRAINING_ONLY = ("mlflow", "optuna", "shap", "sksurv", "lifelines", "matplotlib")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url: str, body: dict | None = None, key: str | None = KEY) -> tuple[int, dict]:
@@ -43,39 +36,9 @@ def call(url: str, body: dict | None = None, key: str | None = KEY) -> tuple[int
 
 
 @pytest.fixture(scope="module")
-def server(trained_store, trained_all_hsct, tmp_path_factory):
-    assert trained_store.summary.promoted, trained_store.summary.reason
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    keys = tmp_path_factory.mktemp("secrets") / "api_keys"
-    keys.write_text(f"ci:{KEY}\n")
-    port = free_port()
-    env = {**os.environ, "MODELS_DIR": str(trained_store.models_dir), "API_KEYS_FILE": str(keys),
-           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True"}
-    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",
-         "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, Path(log.name).read_text()
-            try:
-                if call(f"{base}/v1/cml-tfr/model")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"server did not become ready:\n{Path(log.name).read_text()}")
-        yield base, Path(log.name)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+def server(live_server):
+    """The session's real server process (tests/serving/conftest.py): its base URL and its log."""
+    return live_server.base, live_server.log
 
 
 def test_real_server_answers_a_patient(server, trained_store):
@@ -114,7 +77,7 @@ def test_real_server_refuses_bad_requests_with_the_error_shape(server):
 
 
 def test_serving_imports_no_training_library():
-    code = ("import sys; import serving.service, serving.api, serving.champions, training.prediction; "
+    code = ("import sys; import serving.service, serving.api, serving.champions, serving.score, training.prediction; "
             f"print([m for m in {TRAINING_ONLY!r} if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -162,3 +162,134 @@ def test_evaluable_horizons_skip_thin_follow_up():
     assert evaluate.evaluable_horizons(twenty, [24])[0] == [24]
     # A horizon at or past the last follow-up is skipped even with many at risk (sksurv would raise).
     assert evaluate.evaluable_horizons(twenty, [30])[0] == []
+
+
+# --- issue 6: concordance with standard errors, ICI/E50, decision curves ------------------------------------
+
+def _competing_targets(n: int, seed: int):
+    from features.tasks import get_task
+
+    cohort = get_task("all_hsct").generate_cohort(n, seed)
+    return get_task("all_hsct").endpoint_targets(cohort)
+
+
+@pytest.mark.parametrize("endpoint", ["relapse", "nrm", "os", "grfs"])
+def test_concordance_with_se_equals_the_references(endpoint):
+    """Our vectorised Uno's C (single event) and Wolbers' C (competing) equal scikit-survival and hazardous, with
+    tied risks; the Harrell version equals scikit-survival's."""
+    from features.tasks import EndpointTarget
+
+    target = _competing_targets(700, 5)[endpoint]
+    rng = np.random.default_rng(2)
+    risk = np.round(rng.uniform(size=len(target.months)) + 0.4 * (target.code == target.event_of_interest), 2)
+    horizons = [12, 24, 36, 60]
+    tau = evaluate.uno_tau(np.asarray(target.months, float), horizons)
+    c, se = evaluate.concordance_with_se(target, risk, tau)
+    assert c == pytest.approx(evaluate.endpoint_uno_c(target, risk, horizons), abs=1e-12)
+    assert 0 < se < 0.1
+    event = (np.asarray(target.code) == target.event_of_interest).astype(int)
+    harrell, harrell_se = evaluate.harrell_c_with_se(target.months, event, risk)
+    assert harrell == pytest.approx(evaluate.harrell_c(target.months, event, risk), abs=1e-12)
+    assert 0 < harrell_se < 0.1
+    # The truncation at tau is that of the references too.
+    assert isinstance(target, EndpointTarget)
+
+
+def test_concordance_standard_error_matches_the_bootstrap(small):
+    from features.tasks import EndpointTarget
+
+    time, event, risk = small
+    target = EndpointTarget(time, event)
+    tau = evaluate.uno_tau(time, list(CML_TFR_SCHEMA.horizons_months))
+    _, se = evaluate.concordance_with_se(target, risk, tau)
+    rng = np.random.default_rng(7)
+    draws = []
+    for _ in range(300):
+        rows = rng.integers(0, len(time), len(time))
+        draw = EndpointTarget(time[rows], event[rows])
+        draws.append(evaluate.concordance_with_se(draw, risk[rows], evaluate.uno_tau(time[rows], [6, 12, 24, 36]))[0])
+    print(f"influence SE {se:.4f}, bootstrap SD {np.std(draws):.4f}")
+    assert se == pytest.approx(np.std(draws), rel=0.25)
+
+
+def complete(frame: pd.DataFrame) -> pd.DataFrame:
+    """The generator's frame with the optional predictors unmasked (the truth needs them)."""
+    return frame.assign(bcr_abl1_halving_time_days=frame["true_bcr_abl1_halving_time_days"],
+                        nk_cell_level=frame["true_nk_cell_level"])
+
+
+def test_log_oe_standard_error_matches_the_bootstrap(large):
+    time, event = large[TIME].to_numpy(float)[:1500], large[EVENT].to_numpy(int)[:1500]
+    risk = 1 - true_relapse_free_probability(complete(large.iloc[:1500]), np.array([12.0]))[:, 0]
+    se = evaluate.calibration(time, event, risk, 12)["oe_log_se"]
+    rng = np.random.default_rng(3)
+    logs = []
+    for _ in range(200):
+        rows = rng.integers(0, len(time), len(time))
+        logs.append(np.log(evaluate.kaplan_meier_risk(time[rows], event[rows], 12) / risk[rows].mean()))
+    print(f"SE log O/E {se:.4f}, bootstrap SD {np.std(logs):.4f}")
+    assert se == pytest.approx(np.std(logs), rel=0.25)
+
+
+def test_ici_and_e50_are_the_loess_of_the_pseudo_observations(large):
+    import statsmodels.api as sm
+
+    frame = large.iloc[:3000]
+    time, event = frame[TIME].to_numpy(float), frame[EVENT].to_numpy(int)
+    truth = 1 - true_relapse_free_probability(complete(frame), np.array([12.0]))[:, 0]
+    cal = evaluate.calibration(time, event, truth, 12)
+    pseudo = evaluate.pseudo_observations(time, event, 12)
+    smooth = np.clip(sm.nonparametric.lowess(pseudo, truth, frac=0.75, it=0, return_sorted=False), 0, 1)
+    assert cal["ici"] == pytest.approx(np.mean(np.abs(smooth - truth)), abs=2e-3)  # delta interpolation
+    assert cal["e50"] == pytest.approx(np.median(np.abs(smooth - truth)), abs=2e-3)
+    # The truth is close to its own calibration curve; shrinking every risk halfway to 0.1 is not.
+    shrunk = evaluate.calibration(time, event, 0.1 + 0.5 * (truth - 0.1), 12)
+    print(f"ICI truth {cal['ici']:.4f}, shrunk {shrunk['ici']:.4f}")
+    assert cal["ici"] < 0.03 and shrunk["ici"] > 2 * cal["ici"] and shrunk["e90"] >= shrunk["e50"]
+
+
+def test_calibration_slope_does_not_diverge_with_risks_close_to_one():
+    rng = np.random.default_rng(0)
+    time = rng.integers(1, 80, 400).astype(float)
+    event = (rng.uniform(size=400) < 0.7).astype(int)
+    risk = np.clip(rng.beta(8, 1, 400), 0, 0.9999)  # mostly near 1, as at a late horizon
+    slope = evaluate.calibration(time, event, risk, 60)["slope"]
+    assert np.isnan(slope) or abs(slope) < 100
+
+
+def test_net_benefit_equals_dcurves_survival_decision_curve(small):
+    from dcurves import dca
+
+    time, event, score = small
+    risk = 1 / (1 + np.exp(-(score - 0.3)))
+    thresholds = np.round(np.arange(0.05, 0.61, 0.05), 2)
+    ours = evaluate.net_benefit(time, event, risk, 12, thresholds)
+    frame = pd.DataFrame({"time": time, "event": event, "risk": risk})
+    reference = dca(data=frame, outcome="event", modelnames=["risk"], thresholds=thresholds, time=12,
+                    time_to_outcome_col="time")
+    model = reference[reference["model"] == "risk"].set_index("threshold")["net_benefit"]
+    everyone = reference[reference["model"] == "all"].set_index("threshold")["net_benefit"]
+    for row in ours.itertuples():
+        assert row.model == pytest.approx(model.loc[row.threshold], abs=1e-10), row.threshold
+        assert row.treat_all == pytest.approx(everyone.loc[row.threshold], abs=1e-10)
+
+
+def test_net_benefit_with_competing_risks_uses_aalen_johansen():
+    from sksurv.nonparametric import cumulative_incidence_competing_risks
+
+    target = _competing_targets(800, 9)["nrm"]
+    time, code = np.asarray(target.months, float), np.asarray(target.code)
+    risk = np.random.default_rng(1).uniform(0, 0.4, len(time)) + 0.2 * (code == 2)
+    curve = evaluate.net_benefit(time, code, risk, 24, np.array([0.1, 0.2, 0.3]), cause=2)
+
+    def aj(rows: np.ndarray) -> float:
+        times, cif = cumulative_incidence_competing_risks(code[rows], time[rows])
+        return float(cif[2][np.searchsorted(times, 24, side="right") - 1])
+
+    for row in curve.itertuples():
+        treated = risk >= row.threshold
+        odds = row.threshold / (1 - row.threshold)
+        expected = treated.mean() * aj(treated) - treated.mean() * (1 - aj(treated)) * odds
+        assert row.model == pytest.approx(expected, abs=1e-8)
+        everyone = np.ones(len(time), dtype=bool)
+        assert row.treat_all == pytest.approx(aj(everyone) - (1 - aj(everyone)) * odds, abs=1e-8)

@@ -74,3 +74,29 @@ def test_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained_store
             assert again.metrics[family][name] == pytest.approx(value, abs=1e-9, nan_ok=True), (family, name)
     assert again.version != trained_store.summary.version
     assert not again.promoted
+
+
+@pytest.mark.slow
+def test_competing_risk_run_reports_every_endpoint(trained_all_hsct, client):
+    """all_hsct: pooled internal-external estimates, bootstrap intervals, plots and subgroups for all five
+    endpoints, with the same metric names as cml_tfr (endpoint prefixes aside)."""
+    run = client.get_run(trained_all_hsct.run_id)
+    metrics, tags = run.data.metrics, run.data.tags
+    for endpoint in ("", "nrm_", "os_", "lfs_", "grfs_"):
+        for name in ("uno_c", "ibs", "ici_24m", "e50_24m", "cal_oe_24m"):
+            assert f"{endpoint}{name}" in metrics, endpoint + name
+        assert f"{endpoint}uno_c_lower95" in metrics and f"pooled_{endpoint}uno_c" in metrics
+        assert f"pooled_{endpoint}cal_slope_24m_pi_lower95" in metrics
+    assert "leave-one-centre-out" in tags["validation_design"]
+    forest = {a.path for a in client.list_artifacts(run.info.run_id, "plots/forest")}
+    calibration = {a.path for a in client.list_artifacts(run.info.run_id, "plots/calibration")}
+    curves = {a.path for a in client.list_artifacts(run.info.run_id, "plots/decision_curves")}
+    for endpoint in ("relapse", "nrm", "os", "lfs", "grfs"):
+        assert f"plots/forest/forest_{endpoint}_uno_c.png" in forest
+        assert f"plots/calibration/calibration_{endpoint}.png" in calibration
+        assert f"plots/decision_curves/decision_curve_{endpoint}.png" in curves
+    table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/subgroups/subgroups.md")
+    for variable in ("donor_type", "disease_stage", "ph_chromosome", "age band", "country"):
+        assert f"| {variable} |" in table, variable
+    card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
+    assert "competing risks" in card and "| nrm | uno_c |" in card

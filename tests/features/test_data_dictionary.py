@@ -1,0 +1,59 @@
+"""The data dictionary is generated from the task schema, committed under docs/, and printed by the CLI."""
+
+import pytest
+
+from features.data_dictionary import DOCS_FOLDER, data_dictionary_markdown, dictionary_path
+from features.tasks import TASKS
+from training import cli
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_committed_dictionary_equals_the_generated_one(task):
+    path = dictionary_path(task)
+    assert path.exists(), f"{path} is missing: run `make data-dictionary` and commit docs/data-dictionary/"
+    assert path.read_text() == data_dictionary_markdown(task), (
+        f"{path} is stale: run `make data-dictionary` and commit it")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_field_of_the_schema_is_described(task):
+    schema = TASKS[task].schema
+    text = data_dictionary_markdown(task)
+    for p in (*schema.predictors, *schema.grouping, *schema.extra_outcome_columns):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{p.name}` |"))
+        assert p.description.split(" (")[0][:40] in row, p.name
+        if p.kind == "category":
+            assert all(f"`{c}`" in row for c in p.categories), p.name
+        if p.kind == "number" and p.minimum is not None:
+            assert f"{p.minimum:g} to {p.maximum:g}" in row, p.name
+    for column in (schema.time_column, schema.event_column):
+        assert f"| `{column}` |" in text
+    for endpoint in schema.endpoint_names:
+        assert f"- `{endpoint}`" in text
+    assert "patient_pseudo_id" in text and "identif" in text and "dates of birth" in text
+
+
+def test_dictionary_states_units_required_and_missing_handling():
+    text = data_dictionary_markdown("cml_tfr")
+    tki = next(line for line in text.splitlines() if line.startswith("| `tki_years` |"))
+    assert "| years |" in tki and "| yes |" in tki and "`tki_months`, `tki_days` (converted to years)" in tki
+    nk = next(line for line in text.splitlines() if line.startswith("| `nk_cell_level` |"))
+    assert "| no |" in nk and "missing-indicator" in nk
+    rfs = data_dictionary_markdown("ebmt_hsct")
+    assert "`rfs_days`, `rfs_years` (converted to months)" in rfs
+    assert "No clinical conclusions should be drawn from these data" in rfs
+    assert "| prtime, prstat | (dropped) |" in rfs
+
+
+def test_cli_prints_the_dictionary(capsys):
+    assert cli.main(["data-dictionary", "--task", "all_hsct"]) == 0
+    assert capsys.readouterr().out.strip() == data_dictionary_markdown("all_hsct").strip()
+
+
+def test_cli_without_task_writes_every_dictionary(tmp_path, monkeypatch):
+    import features.data_dictionary as dictionary
+
+    monkeypatch.setattr(dictionary, "DOCS_FOLDER", tmp_path)
+    assert cli.main(["data-dictionary"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{t}.md" for t in TASKS)
+    assert (tmp_path / "cml_tfr.md").read_text() == (DOCS_FOLDER / "cml_tfr.md").read_text()

@@ -1,0 +1,111 @@
+"""The real BentoML server process, shared by the end-to-end modules: started once on a free loopback port over a
+copy of the session's trained models (so reload tests can move the champion), with its own API key, audit file
+and audit secret in a temporary folder, and stopped by its process group at the end of the session."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LIVE_KEY = "live-key-QWERTYUIOPASDFGH"
+
+
+@dataclass
+class LiveServer:
+    base: str
+    log: Path
+    audit: Path
+    audit_secret: Path
+    models_dir: Path
+    key: str = LIVE_KEY
+
+    def call(self, path: str, body: object = None, key: str | None = LIVE_KEY, method: str | None = None,
+             timeout: float = 30) -> tuple[int, dict, dict]:
+        """(status, JSON body, headers) of one request."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data,
+                                         method=method or ("POST" if body is not None else "GET"))
+        request.add_header("Content-Type", "application/json")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read()
+                return response.status, json.loads(text) if text.strip() else {}, dict(response.headers)
+        except urllib.error.HTTPError as error:
+            text = error.read()
+            try:
+                content = json.loads(text)
+            except ValueError:
+                content = {"text": text.decode(errors="replace")}
+            return error.code, content, dict(error.headers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_store, trained_all_hsct, tmp_path_factory):
+    assert trained_store.summary.promoted, trained_store.summary.reason
+    assert trained_all_hsct.promoted, trained_all_hsct.reason
+    root = tmp_path_factory.mktemp("live")
+    models_dir = root / "models"
+    shutil.copytree(trained_store.models_dir, models_dir)
+    keys = root / "secrets" / "api_keys"
+    keys.parent.mkdir()
+    keys.write_text(f"ci:{LIVE_KEY}\n")
+    server = LiveServer(base="", log=root / "server.log", audit=root / "logs" / "audit.jsonl",
+                        audit_secret=root / "secrets" / "audit_secret", models_dir=models_dir)
+    port = free_port()
+    env = {**os.environ, "MODELS_DIR": str(models_dir), "API_KEYS_FILE": str(keys),
+           "AUDIT_LOG_FILE": str(server.audit), "AUDIT_SECRET_FILE": str(server.audit_secret),
+           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True"}
+    log = server.log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",
+         "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server.base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, server.log.read_text()
+            try:
+                if server.call("/v1/cml-tfr/model")[0] == 200 and server.call("/readyz", key=None)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, ValueError):
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"server did not become ready:\n{server.log.read_text()}")
+        yield server
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the arbiter and its workers by their process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=20)
+            return
+        except subprocess.TimeoutExpired:
+            continue
