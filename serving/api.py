@@ -247,17 +247,25 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         identity = loaded.identity
         request.state.audit = {"model": {k: identity[k] for k in ("name", "version", "run_id")}, **extra}
 
+    def one_patient(patient: BaseModel, request: Request
+                    ) -> tuple[LoadedChampion | None, dict[str, Any] | None, Response | None]:
+        """The champion and the patient's predictors (derived ones computed), or the error answer."""
+        loaded, failure = champion()
+        if failure:
+            return None, None, failure
+        note(request, loaded)
+        [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
+        if problems:
+            return None, None, error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
+        return loaded, predictors, None
+
     @app.post(f"/v1/{slug}/predict", response_model=PredictionAnswer, tags=[schema.task],
               responses=_responses(401, 413, 422, 503), name=f"predict_{schema.task}",
               summary=f"{schema.title}: one patient's risk at each horizon, curves, contributions and warnings")
     def predict(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
-        loaded, failure = champion()
+        loaded, predictors, failure = one_patient(patient, request)
         if failure:
             return failure
-        note(request, loaded)
-        [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
-        if problems:
-            return error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
         [answer] = predict_patients(loaded.bundle, [predictors], explain=[_explain_options(patient)],
                                     model_identity=loaded.identity)
         service_metrics().count_answers(f"/v1/{slug}/predict", [answer])
@@ -330,11 +338,10 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         return Response(card[format], media_type=f"text/{'html' if format == 'html' else 'markdown'}; charset=utf-8")
 
     if schema.task == "cml_tfr":
-        _add_stop_timing_route(app, schema, champion, note, request_model, slug)
+        _add_stop_timing_route(app, one_patient, request_model, slug)
 
 
-def _add_stop_timing_route(app: FastAPI, schema: TaskSchema, champion: Any, note: Any, request_model: type[BaseModel],
-                           slug: str) -> None:
+def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], slug: str) -> None:
     """CML only: relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response."""
     from training.stop_timing import STATEMENT, stop_timing
 
@@ -344,13 +351,9 @@ def _add_stop_timing_route(app: FastAPI, schema: TaskSchema, champion: Any, note
               description=f"The patient as for /predict, still on TKI and in deep molecular response (durations "
                           f"and age as of today). {STATEMENT}")
     def stop_timing_route(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
-        loaded, failure = champion()
+        loaded, predictors, failure = one_patient(patient, request)
         if failure:
             return failure
-        note(request, loaded)
-        [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
-        if problems:
-            return error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
         return {**stop_timing(loaded.bundle, predictors), "model": loaded.identity}
 
 

@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
-from features.tasks import EndpointTarget
 from training.bundle import ModelBundle
-from training.evaluate import observed_risk
 from training.preprocessing import Preprocessor
 
 MAX_BACKGROUND_ROWS = 50
@@ -111,31 +109,3 @@ def _colour_value(values: pd.Series) -> np.ndarray:
     if numeric.notna().any() or values.isna().all():
         return numeric.astype(float).to_numpy()
     return values.astype("category").cat.codes.replace(-1, np.nan).astype(float).to_numpy()
-
-
-def calibration_plot(predictions: dict[str, np.ndarray], target: EndpointTarget, horizon: int, path: Path,
-                     n_groups: int = 10) -> Path:
-    """Mean predicted vs observed (Kaplan-Meier or Aalen-Johansen) risk by predicted-risk decile, per family."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    time, code = np.asarray(target.months, float), np.asarray(target.code)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for family, risk in predictions.items():
-        groups = pd.qcut(risk, q=n_groups, labels=False, duplicates="drop")
-        xs = [float(risk[groups == g].mean()) for g in np.unique(groups)]
-        ys = [observed_risk(time[groups == g], code[groups == g], target.event_of_interest, horizon)
-              for g in np.unique(groups)]
-        ax.plot(xs, ys, "o-", label=family)
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="ideal")
-    upper = max(0.05, float(max(np.max(r) for r in predictions.values())) * 1.1)
-    ax.set(xlim=(0, upper), ylim=(0, upper), xlabel=f"predicted relapse risk at {horizon} months",
-           ylabel="observed risk (Kaplan-Meier / Aalen-Johansen)",
-           title=f"Calibration on held-out data, {horizon} months")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
