@@ -24,12 +24,17 @@ import numpy as np
 import pandas as pd
 
 from training.breslow import BreslowBaseline
-from training.preprocessing import Preprocessor
+from training.preprocessing import PatientEncoding, Preprocessor
 
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
 BUNDLE_FILE = "bundle.json"
 GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
+# Bounds on the rows of one vectorised pass (members x patients, or configurations x patients x background rows):
+# each row carries one value per event time (~10^3), so these keep a pass near 30 MB.
+ENSEMBLE_ROWS = 4000
+CONTRIBUTION_ROWS = 4000
+GRADIENT_STEP = 1e-4
 
 
 @dataclass
@@ -44,13 +49,20 @@ class CauseModel:
     _conditions: Any = field(default=None, repr=False)  # xgboost leaf table, built on first explanation
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        matrix = self.preprocessor.transform(frame)
-        if self.family == "cox_ph":
-            return matrix @ np.asarray(self.coefficients)
-        import xgboost as xgb
+        encoding = PatientEncoding.of(self.preprocessor.schema_predictors)
+        return self.margin_encoded(encoding.frame(frame), encoding)
 
-        margin = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), output_margin=True)
+    def margin_encoded(self, encoded: np.ndarray, encoding: PatientEncoding) -> np.ndarray:
+        if self.family == "cox_ph":
+            return encoded @ self.linear_weights(encoding)
+        matrix = self.preprocessor.transform_encoded(encoded, encoding)
+        margin = self.booster.inplace_predict(matrix, predict_type="margin", missing=np.nan)
         return np.asarray(margin, dtype=float)
+
+    def linear_weights(self, encoding: PatientEncoding) -> np.ndarray:
+        """Cox only: the margin as weights on the encoding (margin = encoded @ weights)."""
+        weights, _ = self.preprocessor.linear_map(encoding)
+        return weights.T @ np.asarray(self.coefficients, dtype=float)
 
     def margin_contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-predictor additive parts of the margin (rows x predictors); they sum to margin minus a constant.
@@ -65,24 +77,6 @@ class CauseModel:
 
             contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
             by_column = np.asarray(contribs[:, :-1], dtype=float)
-        sources = np.array(self.preprocessor.sources)
-        return np.column_stack([by_column[:, sources == name].sum(axis=1)
-                                for name in self.preprocessor.feature_names])
-
-    def reference_gaps(self, patient: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
-        """Each predictor's share of margin(x) - margin(b) for one patient against each background row.
-
-        Exact Shapley values of the margin game with one reference: for Cox the difference of the linear
-        parts; for xgboost interventional TreeSHAP per reference row (training/tree_shap.py).
-        """
-        if self.family == "cox_ph":
-            return self.margin_contributions(patient)[0][None, :] - self.margin_contributions(background)
-        from training.tree_shap import leaf_conditions, reference_shapley
-
-        if self._conditions is None:
-            self._conditions = leaf_conditions(self.booster, len(self.preprocessor.columns))
-        by_column = reference_shapley(self._conditions, self.preprocessor.transform(patient)[0],
-                                      self.preprocessor.transform(background))
         sources = np.array(self.preprocessor.sources)
         return np.column_stack([by_column[:, sources == name].sum(axis=1)
                                 for name in self.preprocessor.feature_names])
@@ -135,6 +129,7 @@ class ModelBundle:
     # UTC time (ISO 8601) the training run first saved the bundle; None in bundles saved before it was recorded.
     trained_at: str | None = None
     _background_cache: dict[str, Any] | None = field(default=None, repr=False)
+    _ensemble_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     # --- what the bundle answers ----------------------------------------------------------------------
     @property
@@ -159,70 +154,168 @@ class ModelBundle:
     def min_at_risk(self) -> int:
         return next(iter(self.causes.values())).baseline.min_at_risk
 
-    def margins(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        return {name: cause.margin(frame) for name, cause in self.causes.items()}
+    # --- the ensemble: the bundle's own model (member 0) and its bootstrap replicates -----------------------
+    def _ensemble(self) -> dict[str, Any]:
+        """Built once per bundle: the encoding every preprocessor is linear in, the members, and for Cox causes
+        every member's margin weights stacked, so all members' margins are one matrix product. Rebuilt when the
+        causes or replicates are replaced (training attaches the replicates to a finished bundle)."""
+        key = (id(self.causes), id(self.replicates), len(self.replicates))
+        if self._ensemble_cache is None or self._ensemble_cache["key"] != key:
+            encoding = PatientEncoding.of(next(iter(self.causes.values())).preprocessor.schema_predictors)
+            members = [self.causes, *self.replicates]
+            weights = {name: np.stack([m[name].linear_weights(encoding) for m in members])
+                       for name, cause in self.causes.items() if cause.family == "cox_ph"}
+            self._ensemble_cache = {"key": key, "encoding": encoding, "members": members, "weights": weights,
+                                    "grouping": encoding.grouping(), "grids": {}}
+        return self._ensemble_cache
 
-    def endpoints_from_margins(self, margins: dict[str, np.ndarray], months: np.ndarray,
-                               only: str | None = None) -> dict[str, np.ndarray]:
-        """Each endpoint's probability (rows = patients, columns = months) from the causes' margins."""
+    def encode(self, patients: pd.DataFrame | list[dict[str, Any]] | np.ndarray) -> np.ndarray:
+        """Patients (a frame, plain dicts, or already encoded) in the encoding every cause model reads."""
+        encoding = self._ensemble()["encoding"]
+        if isinstance(patients, np.ndarray):
+            return patients
+        return encoding.frame(patients) if isinstance(patients, pd.DataFrame) else encoding.records(patients)
+
+    def member_margins(self, encoded: np.ndarray, with_replicates: bool = False) -> dict[str, np.ndarray]:
+        """Each cause's margin as (members x patients): the bundle's own model, then every replicate if asked."""
+        ensemble = self._ensemble()
+        count = len(ensemble["members"]) if with_replicates else 1
+        margins = {}
+        for name in self.causes:
+            if name in ensemble["weights"]:
+                margins[name] = ensemble["weights"][name][:count] @ encoded.T
+            else:
+                margins[name] = np.stack([m[name].margin_encoded(encoded, ensemble["encoding"])
+                                          for m in ensemble["members"][:count]])
+        return margins
+
+    def margins(self, frame: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
+        return {name: values[0] for name, values in self.member_margins(self.encode(frame)).items()}
+
+    def endpoints_from_margins(self, margins: dict[str, np.ndarray], months: np.ndarray, only: str | None = None,
+                               members: list[dict[str, CauseModel]] | None = None) -> dict[str, np.ndarray]:
+        """Each endpoint's probability from the causes' margins: (patients x months) from the bundle's own
+        margins (1-D), or (members x patients x months) from margins stacked over `members` (2-D)."""
         months = np.asarray(months, dtype=float)
+        stacked = next(iter(margins.values())).ndim == 2
+        members = members if stacked else [self.causes]
+        margins = margins if stacked else {name: values[None, :] for name, values in margins.items()}
         if self.outcome == "single_event":
-            [(cause, model)] = self.causes.items()
-            survival = model.baseline.survival(margins[cause], months)
+            [(cause, _)] = self.causes.items()
+            hazard = np.stack([m[cause].baseline.cumulative_hazard(months) for m in members])
+            survival = np.exp(-np.exp(margins[cause])[:, :, None] * hazard[:, None, :])
             kinds = self.endpoint_kinds
             incidence = next(name for name, kind in kinds.items() if kind == "incidence")
             event_free = next(name for name, kind in kinds.items() if kind == "survival")
-            return {incidence: 1.0 - survival, event_free: survival}
-        return competing_risk_endpoints(self, margins, months, only)
+            result = {incidence: 1.0 - survival, event_free: survival}
+        else:
+            result = competing_risk_endpoints(self, margins, months, only, members)
+        return result if stacked else {name: values[0] for name, values in result.items()}
 
-    def endpoint_probabilities(self, frame: pd.DataFrame, months: np.ndarray, only: str | None = None
+    def endpoint_probabilities(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray, only: str | None = None
                                ) -> dict[str, np.ndarray]:
         return self.endpoints_from_margins(self.margins(frame), months, only)
 
-    def event_probability(self, frame: pd.DataFrame, months: np.ndarray) -> np.ndarray:
+    def ensemble_endpoints(self, patients: pd.DataFrame | np.ndarray, months: np.ndarray, only: str | None = None
+                           ) -> dict[str, np.ndarray]:
+        """Every endpoint for every member (members x patients x months; member 0 is the bundle's own model), in
+        one vectorised pass per chunk of patients (chunks bound the memory of members x patients x event times)."""
+        encoded = self.encode(patients)
+        members = self._ensemble()["members"]
+        chunk = max(1, ENSEMBLE_ROWS // len(members))
+        parts = [self.endpoints_from_margins(self.member_margins(encoded[i:i + chunk], with_replicates=True),
+                                             months, only, members) for i in range(0, len(encoded), chunk)]
+        return {name: np.concatenate([part[name] for part in parts], axis=1) for name in parts[0]}
+
+    def event_probability(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray) -> np.ndarray:
         """P(main event by t | x): relapse (incidence)."""
         return self.endpoint_probabilities(frame, months, only=self.main_endpoint)[self.main_endpoint]
 
     # --- explanations ---------------------------------------------------------------------------------
     def _background_terms(self) -> dict[str, Any]:
-        if self._background_cache is None:
-            frame = pd.DataFrame(self.background)
-            self._background_cache = {"margins": self.margins(frame)}
+        key = (id(self.background), id(self.background_weights), id(self.causes))
+        if self._background_cache is None or self._background_cache["key"] != key:
+            encoded = self.encode(self.background)
+            weights = np.asarray(self.background_weights, dtype=float)
+            self._background_cache = {"key": key, "encoded": encoded, "margins": self.margins(encoded),
+                                      "weights": weights / weights.sum()}
         return self._background_cache
 
-    def contributions(self, frame: pd.DataFrame, horizon_months: float, endpoint: str | None = None
-                      ) -> tuple[np.ndarray, float]:
+    def causes_of(self, endpoint: str) -> list[str]:
+        """The causes whose margins an endpoint depends on."""
+        if self.outcome == "single_event":
+            return list(self.causes)
+        first, second = (name for name in self.causes if name not in GRFS_CAUSES)
+        return [first, second, *GRFS_CAUSES] if endpoint == "grfs" else [first, second]
+
+    def contributions(self, patients: pd.DataFrame | np.ndarray | list[dict[str, Any]], horizon_months: float,
+                      endpoint: str | None = None) -> tuple[np.ndarray, float]:
         """Shapley-style contributions to an endpoint's probability at a horizon, in probability units.
 
         Fast path, exact in its sum: for each background row b, the probability gap f(x) - f(b) is shared over
         predictors in proportion to their first-order effect through every cause's margin (the gradient of f
         at the midpoint times each predictor's exact Shapley share of the margin gap against b; with one cause
         this is the rescale rule), then averaged with the background weights. The result adds up to f(x) minus the
-        weighted background mean of f.
+        weighted background mean of f. All patients, background rows and causes go through f in one pass.
         """
         endpoint = endpoint or self.main_endpoint
-        background = self._background_terms()
-        weights = np.asarray(self.background_weights, dtype=float)
-        weights = weights / weights.sum()
         horizon = np.array([float(horizon_months)])
 
         def f(margins: dict[str, np.ndarray]) -> np.ndarray:
-            return self.endpoints_from_margins(margins, horizon, only=endpoint)[endpoint][:, 0]
+            shape = next(iter(margins.values())).shape
+            flat = {cause: np.ravel(values) for cause, values in margins.items()}
+            return self.endpoints_from_margins(flat, horizon, only=endpoint)[endpoint][:, 0].reshape(shape)
 
-        base_value = float(weights @ f(background["margins"]))
-        margins_x = self.margins(frame)
-        background_frame = pd.DataFrame(self.background)
-        values = np.zeros((len(frame), len(self.feature_names)))
-        k = len(weights)
-        for row in range(len(frame)):
-            at_x = {c: np.full(k, margins_x[c][row]) for c in self.causes}
-            gap_f = f(at_x) - f(background["margins"])
-            share = np.zeros((k, len(self.feature_names)))
-            for cause in self.causes:
-                gap_parts = self.causes[cause].reference_gaps(frame.iloc[[row]], background_frame)
-                share += _midpoint_gradient(f, at_x, background["margins"], cause)[:, None] * gap_parts
-            values[row] = weights @ _rescale(share, gap_f)
-        return values, base_value
+        background = self._background_terms()
+        causes = self.causes_of(endpoint)
+        f_background = f({c: background["margins"][c] for c in causes})
+        encoded = self.encode(patients)
+        chunk = max(1, CONTRIBUTION_ROWS // (len(f_background) * len(causes)))
+        values = [self._contribution_chunk(encoded[i:i + chunk], f, f_background, causes)
+                  for i in range(0, len(encoded), chunk)]
+        return (np.concatenate(values) if values else np.zeros((0, len(self.feature_names))),
+                float(background["weights"] @ f_background))
+
+    def _contribution_chunk(self, encoded: np.ndarray, f: Any, f_background: np.ndarray, causes: list[str]
+                            ) -> np.ndarray:
+        background = self._background_terms()
+        n, k = len(encoded), len(f_background)
+        at_x = {c: m[0] for c, m in self.member_margins(encoded).items() if c in causes}
+        middle = {c: 0.5 * (at_x[c][:, None] + background["margins"][c][None, :]) for c in causes}
+        # f at the midpoint moved up and down along each cause's margin: the central-difference gradient.
+        moved = f({c: np.stack([middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0)
+                                for cause in causes for sign in (1, -1)]) for c in causes})
+        share = np.zeros((n, k, len(self.feature_names)))
+        for i, cause in enumerate(causes):
+            gradient = (moved[2 * i] - moved[2 * i + 1]) / (2 * GRADIENT_STEP)
+            share += gradient[..., None] * self._reference_gaps(cause, encoded)
+        gap_f = f(at_x)[:, None] - f_background[None, :]
+        scaled = _rescale(share.reshape(n * k, -1), gap_f.reshape(-1)).reshape(share.shape)
+        return np.einsum("k,nkp->np", background["weights"], scaled)
+
+    def _reference_gaps(self, cause: str, encoded: np.ndarray) -> np.ndarray:
+        """Each predictor's share of margin(x) - margin(b), for each patient against each background row
+        (patients x background x predictors): exact Shapley values of the margin game with one reference. Cox:
+        the difference of the linear parts; xgboost: interventional TreeSHAP per reference (training/tree_shap.py).
+        """
+        ensemble, background = self._ensemble(), self._background_terms()
+        model = self.causes[cause]
+        if model.family == "cox_ph":
+            weights = ensemble["weights"][cause][0]
+            parts_x = (encoded * weights) @ ensemble["grouping"]
+            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
+            return parts_x[:, None, :] - parts_b[None, :, :]
+        from training.tree_shap import leaf_conditions, reference_shapley
+
+        preprocessor = model.preprocessor
+        if model._conditions is None:
+            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
+        patients = preprocessor.transform_encoded(encoded, ensemble["encoding"])
+        references = preprocessor.transform_encoded(background["encoded"], ensemble["encoding"])
+        by_column = np.stack([reference_shapley(model._conditions, row, references) for row in patients])
+        sources = np.array(preprocessor.sources)
+        to_predictor = np.column_stack([(sources == name).astype(float) for name in self.feature_names])
+        return by_column @ to_predictor
 
     # --- persistence ----------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -258,15 +351,6 @@ class ModelBundle:
         return cls(causes=causes, replicates=replicates, **spec)
 
 
-def _midpoint_gradient(f: Any, at_x: dict[str, np.ndarray], at_b: dict[str, np.ndarray], cause: str,
-                       step: float = 1e-4) -> np.ndarray:
-    """df/dm_cause at the midpoint between x and each background row (central difference)."""
-    middle = {c: 0.5 * (at_x[c] + at_b[c]) for c in at_x}
-    up, down = dict(middle), dict(middle)
-    up[cause], down[cause] = middle[cause] + step, middle[cause] - step
-    return (f(up) - f(down)) / (2 * step)
-
-
 def _rescale(share: np.ndarray, gap_f: np.ndarray) -> np.ndarray:
     """Scale each background row's first-order shares so they add up to the exact probability gap."""
     total = share.sum(axis=1)
@@ -288,15 +372,22 @@ def _jump_grid(causes: list[CauseModel], upto: float) -> np.ndarray:
     return times[times <= upto]
 
 
-def _cause_increments(cause: CauseModel, margin: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """dH_k(g | x) at each grid time (patients x grid)."""
-    cumulative = cause.baseline.cumulative_hazard(grid)
-    steps = np.diff(np.concatenate([[0.0], cumulative]))
-    return np.outer(np.exp(margin), steps)
+def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[str, CauseModel]], upto: float
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The event times of the named causes over all members up to `upto`, and each cause's baseline hazard
+    increments there (members x grid); cached, since serving asks for the same months every time."""
+    cache = bundle._ensemble()["grids"]
+    key = (names, tuple(id(m) for m in members), upto)
+    if key not in cache:
+        grid = _jump_grid([m[name] for m in members for name in names], upto)
+        steps = {name: np.diff(np.stack([m[name].baseline.cumulative_hazard(grid) for m in members]), axis=1,
+                               prepend=0.0) for name in names}
+        cache[key] = (grid, steps)
+    return cache[key]
 
 
 def _product_limit(increments: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Event-free probability just after each grid time and each cause's incidence increments.
+    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis).
 
     S(g) = S(g-) (1 - dH_total(g)); dF_k(g) = S(g-) dH_k(g). When dH_total > 1 (large relative hazards) the
     increments are scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
@@ -304,32 +395,37 @@ def _product_limit(increments: list[np.ndarray]) -> tuple[np.ndarray, list[np.nd
     total = np.sum(increments, axis=0)
     scale = np.where(total > 1.0, 1.0 / np.where(total > 0, total, 1.0), 1.0)
     factors = 1.0 - total * scale
-    survival_after = np.cumprod(factors, axis=1)
-    survival_before = np.concatenate([np.ones((total.shape[0], 1)), survival_after[:, :-1]], axis=1)
+    survival_after = np.cumprod(factors, axis=-1)
+    survival_before = np.concatenate([np.ones((*total.shape[:-1], 1)), survival_after[..., :-1]], axis=-1)
     return survival_after, [survival_before * inc * scale for inc in increments]
 
 
 def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: float) -> np.ndarray:
-    """Step function (value after each grid time) read at each month; `start` before the first grid time."""
+    """Step function (value after each grid time, last axis) read at each month; `start` before the first."""
     index = np.searchsorted(grid, months, side="right") - 1
-    padded = np.concatenate([np.full((values.shape[0], 1), start), values], axis=1)
-    return padded[:, index + 1]
+    padded = np.concatenate([np.full((*values.shape[:-1], 1), start), values], axis=-1)
+    return padded[..., index + 1]
 
 
 def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray], months: np.ndarray,
-                             only: str | None = None) -> dict[str, np.ndarray]:
+                             only: str | None = None, members: list[dict[str, CauseModel]] | None = None
+                             ) -> dict[str, np.ndarray]:
     """The two competing causes (the bundle's first two non-GRFS causes, event codes 1 and 2: relapse and NRM
     for all_hsct) give one cumulative incidence each, named like the cause, and the event-free probability
     `lfs`. `os` (event-free plus alive after the first cause) and `grfs` are computed only when the schema
-    declares them; only the declared endpoints are returned (or `only` and what it needs)."""
+    declares them; only the declared ones are returned (or `only` and what it needs). Margins are (members x
+    patients), one member per entry of `members` (default: the bundle's own causes); results add the month axis.
+    """
+    members = members or [bundle.causes]
     first, second = (name for name in bundle.causes if name not in GRFS_CAUSES)
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
-    grid = _jump_grid([bundle.causes[first], bundle.causes[second]], float(months.max()))
+    upto = float(months.max())
+    grid, steps = _grid_steps(bundle, (first, second), members, upto)
     lfs_after, (d_first, d_second) = _product_limit(
-        [_cause_increments(bundle.causes[name], margins[name], grid) for name in (first, second)])
+        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in (first, second)])
     result = {
-        first: _at_months(grid, np.cumsum(d_first, axis=1), months, 0.0),
-        second: _at_months(grid, np.cumsum(d_second, axis=1), months, 0.0),
+        first: _at_months(grid, np.cumsum(d_first, axis=-1), months, 0.0),
+        second: _at_months(grid, np.cumsum(d_second, axis=-1), months, 0.0),
         "lfs": _at_months(grid, lfs_after, months, 1.0),
     }
     if "os" in wanted:
@@ -340,10 +436,9 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
         alive = np.where(since >= 0, np.where(index >= 0, post_survival[np.maximum(index, 0)], 1.0), 0.0)
         result["os"] = result["lfs"] + d_first @ alive
     if "grfs" in wanted:
-        grfs_causes = [bundle.causes[c] for c in GRFS_CAUSES]
-        grfs_grid = _jump_grid(grfs_causes, float(months.max()))
-        grfs_after, _ = _product_limit([_cause_increments(c, margins[name], grfs_grid)
-                                        for name, c in zip(GRFS_CAUSES, grfs_causes, strict=True)])
+        grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
+        grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * grfs_steps[name][:, None, :]
+                                        for name in GRFS_CAUSES])
         result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
     if only is None:
         return {name: result[name] for name in bundle.endpoint_kinds}

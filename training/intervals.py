@@ -8,7 +8,6 @@ the bounds stay in [0, 1]). It reflects sampling uncertainty of the fitted model
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -51,23 +50,26 @@ def _inverse_cloglog(x: np.ndarray) -> np.ndarray:
     return -np.expm1(-np.exp(x))
 
 
-def endpoint_intervals(bundle: ModelBundle, frame: pd.DataFrame, months: np.ndarray,
+def endpoint_intervals(bundle: ModelBundle, frame: pd.DataFrame | np.ndarray, months: np.ndarray,
                        estimates: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """(lower, upper) per endpoint, same shape as `estimates`; None when the bundle has no replicates."""
     if not bundle.replicates:
         return None
-    draws: dict[str, list[np.ndarray]] = {name: [] for name in estimates}
-    for causes in bundle.replicates:
-        replicate = replace(bundle, causes=causes, replicates=[], _background_cache=None)
-        for name, values in replicate.endpoint_probabilities(frame, months).items():
-            if name in draws:
-                draws[name].append(values)
+    only = next(iter(estimates)) if len(estimates) == 1 else None
+    members = bundle.ensemble_endpoints(frame, months, only=only)
+    return intervals_from_replicates(bundle, {name: members[name][1:] for name in estimates}, estimates)
+
+
+def intervals_from_replicates(bundle: ModelBundle, replicates: dict[str, np.ndarray],
+                              estimates: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Intervals around each estimate (patients x months) from the replicates' values (replicates x patients x
+    months), as `ModelBundle.ensemble_endpoints` gives them after the bundle's own model (member 0)."""
     intervals = {}
     for name, point in estimates.items():
         survival = bundle.endpoint_kinds[name] == "survival"
         event_point = 1.0 - point if survival else point  # intervals are built on the event probability
-        event_draws = [1.0 - d if survival else d for d in draws[name]]
-        spread = np.std([_cloglog(d) for d in event_draws], axis=0, ddof=1)
+        event_draws = 1.0 - replicates[name] if survival else replicates[name]
+        spread = np.std(_cloglog(event_draws), axis=0, ddof=1)
         centre = _cloglog(event_point)
         low, high = _inverse_cloglog(centre - Z_95 * spread), _inverse_cloglog(centre + Z_95 * spread)
         at_zero = event_point <= 0  # no event possible yet (month 0): the interval is the point

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from training.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
-from training.intervals import INTERVAL_METHOD, endpoint_intervals
+from training.intervals import INTERVAL_METHOD, intervals_from_replicates
 from training.ood import combination_warnings
 
 RARE_CATEGORY_SHARE = 0.01
@@ -84,19 +84,20 @@ def predict_patients(
     defaults); without contributions (`with_contributions=False`) each answer's `contributions` is None."""
     if not patients:
         return []
-    frame = pd.DataFrame(patients)
+    encoded = bundle.encode(patients)
     reliable_until = bundle.last_reliable_month
     months = np.array(bundle.horizons_months, dtype=float)
-    probabilities = bundle.endpoint_probabilities(frame, np.concatenate([months, CURVE_MONTHS]))
+    probabilities, intervals = _probabilities_and_intervals(bundle, encoded, months)
     at_horizons = {name: values[:, : len(months)] for name, values in probabilities.items()}
-    intervals = endpoint_intervals(bundle, frame, months, at_horizons)
     beyond = [{"code": "horizon_beyond_follow_up", "field": None,
                "message": f"fewer than {bundle.min_at_risk} training patients were followed "
                           f"to {h:g} months, so no estimate is given there"} for h in months[months > reliable_until]]
-    combination = combination_warnings(bundle.ood_reference, frame, patients)
-    contributions = (_contributions(bundle, frame, patients, explain or [(None, None)] * len(patients))
+    combination = combination_warnings(bundle.ood_reference, pd.DataFrame(patients), patients)
+    contributions = (_contributions(bundle, encoded, patients, explain or [(None, None)] * len(patients))
                      if with_contributions else [None] * len(patients))
-    main_risk = bundle.event_probability(frame, np.array([bundle.main_horizon_months]))[:, 0]
+    main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]
+                 if bundle.main_horizon_months in bundle.horizons_months
+                 else bundle.event_probability(encoded, np.array([bundle.main_horizon_months]))[:, 0])
     identity = model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
                                   "run_id": bundle.lineage.get("run_id"), "family": bundle.family}
     answers = []
@@ -119,7 +120,22 @@ def predict_patients(
     return answers
 
 
-def _contributions(bundle: ModelBundle, frame: pd.DataFrame, patients: list[dict[str, Any]],
+def _probabilities_and_intervals(bundle: ModelBundle, encoded: np.ndarray, months: np.ndarray
+                                 ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """Every endpoint at the horizons then the curve months, and the intervals at the horizons: the bundle's own
+    model and its replicates in one vectorised pass."""
+    every_month = np.concatenate([months, CURVE_MONTHS])
+    if not bundle.replicates:
+        return bundle.endpoint_probabilities(encoded, every_month), None
+    members = bundle.ensemble_endpoints(encoded, every_month)
+    probabilities = {name: values[0] for name, values in members.items()}
+    intervals = intervals_from_replicates(
+        bundle, {name: values[1:, :, : len(months)] for name, values in members.items()},
+        {name: values[:, : len(months)] for name, values in probabilities.items()})
+    return probabilities, intervals
+
+
+def _contributions(bundle: ModelBundle, encoded: np.ndarray, patients: list[dict[str, Any]],
                    explain: list[tuple[str | None, float | None]]) -> list[dict[str, Any]]:
     """Each patient's contributions, computed together for the patients that ask for the same explanation."""
     groups: dict[tuple[str, float], list[int]] = {}
@@ -129,8 +145,7 @@ def _contributions(bundle: ModelBundle, frame: pd.DataFrame, patients: list[dict
     units = {p["name"]: p.get("unit") for p in bundle.schema["predictors"]}
     result: list[dict[str, Any]] = [{}] * len(patients)
     for (endpoint, horizon), rows in groups.items():
-        subset = frame if len(rows) == len(frame) else frame.iloc[rows].reset_index(drop=True)
-        values, base_value = bundle.contributions(subset, horizon, endpoint)
+        values, base_value = bundle.contributions(encoded[rows], horizon, endpoint)
         for position, row in enumerate(rows):
             items = [{"feature": name, "value": _plain(patients[row].get(name)), "units": units.get(name),
                       "percentage_points": float(100.0 * v)}

@@ -4,6 +4,10 @@ xgboost takes missing values natively (`impute=False`); the Cox baseline gets me
 missing-indicator column per optional predictor (`impute=True`). Categories are one-hot encoded against the
 schema's first category (drop-first, which the linear Cox model needs). Kept free of training libraries
 because serving runs the same transform.
+
+Every preprocessor is linear in one `PatientEncoding` of the predictors (a number as its value and a missing flag, a
+category as one indicator per schema category and a missing flag), with missing values of xgboost's columns put
+back as NaN. So a request is encoded once, and a Cox margin of any bundle member is one dot product with it.
 """
 
 from __future__ import annotations
@@ -44,20 +48,39 @@ class Preprocessor:
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        encoded: dict[str, np.ndarray] = {}
-        for p in self.schema_predictors:
-            values = frame[p["name"]] if p["name"] in frame.columns else pd.Series(np.nan, index=frame.index)
-            missing = values.isna().to_numpy()
-            if self.impute:
-                encoded[f"{p['name']}__missing"] = missing.astype(float)
-                values = values.where(~missing, self.fill_values[p["name"]])
-            if p["kind"] == "category":
-                for category in p["categories"][1:]:
-                    column = np.where(missing & (not self.impute), np.nan, (values == category).astype(float))
-                    encoded[f"{p['name']}={category}"] = column
+        encoding = PatientEncoding.of(self.schema_predictors)
+        return self.transform_encoded(encoding.frame(frame), encoding)
+
+    def transform_encoded(self, encoded: np.ndarray, encoding: PatientEncoding) -> np.ndarray:
+        """The model matrix from patients already encoded with `encoding`."""
+        weights, nan_from = self.linear_map(encoding)
+        matrix = encoded @ weights.T
+        if (nan_from >= 0).any():
+            columns = np.flatnonzero(nan_from >= 0)
+            matrix[:, columns] = np.where(encoded[:, nan_from[columns]] > 0, np.nan, matrix[:, columns])
+        return matrix
+
+    def linear_map(self, encoding: PatientEncoding) -> tuple[np.ndarray, np.ndarray]:
+        """(weights: columns x encoding width, nan_from: per column the missing slot that makes it NaN, or -1)."""
+        weights = np.zeros((len(self.columns), encoding.width))
+        nan_from = np.full(len(self.columns), -1)
+        for j, (column, source) in enumerate(zip(self.columns, self.sources, strict=True)):
+            start, missing = encoding.slots[source]
+            if column == f"{source}__missing":
+                weights[j, missing] = 1.0
+                continue
+            if "=" in column and column.startswith(f"{source}="):
+                category = column[len(source) + 1:]
+                weights[j, start + encoding.categories[source].index(category)] = 1.0
+                fill = 1.0 if self.fill_values.get(source) == category else 0.0
             else:
-                encoded[p["name"]] = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
-        return np.column_stack([encoded[c] for c in self.columns]).astype(float)
+                weights[j, start] = 1.0
+                fill = float(self.fill_values.get(source, 0.0))
+            if self.impute:
+                weights[j, missing] = fill
+            else:
+                nan_from[j] = missing
+        return weights, nan_from
 
     @property
     def feature_names(self) -> list[str]:
@@ -90,3 +113,72 @@ def _encoded_columns(predictor: dict[str, Any], training_values: pd.Series | Non
         # A category never seen in training gives an all-zero column, which makes the Cox model singular.
         categories = [c for c in categories if (training_values == c).any()]
     return [f"{predictor['name']}={c}" for c in categories]
+
+
+@dataclass(frozen=True)
+class PatientEncoding:
+    """The predictors as plain numbers: a number or flag as (value, or 0 when missing; missing flag), a category
+    as one indicator per schema category then a missing flag. A value outside the schema's categories gets no
+    indicator (as the one-hot columns treat it)."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    categories: dict[str, list[str]]
+    slots: dict[str, tuple[int, int]]  # predictor -> (first slot, missing slot)
+    width: int
+
+    @classmethod
+    def of(cls, schema_predictors: list[dict[str, Any]]) -> PatientEncoding:
+        slots, categories, width = {}, {}, 0
+        for p in schema_predictors:
+            size = len(p["categories"]) if p["kind"] == "category" else 1
+            slots[p["name"]] = (width, width + size)
+            if p["kind"] == "category":
+                categories[p["name"]] = list(p["categories"])
+            width += size + 1
+        return cls(tuple(p["name"] for p in schema_predictors), tuple(p["kind"] for p in schema_predictors),
+                   categories, slots, width)
+
+    def frame(self, frame: pd.DataFrame) -> np.ndarray:
+        encoded = np.zeros((len(frame), self.width))
+        for name, kind in zip(self.names, self.kinds, strict=True):
+            start, missing_slot = self.slots[name]
+            if name not in frame.columns:
+                encoded[:, missing_slot] = 1.0
+                continue
+            values = frame[name]
+            missing = values.isna().to_numpy()
+            if kind == "category":
+                codes = pd.Categorical(values, categories=self.categories[name]).codes
+                known = codes >= 0
+                encoded[np.flatnonzero(known), start + codes[known]] = 1.0
+            else:
+                numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                missing = missing | np.isnan(numbers)
+                encoded[:, start] = np.where(missing, 0.0, numbers)
+            encoded[:, missing_slot] = missing
+        return encoded
+
+    def records(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """The same encoding from plain dicts (one request), without building a DataFrame."""
+        encoded = np.zeros((len(records), self.width))
+        for row, record in enumerate(records):
+            for name, kind in zip(self.names, self.kinds, strict=True):
+                start, missing_slot = self.slots[name]
+                value = record.get(name)
+                if value is None or (isinstance(value, float) and value != value):
+                    encoded[row, missing_slot] = 1.0
+                elif kind == "category":
+                    if value in self.categories[name]:
+                        encoded[row, start + self.categories[name].index(value)] = 1.0
+                else:
+                    encoded[row, start] = float(value)
+        return encoded
+
+    def grouping(self) -> np.ndarray:
+        """(width x predictors) 0/1 matrix: which predictor each slot belongs to."""
+        group = np.zeros((self.width, len(self.names)))
+        for p, name in enumerate(self.names):
+            start, missing_slot = self.slots[name]
+            group[start:missing_slot + 1, p] = 1.0
+        return group
