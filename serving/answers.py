@@ -115,6 +115,36 @@ class Warning_(BaseModel):
     message: str = Field(description="for the clinician: why to treat the estimate with caution")
 
 
+class ExplainedContribution(Contribution):
+    direction: Literal["raises", "lowers", "none"] = Field(
+        description="whether this predictor's value raises or lowers the explained probability against the "
+                    "background (none: below 0.005 points)")
+
+
+class ExplanationBackground(BaseModel):
+    rows: int = Field(description="background rows (cluster summaries)")
+    patients: int = Field(description="training patients they summarise (the weights add up to this)")
+    description: str
+
+
+class ExplanationAnswer(BaseModel):
+    task: str
+    model: ModelIdentity
+    endpoint: str = Field(description="the explained endpoint")
+    kind: Literal["incidence", "survival"]
+    horizon_months: float = Field(description="horizon of the explained probability, months")
+    explained: str = Field(description="the explained probability, in words",
+                           examples=["probability of relapse by 12 months"])
+    probability: float = Field(description="the patient's probability, in [0, 1]", json_schema_extra=PROBABILITY)
+    base_value: float = Field(description="background mean probability, in [0, 1]; the items add up to "
+                                          "100 x (probability - base_value)", json_schema_extra=PROBABILITY)
+    units: str = Field(description="units of `percentage_points`")
+    background: ExplanationBackground
+    method: str = Field(description="how the contributions are computed")
+    items: list[ExplainedContribution] = Field(description="every predictor, largest absolute contribution first")
+    warnings: list[Warning_] = Field(description="reasons to read the explanation with caution (empty: none)")
+
+
 _CURVE_EXAMPLE = {"months": [0, 1, 2, 3], "probability": [0.0, 0.011, 0.05, 0.136]}
 PREDICTION_EXAMPLE = {
     "task": "cml_tfr",
@@ -144,7 +174,7 @@ class PredictionAnswer(BaseModel):
     endpoints: dict[str, Endpoint] = Field(description="cml_tfr: relapse, relapse_free; all_hsct: relapse, nrm, "
                                                        "os, lfs, grfs")
     risk_group: RiskGroup
-    contributions: Contributions
+    contributions: Contributions | None = Field(description="null when asked for without (`?contributions=false`)")
     interval_method: str | None = Field(None, description="how lower/upper were computed (null: no intervals)")
     warnings: list[Warning_] = Field(description="reasons to treat this answer with caution (empty: none)")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
@@ -30,6 +30,7 @@ from serving.answers import (
     WARNING_CODES,
     BatchResult,
     ErrorBody,
+    ExplanationAnswer,
     ModelInfo,
     PredictionAnswer,
     ReloadReport,
@@ -39,8 +40,9 @@ from serving.audit import AuditTrail
 from serving.champions import ChampionRegistry, LoadedChampion
 from serving.metrics import exposition, service_metrics
 from serving.middleware import PROTECTED_PREFIXES, ServiceMiddleware
+from serving.page import add_page
 from serving.request_models import patient_request_model
-from training.prediction import predict_patients
+from training.prediction import explain_patient, predict_patients
 
 # The 4xx/5xx answers each kind of route can give, all in the error shape.
 _ERRORS = {401: "missing or wrong API key", 413: "request body over the route's size limit (the message states it)",
@@ -159,6 +161,7 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
         return error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     _add_operational_routes(app, champions)
+    add_page(app)  # the risk-calculator page at / and its assets
     for task in TASKS.values():
         _add_task_routes(app, champions, task.schema)
 
@@ -247,9 +250,12 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         identity = loaded.identity
         request.state.audit = {"model": {k: identity[k] for k in ("name", "version", "run_id")}, **extra}
 
-    def one_patient(patient: BaseModel, request: Request
+    def one_patient(patient: BaseModel, request: Request, allowed_query: set[str] | frozenset[str] = frozenset()
                     ) -> tuple[LoadedChampion | None, dict[str, Any] | None, Response | None]:
         """The champion and the patient's predictors (derived ones computed), or the error answer."""
+        failure = _unknown_query(request, allowed_query)
+        if failure:
+            return None, None, failure
         loaded, failure = champion()
         if failure:
             return None, None, failure
@@ -262,14 +268,16 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
     @app.post(f"/v1/{slug}/predict", response_model=PredictionAnswer, tags=[schema.task],
               responses=_responses(401, 413, 422, 503), name=f"predict_{schema.task}",
               summary=f"{schema.title}: one patient's risk at each horizon, curves, contributions and warnings")
-    def predict(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
-        loaded, predictors, failure = one_patient(patient, request)
+    def predict(patient: request_model, request: Request,  # type: ignore[valid-type]
+                contributions: Annotated[bool, Query(description="false: answer without contributions (faster; "
+                                                                 "`contributions` is null)")] = True) -> Any:
+        loaded, predictors, failure = one_patient(patient, request, allowed_query={"contributions"})
         if failure:
             return failure
         [answer] = predict_patients(loaded.bundle, [predictors], explain=[_explain_options(patient)],
-                                    model_identity=loaded.identity)
+                                    with_contributions=contributions, model_identity=loaded.identity)
         service_metrics().count_answers(f"/v1/{slug}/predict", [answer])
-        return answer
+        return _answer(answer)
 
     @app.post(f"/v1/{slug}/predict-batch", response_model=BatchResult, tags=[schema.task],
               responses=_responses(401, 413, 422, 503), name=f"predict_batch_{schema.task}",
@@ -295,8 +303,8 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
             results[index] = {"index": index, "answer": answer, "error": None}
         service_metrics().count_answers(f"/v1/{slug}/predict-batch", answers)
         note(request, loaded, patients=len(results), patient_errors=len(results) - len(answers))
-        return {"task": schema.task, "model": loaded.identity, "count": len(results), "succeeded": len(answers),
-                "failed": len(results) - len(answers), "results": results}
+        return _answer({"task": schema.task, "model": loaded.identity, "count": len(results),
+                        "succeeded": len(answers), "failed": len(results) - len(answers), "results": results})
 
     @app.get(f"/v1/{slug}/model", response_model=ModelInfo, tags=[schema.task], name=f"model_{schema.task}",
              responses=_responses(401, 503),
@@ -324,10 +332,9 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
              response_class=Response, responses={200: card_content, **_responses(401, 404, 503)},
              summary="the champion's model card (markdown; ?format=html)")
     def model_card(request: Request, format: Literal["markdown", "html"] = "markdown") -> Any:
-        unknown = sorted(set(request.query_params) - {"format"})
-        if unknown:
-            return error(422, "invalid_request", "unknown query parameter(s)",
-                         [{"location": "query", "reason": f"{len(unknown)} unknown parameter(s); only `format`"}])
+        failure = _unknown_query(request, {"format"})
+        if failure:
+            return failure
         loaded, failure = champion()
         if failure:
             return failure
@@ -337,8 +344,60 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
             return error(404, "no_model_card", f"{schema.task} version {loaded.pointer['version']} has no model card")
         return Response(card[format], media_type=f"text/{'html' if format == 'html' else 'markdown'}; charset=utf-8")
 
+    _add_explain_route(app, one_patient, request_model, schema)
     if schema.task == "cml_tfr":
         _add_stop_timing_route(app, one_patient, request_model, slug)
+
+
+def _answer(content: dict[str, Any]) -> Response:
+    """The answer as JSON without re-validating it against the response model: the prediction path builds it in
+    that shape (the OpenAPI document still shows the model; the fuzz test checks answers against it), and
+    re-validating 61-point curves of every endpoint cost more than the prediction itself."""
+    return JSONResponse(content)
+
+
+def _unknown_query(request: Request, allowed: set[str] | frozenset[str]) -> Response | None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if not unknown:
+        return None
+    only = ", ".join(f"`{name}`" for name in sorted(allowed)) or "none"
+    return error(422, "invalid_request", "unknown query parameter(s)",
+                 [{"location": "query", "reason": f"{len(unknown)} unknown parameter(s); allowed: {only}"}])
+
+
+def _wants_png(request: Request) -> bool:
+    """`Accept: image/png` (alone or preferred over JSON) asks for the waterfall chart."""
+    accept = request.headers.get("accept", "").lower()
+    return "image/png" in accept and ("application/json" not in accept
+                                      or accept.index("image/png") < accept.index("application/json"))
+
+
+def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], schema: TaskSchema) -> None:
+    """Every predictor's contribution to one endpoint at one horizon; a waterfall PNG with `Accept: image/png`."""
+    slug = schema.task.replace("_", "-")
+    content = {200: {"description": "the explanation (JSON), or its waterfall chart with `Accept: image/png`",
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplanationAnswer"}},
+                                 "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
+
+    @app.post(f"/v1/{slug}/explain", tags=[schema.task], name=f"explain_{schema.task}",
+              response_model=ExplanationAnswer, responses={**content, **_responses(401, 413, 422, 503)},
+              summary=f"{schema.title}: why this estimate — every predictor's contribution in percentage points",
+              description="The patient as for /predict; `explain: {endpoint, horizon_months}` chooses the explained "
+                          "probability (default: the first endpoint at the main horizon). Contributions are "
+                          "interventional Shapley values of the probability against a background of cluster "
+                          "summaries of the training patients; they add up to 100 x (probability - base_value). "
+                          "Send `Accept: image/png` for a waterfall chart of the same numbers.")
+    def explain(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
+        loaded, predictors, failure = one_patient(patient, request)
+        if failure:
+            return failure
+        endpoint, horizon = _explain_options(patient)
+        explanation = {**explain_patient(loaded.bundle, predictors, endpoint, horizon), "model": loaded.identity}
+        if _wants_png(request):
+            from serving.waterfall import waterfall_png
+
+            return Response(waterfall_png(explanation), media_type="image/png")
+        return _answer(explanation)
 
 
 def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], slug: str) -> None:

@@ -5,6 +5,8 @@ arbiter imports this module too. BentoML answers `/livez`, `/healthz`, `/readyz`
 the mounted app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded", and the
 app's metrics (created in the worker, after BentoML has set up Prometheus' multiprocess mode) appear in its
 `/metrics`.
+BentoML also routes `/` to its own index page (with a Google Tag Manager snippet); the `PageFirst` middleware sends
+`/` and the page's assets to the app before BentoML's router sees them (serving/page.py).
 """
 
 import os
@@ -16,6 +18,7 @@ from serving.api import create_app
 from serving.audit import AuditTrail
 from serving.auth import keys_file, read_keys
 from serving.champions import ChampionRegistry
+from serving.page import PageFirst
 
 champions = ChampionRegistry(os.environ.get("MODELS_DIR", "models"), list(TASKS))
 api_keys: dict[str, str] = {}
@@ -33,3 +36,7 @@ class RelapseRiskService:
 
     def __is_ready__(self) -> bool:
         return champions.ready()
+
+
+# BentoML's router would answer `/` with its own index page; this middleware wraps that router, so `/` is ours.
+RelapseRiskService.add_asgi_middleware(PageFirst, page_app=app)

@@ -31,9 +31,9 @@ RISK_GROUP_LABELS = ("low", "intermediate", "high")
 BUNDLE_FILE = "bundle.json"
 GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
 # Bounds on the rows of one vectorised pass (members x patients, or configurations x patients x background rows):
-# each row carries one value per event time (~10^3), so these keep a pass near 30 MB.
-ENSEMBLE_ROWS = 4000
-CONTRIBUTION_ROWS = 4000
+# each row carries one value per event time (~10^3), so these keep a pass near 10 MB per array.
+ENSEMBLE_ROWS = 1024
+CONTRIBUTION_ROWS = 1024
 GRADIENT_STEP = 1e-4
 
 
@@ -352,16 +352,24 @@ class ModelBundle:
 
 
 def _rescale(share: np.ndarray, gap_f: np.ndarray) -> np.ndarray:
-    """Scale each background row's first-order shares so they add up to the exact probability gap."""
+    """Make each background row's first-order shares add up to the exact probability gap.
+
+    Where the shares mostly agree in sign (their sum is at least half their absolute sum) they are scaled by
+    gap / sum, the rescale rule. Where they largely cancel, scaling would blow them up (a sum near zero); there the
+    residual gap - sum is spread in proportion to each share's size instead, so no contribution grows past its
+    first-order value by more than the residual.
+    """
     total = share.sum(axis=1)
-    safe = np.abs(total) > 1e-12
+    magnitude = np.abs(share)
+    absolute = magnitude.sum(axis=1)
+    agree = (np.abs(total) >= 0.5 * absolute) & (absolute > 1e-12)
     scaled = np.zeros_like(share)
-    scaled[safe] = share[safe] * (gap_f[safe] / total[safe])[:, None]
-    # Where the first-order shares cancel out, split the gap by the size of each predictor's share.
-    magnitude = np.abs(share[~safe])
-    norm = magnitude.sum(axis=1, keepdims=True)
-    fallback = np.where(norm > 0, magnitude / np.where(norm > 0, norm, 1.0), 1.0 / share.shape[1])
-    scaled[~safe] = fallback * gap_f[~safe][:, None]
+    scaled[agree] = share[agree] * (gap_f[agree] / total[agree])[:, None]
+    rest = ~agree
+    weights = np.where(absolute[rest, None] > 1e-12, magnitude[rest] / np.where(absolute[rest] > 1e-12,
+                                                                                 absolute[rest], 1.0)[:, None],
+                       1.0 / share.shape[1])
+    scaled[rest] = share[rest] + weights * (gap_f[rest] - total[rest])[:, None]
     return scaled
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -23,7 +24,7 @@ from features.tasks import EndpointTarget, Task, get_task
 from training.bundle import ModelBundle
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
-from training.explain import build_background, contribution_summary_plot, training_summary
+from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.intervals import fit_replicates
 from training.model_card import ModelCardInputs, build_model_card
@@ -333,10 +334,15 @@ def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name:
 
 
 def _log_plots(mlflow: Any, schema: TaskSchema, chosen: ModelBundle, held_out: pd.DataFrame, folder: Path) -> None:
-    """The explanation plot; calibration, decision-curve and forest plots come from training/report.py."""
-    h = schema.main_horizon_months
-    path = contribution_summary_plot(chosen, held_out, h, folder / f"shap_summary_relapse_{h}m.png")
-    mlflow.log_artifact(str(path), "plots")
+    """The explanation plots of every endpoint and reliable horizon under `explanations/`, the main one's beeswarm
+    also as `plots/shap_summary_<endpoint>_<h>m.png`; calibration, decision-curve and forest plots come from
+    training/report.py."""
+    explanation_plots(chosen, held_out, folder / "explanations")
+    mlflow.log_artifacts(str(folder / "explanations"), "explanations")
+    h, endpoint = schema.main_horizon_months, chosen.main_endpoint
+    main = folder / "explanations" / endpoint / f"{h}m_beeswarm.png"
+    if main.exists():
+        mlflow.log_artifact(shutil.copy(main, folder / f"shap_summary_{endpoint}_{h}m.png"), "plots")
 
 
 def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,

@@ -1,0 +1,87 @@
+"""POST /v1/<task>/explain: every predictor's contribution, adding up to the served prediction; a real PNG waterfall."""
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.champions import ChampionRegistry
+from tests.serving.test_all_hsct_api import PATIENT as HSCT_PATIENT
+from tests.serving.test_api import HEADERS, KEY, PATIENT
+
+
+@pytest.fixture(scope="module")
+def client(trained_store) -> TestClient:
+    return TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["cml_tfr"]), {"local": KEY}))
+
+
+@pytest.fixture(scope="module")
+def hsct_client(trained_all_hsct, trained_store) -> TestClient:
+    assert trained_all_hsct.promoted, trained_all_hsct.reason
+    return TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["all_hsct"]), {"local": KEY}))
+
+
+def served_probability(client: TestClient, slug: str, patient: dict, endpoint: str, months: float) -> float:
+    body = client.post(f"/v1/{slug}/predict", json=patient, headers=HEADERS).json()
+    return next(h["probability"] for h in body["endpoints"][endpoint]["horizons"] if h["months"] == months)
+
+
+def test_contributions_add_up_to_the_served_prediction(client):
+    body = client.post("/v1/cml-tfr/explain", json=PATIENT, headers=HEADERS).json()
+    assert body["endpoint"] == "relapse" and body["horizon_months"] == 12 and body["kind"] == "incidence"
+    assert body["probability"] == pytest.approx(served_probability(client, "cml-tfr", PATIENT, "relapse", 12),
+                                                abs=1e-12)
+    total = sum(item["percentage_points"] for item in body["items"]) / 100
+    assert total == pytest.approx(body["probability"] - body["base_value"], abs=1e-6)
+    names = [item["feature"] for item in body["items"]]
+    assert set(names) == {*PATIENT, "bcr_abl1_halving_time_days", "nk_cell_level"}
+    sizes = [abs(item["percentage_points"]) for item in body["items"]]
+    assert sizes == sorted(sizes, reverse=True)
+    by_name = {item["feature"]: item for item in body["items"]}
+    assert by_name["tki_years"]["value"] == PATIENT["tki_years"] and by_name["tki_years"]["units"] == "years"
+    for item in body["items"]:
+        expected = "raises" if item["percentage_points"] >= 0.005 else "lowers" if item["percentage_points"] <= -0.005 \
+            else "none"
+        assert item["direction"] == expected
+    assert body["background"]["rows"] >= 1 and body["background"]["patients"] >= 10 * body["background"]["rows"]
+    assert "percentage points" in body["units"] and "relapse by 12 months" in body["explained"]
+
+
+def test_another_endpoint_and_horizon_of_all_hsct(hsct_client):
+    patient = {**HSCT_PATIENT, "explain": {"endpoint": "os", "horizon_months": 36}}
+    body = hsct_client.post("/v1/all-hsct/explain", json=patient, headers=HEADERS).json()
+    assert (body["endpoint"], body["horizon_months"], body["kind"]) == ("os", 36, "survival")
+    assert body["probability"] == pytest.approx(served_probability(hsct_client, "all-hsct", HSCT_PATIENT, "os", 36),
+                                                abs=1e-12)
+    total = sum(item["percentage_points"] for item in body["items"]) / 100
+    assert total == pytest.approx(body["probability"] - body["base_value"], abs=1e-6)
+
+
+def test_png_waterfall_is_a_real_chart(client):
+    response = client.post("/v1/cml-tfr/explain", json=PATIENT, headers={**HEADERS, "Accept": "image/png"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(io.BytesIO(response.content))
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 500
+    # A chart, not a blank canvas: both bar colours (raises red, lowers blue) or at least many distinct colours.
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1])[:, :3].round(2), axis=0)) > 20
+
+
+def test_json_is_the_default_and_errors_keep_their_shape(client):
+    response = client.post("/v1/cml-tfr/explain", json=PATIENT, headers={**HEADERS, "Accept": "*/*"})
+    assert response.headers["content-type"].startswith("application/json")
+    bad = client.post("/v1/cml-tfr/explain", json={**PATIENT, "tki_years": 400}, headers=HEADERS)
+    assert bad.status_code == 422 and bad.json()["fields"][0]["location"] == "body.tki_years"
+    assert client.post("/v1/cml-tfr/explain", json=PATIENT).status_code == 401
+    unknown = client.post("/v1/cml-tfr/explain?x=1", json=PATIENT, headers=HEADERS)
+    assert unknown.status_code == 422 and unknown.json()["fields"][0]["location"] == "query"
+
+
+def test_predict_without_contributions(client):
+    body = client.post("/v1/cml-tfr/predict?contributions=false", json=PATIENT, headers=HEADERS).json()
+    assert body["contributions"] is None
+    assert body["endpoints"]["relapse"]["horizons"][0]["lower"] is not None
