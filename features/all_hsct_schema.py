@@ -37,6 +37,7 @@ LOG_REDUCTION_TOLERANCE = 0.011
 
 _TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 _FALSE = {"false", "0", "0.0", "no", "n", "f"}
+_FLAG_WORDS = {**dict.fromkeys(_TRUE, 1.0), **dict.fromkeys(_FALSE, 0.0)}
 
 
 # --- small pure helpers (they accept validated frames, generator output and one-row request frames) ------------
@@ -51,18 +52,22 @@ def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
     """A boolean column as float 1/0/NaN, whether it holds bools, 1.0/0.0, text or None."""
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=float)
-    text = frame[column].astype("string").str.strip().str.lower()
-    flag = pd.Series(np.nan, index=frame.index, dtype=float)
-    flag[text.isin(_TRUE).fillna(False).to_numpy(bool)] = 1.0
-    flag[text.isin(_FALSE).fillna(False).to_numpy(bool)] = 0.0
-    return flag
+    # Element by element rather than through pandas string methods: a one-row request pays no fixed overhead.
+    flags = [np.nan if _absent(value) else _FLAG_WORDS.get(str(value).strip().lower(), np.nan)
+             for value in frame[column].to_numpy(dtype=object)]
+    return pd.Series(flags, index=frame.index, dtype=float)
 
 
 def _is(frame: pd.DataFrame, column: str, value: str) -> pd.Series:
     """True where the column holds this category (plain bool, False when missing)."""
     if column not in frame.columns:
         return pd.Series(False, index=frame.index)
-    return frame[column].astype("string").str.strip().eq(value).fillna(False).astype(bool)
+    matches = [not _absent(held) and str(held).strip() == value for held in frame[column].to_numpy(dtype=object)]
+    return pd.Series(matches, index=frame.index, dtype=bool)
+
+
+def _absent(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _mrd_level(frame: pd.DataFrame, time_point: str) -> pd.Series:

@@ -176,6 +176,17 @@ class ModelBundle:
             return patients
         return encoding.frame(patients) if isinstance(patients, pd.DataFrame) else encoding.records(patients)
 
+    def ood_columns(self, encoded: np.ndarray) -> np.ndarray:
+        """The patients in the out-of-distribution reference's columns (training/ood.py), one product."""
+        if not self.ood_reference:
+            return np.zeros((len(encoded), 0))
+        ensemble = self._ensemble()
+        if "ood" not in ensemble:
+            from training.ood import encoded_columns
+
+            ensemble["ood"] = encoded_columns(self.ood_reference, ensemble["encoding"])
+        return encoded @ ensemble["ood"]
+
     def member_margins(self, encoded: np.ndarray, with_replicates: bool = False) -> dict[str, np.ndarray]:
         """Each cause's margin as (members x patients): the bundle's own model, then every replicate if asked."""
         ensemble = self._ensemble()
@@ -202,7 +213,7 @@ class ModelBundle:
         margins = margins if stacked else {name: values[None, :] for name, values in margins.items()}
         if self.outcome == "single_event":
             [(cause, _)] = self.causes.items()
-            hazard = np.stack([m[cause].baseline.cumulative_hazard(months) for m in members])
+            hazard = _member_hazards(self, cause, members, months)
             survival = np.exp(-np.exp(margins[cause])[:, :, None] * hazard[:, None, :])
             kinds = self.endpoint_kinds
             incidence = next(name for name, kind in kinds.items() if kind == "incidence")
@@ -380,11 +391,28 @@ def _jump_grid(causes: list[CauseModel], upto: float) -> np.ndarray:
     return times[times <= upto]
 
 
+def _bounded(cache: dict[Any, Any], limit: int = 256) -> dict[Any, Any]:
+    """Requests choose explained horizons freely: start over rather than grow without bound."""
+    if len(cache) > limit:
+        cache.clear()
+    return cache
+
+
+def _member_hazards(bundle: ModelBundle, cause: str, members: list[dict[str, CauseModel]], months: np.ndarray
+                    ) -> np.ndarray:
+    """Each member's baseline cumulative hazard at the months (members x months); cached like the grids."""
+    cache = _bounded(bundle._ensemble()["grids"])
+    key = (cause, tuple(id(m) for m in members), months.tobytes())
+    if key not in cache:
+        cache[key] = np.stack([m[cause].baseline.cumulative_hazard(months) for m in members])
+    return cache[key]
+
+
 def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[str, CauseModel]], upto: float
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The event times of the named causes over all members up to `upto`, and each cause's baseline hazard
     increments there (members x grid); cached, since serving asks for the same months every time."""
-    cache = bundle._ensemble()["grids"]
+    cache = _bounded(bundle._ensemble()["grids"])
     key = (names, tuple(id(m) for m in members), upto)
     if key not in cache:
         grid = _jump_grid([m[name] for m in members for name in names], upto)

@@ -127,8 +127,26 @@ def out_of_distribution_reference(development: pd.DataFrame, bundle: Any) -> dic
 
 def distances(reference: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
     """Each patient's distance from the training patients (the reference's Mahalanobis distance)."""
-    standardised = (encode(frame, reference["columns"]) - np.asarray(reference["mean"])) / np.asarray(
-        reference["scale"])
+    return _distance(reference, encode(frame, reference["columns"]))
+
+
+def encoded_columns(reference: dict[str, Any], encoding: Any) -> np.ndarray:
+    """(encoding width x reference columns): the reference's columns as a linear map of a
+    `training.preprocessing.PatientEncoding` (a category's indicator plus the fill where missing; a number plus
+    the fill where missing), so serving computes them with one product."""
+    columns = np.zeros((encoding.width, len(reference["columns"])))
+    for j, spec in enumerate(reference["columns"]):
+        start, missing = encoding.slots[spec["source"]]
+        if spec["kind"] == "category":
+            columns[start + encoding.categories[spec["source"]].index(spec["category"]), j] = 1.0
+            columns[missing, j] = 1.0 if spec["fill"] == spec["category"] else 0.0
+        else:
+            columns[start, j], columns[missing, j] = 1.0, float(spec["fill"])
+    return columns
+
+
+def _distance(reference: dict[str, Any], matrix: np.ndarray) -> np.ndarray:
+    standardised = (matrix - np.asarray(reference["mean"])) / np.asarray(reference["scale"])
     precision = np.asarray(reference["precision"])
     return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", standardised, precision, standardised), 0.0))
 
@@ -144,12 +162,15 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def combination_warnings(reference: dict[str, Any], frame: pd.DataFrame, patients: list[dict[str, Any]]
-                         ) -> list[list[dict[str, Any]]]:
-    """`far_from_training_data` and `many_imputed_predictors` for each patient (rows of `frame`)."""
+def combination_warnings(reference: dict[str, Any], patients_table: pd.DataFrame | np.ndarray,
+                         patients: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`far_from_training_data` and `many_imputed_predictors` for each patient: `patients_table` is their frame,
+    or their matrix in the reference's columns already (serving: `ModelBundle.ood_columns`)."""
     if not reference:
         return [[] for _ in patients]
-    far = distances(reference, frame)
+    if isinstance(patients_table, pd.DataFrame):
+        patients_table = encode(patients_table, reference["columns"])
+    far = _distance(reference, patients_table)
     threshold = reference["distance_threshold"]
     quantile = 100 * reference["distance_quantile"]
     result = []

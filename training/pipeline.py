@@ -389,6 +389,11 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
 
     bundle.save(bundle_dir)
     example = get_task(task).generate_cohort(5, 12345)[bundle.feature_names]  # synthetic rows only
+    # Flags enter the signature as numbers (1/0, NaN when unknown): MLflow's schema enforcement would turn an
+    # unknown boolean into False, and the model treats an unknown flag as missing.
+    for predictor in bundle.schema["predictors"]:
+        if predictor["kind"] == "boolean":
+            example[predictor["name"]] = example[predictor["name"]].map({True: 1.0, False: 0.0}).astype(float)
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
         registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from training.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
 from training.intervals import INTERVAL_METHOD, intervals_from_replicates
@@ -92,7 +91,7 @@ def predict_patients(
     beyond = [{"code": "horizon_beyond_follow_up", "field": None,
                "message": f"fewer than {bundle.min_at_risk} training patients were followed "
                           f"to {h:g} months, so no estimate is given there"} for h in months[months > reliable_until]]
-    combination = combination_warnings(bundle.ood_reference, pd.DataFrame(patients), patients)
+    combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
     contributions = (_contributions(bundle, encoded, patients, explain or [(None, None)] * len(patients))
                      if with_contributions else [None] * len(patients))
     main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]

@@ -98,3 +98,17 @@ def test_rarely_missing_markers_keep_the_default_threshold():
 def test_no_reference_no_warning():
     patient = {"age": 200.0}
     assert combination_warnings({}, pd.DataFrame([patient]), [patient]) == [[]]
+
+
+def test_serving_columns_from_the_patient_encoding_equal_the_frame_encoding(reference):
+    """Serving computes the reference's columns as one product with the shared patient encoding; it must give the
+    distances the frame path gives, missing values (filled) included."""
+    from training.ood import _distance, encode, encoded_columns
+    from training.preprocessing import PatientEncoding
+
+    patients = cohort(200, seed=5)
+    encoding = PatientEncoding.of(PREDICTORS)
+    records = patients.astype(object).where(patients.notna(), None).to_dict("records")
+    served = encoding.records(records) @ encoded_columns(reference, encoding)
+    np.testing.assert_allclose(served, encode(patients, reference["columns"]), atol=1e-12)
+    np.testing.assert_allclose(_distance(reference, served), distances(reference, patients), atol=1e-9)
