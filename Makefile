@@ -56,7 +56,7 @@ test: install ## run the test suite
 	$(PY) -m pytest
 
 lint: install ## ruff
-	.venv/bin/ruff check features training serving tests
+	.venv/bin/ruff check features training serving tests benchmarks
 
 VERSION ?=
 .PHONY: promote rollback
@@ -74,3 +74,19 @@ EXPLAIN ?=
 score: install ## score a file offline with the champions: make score TASK=cml_tfr DATA=in.csv OUT=out.parquet [EXPLAIN=1]
 	@test -n "$(TASK)" -a -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make score TASK=<task> DATA=<in.csv|.parquet> OUT=<out.parquet|.csv> [EXPLAIN=1]" >&2; exit 2; }
 	$(PY) -m serving.score --task $(TASK) --data $(DATA) --out $(OUT) $(if $(EXPLAIN),--explain)
+
+QUICK ?=
+.PHONY: bench bench-explain soak bento
+bench: install ## this service vs a bare FastAPI app vs `mlflow models serve`, on loopback (TASK=, QUICK=1)
+	$(PY) -m benchmarks.serve_bench $(if $(TASK),--task $(TASK)) $(if $(QUICK),--quick)
+
+bench-explain: install ## per-patient cost of an explanation beside the prediction, in process (TASK=)
+	$(PY) -m benchmarks.explain_cost $(if $(TASK),--task $(TASK))
+
+soak: install ## this service at concurrency 32 for 60 s: errors (must be 0) and memory growth (TASK=)
+	$(PY) -m benchmarks.soak $(if $(TASK),--task $(TASK))
+
+bento: install ## build a Bento: the service, its code, the current champions; requirements from uv.lock
+	$(UV) export --frozen --no-hashes --no-dev --no-emit-project --quiet --format requirements-txt -o requirements-bento.txt
+	$(PY) -m benchmarks.bento_ignore models
+	.venv/bin/bentoml build .

@@ -1,0 +1,1 @@
+"""Serving benchmarks (`make bench`, `make soak`): reported figures, never timed tests."""
