@@ -389,11 +389,9 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
 
     bundle.save(bundle_dir)
     example = get_task(task).generate_cohort(5, 12345)[bundle.feature_names]  # synthetic rows only
-    # Flags enter the signature as numbers (1/0, NaN when unknown): MLflow's schema enforcement would turn an
-    # unknown boolean into False, and the model treats an unknown flag as missing.
-    for predictor in bundle.schema["predictors"]:
-        if predictor["kind"] == "boolean":
-            example[predictor["name"]] = example[predictor["name"]].map({True: 1.0, False: 0.0}).astype(float)
+    # Known gap: MLflow's schema enforcement turns an unknown (null) boolean into False before the model sees it,
+    # so `mlflow models serve` answers a patient with an unknown optional flag as if the flag were "no". Typing flags
+    # as numbers in the signature would refuse every boolean column instead; the service reads the bundle directly.
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
         registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),

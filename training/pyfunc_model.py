@@ -12,9 +12,8 @@ from training.bundle import ModelBundle
 
 
 class RelapseRiskModel(mlflow.pyfunc.PythonModel):
-    """Input: one row per patient with the schema's predictor columns (flags as 1/0, NaN when unknown).
-    Output: one column per endpoint and horizon, `<endpoint>_<h>m`, the endpoint's probability (incidence, or
-    probability of staying event-free)."""
+    """Input: one row per patient with the schema's predictor columns. Output: one column per endpoint and
+    horizon, `<endpoint>_<h>m`, the endpoint's probability (incidence, or probability of staying event-free)."""
 
     def load_context(self, context: Any) -> None:
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
