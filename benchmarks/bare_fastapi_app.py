@@ -34,7 +34,7 @@ def create_app(bundle: ModelBundle, task: str) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/predict")
-    def predict(patient: request_model, contributions: bool = True) -> Any:  # type: ignore[valid-type]
+    async def predict(patient: request_model, contributions: bool = True) -> Any:  # type: ignore[valid-type]
         [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
         if problems:
             return JSONResponse({"code": "invalid_request", "fields": problems}, status_code=422)

@@ -11,13 +11,16 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 from benchmarks.load import Call, run_load
 from benchmarks.serve_bench import answer_probabilities, bench_patients, explain_option
 from benchmarks.servers import REPO, start_service, task_models_dir
 
 GROWTH_GOAL_PERCENT = 10.0
+SAMPLE_SECONDS = 5.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             warm = run_load(server.host, server.port, calls, concurrency=args.concurrency,
                             max_requests=10 ** 9, max_seconds=args.warmup_seconds)
             start = server.memory()
+            samples: list[float] = []
+            stop = threading.Event()
+            sampler = threading.Thread(target=_sample_memory, args=(server, samples, stop), daemon=True)
+            sampler.start()
             result = run_load(server.host, server.port, calls, concurrency=args.concurrency,
                               max_requests=10 ** 9, max_seconds=args.seconds)
+            stop.set()
+            sampler.join()
             end = server.memory()
         finally:
             server.stop()
@@ -65,7 +74,16 @@ def main(argv: list[str] | None = None) -> int:
           f"worker {end['largest_mib']:.0f} MiB")
     print(f"  RSS growth    {growth:+.1f} % (worker {worker_growth:+.1f} %)  "
           f"{'met' if growth < GROWTH_GOAL_PERCENT else 'MISSED'} (goal < {GROWTH_GOAL_PERCENT:g} %)")
+    print(f"  RSS every {SAMPLE_SECONDS:g} s (process tree, MiB): {' '.join(f'{m:.0f}' for m in samples)}")
+    half = samples[len(samples) // 2:]
+    if len(half) >= 2:
+        print(f"  second half   {100.0 * (half[-1] / half[0] - 1.0):+.1f} % (a leak keeps growing; warm-up levels off)")
     return 0 if errors == 0 else 1
+
+
+def _sample_memory(server: Any, samples: list[float], stop: threading.Event) -> None:
+    while not stop.wait(SAMPLE_SECONDS):
+        samples.append(server.memory()["total_mib"])
 
 
 if __name__ == "__main__":
