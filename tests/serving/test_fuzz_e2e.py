@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -56,6 +57,18 @@ def mutated(example: dict) -> st.SearchStrategy:
         lambda change: {**{k: v for k, v in example.items() if k not in change[1]}, **change[0], **change[2]})
 
 
+def broken_only_where_replaced(case) -> bool:
+    """A negative case that breaks only the Authorization header (this test always sends the key, replacing it)
+    and the query (extra properties schemathesis may leave out when it serialises them): the request actually
+    sent is valid, so being accepted is right. Unknown query parameters are refused (tests/serving/
+    test_explain_route.py) whenever they reach the server."""
+    meta = case.meta
+    if meta is None:
+        return False
+    negative = {location for location, info in meta.components.items() if info.mode.is_negative}
+    return ParameterLocation.HEADER in negative and negative <= {ParameterLocation.HEADER, ParameterLocation.QUERY}
+
+
 def example_patient(schema, path: str) -> dict:
     """The patient example the OpenAPI document gives for a task's patient model."""
     components = schema.raw_schema["components"]["schemas"]
@@ -81,7 +94,9 @@ def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
         def run(case):
             response = case.call(session=session, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
             send(label, response)
-            case.validate_response(response, checks=checks, headers=headers)
+            case_checks = [c for c in checks if c is not negative_data_rejection] if broken_only_where_replaced(
+                case) else checks
+            case.validate_response(response, checks=case_checks, headers=headers)
 
         return run
 
