@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from training.breslow import BreslowBaseline
-from training.preprocessing import PatientEncoding, Preprocessor
+from training.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
@@ -48,6 +48,7 @@ class CauseModel:
     coefficients: list[float] | None = None
     booster: Any = None
     _conditions: Any = field(default=None, repr=False)  # xgboost leaf table, built on first explanation
+    _matrix_map: Any = field(default=None, repr=False)  # xgboost: the preprocessor's map from the encoding
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         encoding = PatientEncoding.of(self.preprocessor.schema_predictors)
@@ -56,7 +57,9 @@ class CauseModel:
     def margin_encoded(self, encoded: np.ndarray, encoding: PatientEncoding) -> np.ndarray:
         if self.family == "cox_ph":
             return encoded @ self.linear_weights(encoding)
-        matrix = self.preprocessor.transform_encoded(encoded, encoding)
+        if self._matrix_map is None:  # once per loaded bundle, not per request
+            self._matrix_map = self.preprocessor.linear_map(encoding)
+        matrix = encoded_to_matrix(encoded, *self._matrix_map)
         margin = self.booster.inplace_predict(matrix, predict_type="margin", missing=np.nan)
         return np.asarray(margin, dtype=float)
 

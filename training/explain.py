@@ -78,16 +78,6 @@ def training_summary(frame: pd.DataFrame, schema: TaskSchema) -> dict[str, Any]:
     return summary
 
 
-def contribution_summary_plot(bundle: ModelBundle, frame: pd.DataFrame, horizon: int, path: Path) -> Path:
-    """SHAP beeswarm of contributions to the main endpoint (relapse) at `horizon`, in percentage points."""
-    frame = frame.sample(n=min(len(frame), 400), random_state=0) if len(frame) > 400 else frame
-    endpoint = bundle.main_endpoint
-    values, base = bundle.contributions(frame, horizon, endpoint)
-    explained = Explained(endpoint, bundle.endpoint_kinds[endpoint], horizon, 100 * values, 100 * base,
-                          frame.reset_index(drop=True), bundle.schema["predictors"], bundle.family)
-    return _beeswarm(explained, path)
-
-
 # --- per-run explanation plots: every endpoint, every reliable horizon -----------------------------------------
 
 MAX_EXPLAINED_PATIENTS = 200  # contributions are computed once per (endpoint, horizon) on this many patients

@@ -53,12 +53,7 @@ class Preprocessor:
 
     def transform_encoded(self, encoded: np.ndarray, encoding: PatientEncoding) -> np.ndarray:
         """The model matrix from patients already encoded with `encoding`."""
-        weights, nan_from = self.linear_map(encoding)
-        matrix = encoded @ weights.T
-        if (nan_from >= 0).any():
-            columns = np.flatnonzero(nan_from >= 0)
-            matrix[:, columns] = np.where(encoded[:, nan_from[columns]] > 0, np.nan, matrix[:, columns])
-        return matrix
+        return encoded_to_matrix(encoded, *self.linear_map(encoding))
 
     def linear_map(self, encoding: PatientEncoding) -> tuple[np.ndarray, np.ndarray]:
         """(weights: columns x encoding width, nan_from: per column the missing slot that makes it NaN, or -1)."""
@@ -113,6 +108,15 @@ def _encoded_columns(predictor: dict[str, Any], training_values: pd.Series | Non
         # A category never seen in training gives an all-zero column, which makes the Cox model singular.
         categories = [c for c in categories if (training_values == c).any()]
     return [f"{predictor['name']}={c}" for c in categories]
+
+
+def encoded_to_matrix(encoded: np.ndarray, weights: np.ndarray, nan_from: np.ndarray) -> np.ndarray:
+    """Apply a `Preprocessor.linear_map`: the product, then NaN where a column's missing flag is set."""
+    matrix = encoded @ weights.T
+    if (nan_from >= 0).any():
+        columns = np.flatnonzero(nan_from >= 0)
+        matrix[:, columns] = np.where(encoded[:, nan_from[columns]] > 0, np.nan, matrix[:, columns])
+    return matrix
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ and audit secret in a temporary folder, and stopped by its process group at the 
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from benchmarks.servers import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_KEY = "live-key-QWERTYUIOPASDFGH"
@@ -93,19 +94,5 @@ def live_server(trained_store, trained_all_hsct, tmp_path_factory):
             pytest.fail(f"server did not become ready:\n{server.log.read_text()}")
         yield server
     finally:
-        _stop(process)
+        stop_group(process)
         log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the arbiter and its workers by their process group."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=20)
-            return
-        except subprocess.TimeoutExpired:
-            continue

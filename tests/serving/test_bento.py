@@ -2,11 +2,9 @@
 the current champions, and `bentoml serve <tag>`, run outside the repository, answers a prediction with the
 probabilities of the in-process prediction path."""
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bento_ignore import write_bentoignore
+from benchmarks.servers import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "bento-key-ZXCVBNMASDFGHJKL"
@@ -50,30 +49,6 @@ def _call(base: str, path: str, body: object = None, key: str | None = KEY) -> t
         return status, json.loads(text)
     except ValueError:
         return status, text.decode(errors="replace")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """The server's process group, then any worker living on outside it (BentoML workers lead their own group)."""
-    import psutil
-
-    try:
-        workers = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        workers = []
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=20)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for worker in workers:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if worker.is_running():
-                worker.kill()
 
 
 def _probabilities(answer: dict) -> dict[tuple[str, int], float | None]:
@@ -155,7 +130,7 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
         assert _call(base, "/v1/cml-tfr/predict", patient, key=None)[0] == 401
         status, answer = _call(base, "/v1/cml-tfr/predict", patient)
     finally:
-        _stop(process)
+        stop_group(process)
         log.close()
     assert status == 200, answer
     bundle = ModelBundle.load(trained_store.models_dir / "cml_tfr" / str(champion["path"]))
