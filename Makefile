@@ -21,7 +21,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train validate data-dictionary serve ui test lint format
+.PHONY: help install train validate data-dictionary serve ui test test-browser lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,14 +46,26 @@ validate: install ## check a registry file without training: TASK=..., DATA=file
 data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
 	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))
 
-serve: install ## serve the champion models on http://$(HOST):$(PORT)
+serve: install ## serve the champion models on http://127.0.0.1:3000 (HOST=, PORT= to change)
 	$(PY) -m serving.launch --host $(HOST) --port $(PORT)
 
 ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
-test: install ## run the test suite
+test: install test-browser ## install what the tests need (the page test's browser included) and run the suite
 	$(PY) -m pytest
+
+# The page test drives Debian's chromium (no browser download by playwright). Root with apt-get installs it;
+# anyone else gets the one command to run, never a skipped test.
+test-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the page test (apt-get, about 30 s)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The page test needs Debian's chromium. Run: sudo apt-get install -y chromium  then make test again." >&2; \
+	    exit 2; \
+	  fi; }
 
 lint: install ## ruff
 	.venv/bin/ruff check features training serving tests benchmarks
