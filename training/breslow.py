@@ -26,11 +26,11 @@ class BreslowBaseline:
         margin = np.asarray(margin, dtype=float)
         order = np.argsort(time, kind="stable")
         time, event, risk = time[order], event[order], np.exp(margin[order])
-        event_times = np.unique(time[event == 1])
+        # Events per distinct event time by counting, not by one pass over all patients per time (quadratic).
+        event_times, deaths = np.unique(time[event == 1], return_counts=True)
         # Sum of exp(margin) over everyone still at risk at each event time (time >= t).
         risk_from = np.cumsum(risk[::-1])[::-1]
         first_at_risk = np.searchsorted(time, event_times, side="left")
-        deaths = np.array([np.sum((time == t) & (event == 1)) for t in event_times])
         self.event_times_ = event_times
         self.cumulative_hazard_ = np.cumsum(deaths / risk_from[first_at_risk])
         at_risk = len(time) - np.searchsorted(time, np.sort(np.unique(time)), side="left")

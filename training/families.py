@@ -3,7 +3,7 @@
 - `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty) on imputed,
   missing-indicator, drop-first one-hot columns; baseline by Breslow on its own (in-sample) margins.
 - `XGBoostCoxFamily`: xgboost `survival:cox` on raw columns (missing values native), monotone in
-  TKI and deep-response duration; baseline by Breslow on out-of-fold margins (clarifications §5).
+  TKI and deep-response duration; baseline by Breslow on the booster's own margins of its training patients.
 Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
 together make the `ModelBundle`, so evaluation and serving share one prediction path.
 """
@@ -91,13 +91,17 @@ class XGBoostCoxFamily:
                          early_stopping_rounds=early_stopping if valid else None, verbose_eval=False)
 
     def fit(self, frame: pd.DataFrame, schema: TaskSchema, target: tuple[np.ndarray, np.ndarray],
-            oof_margin: np.ndarray | None = None) -> XGBoostCoxFamily:
-        """Fit on the frame; the Breslow baseline uses `oof_margin` when given (out-of-fold margins)."""
+            ) -> XGBoostCoxFamily:
+        """Fit on the frame, then the Breslow baseline on this booster's own margins of the same patients.
+
+        A Cox booster has no fixed intercept: each booster sits at its own level, so a baseline fitted on other
+        boosters' margins (out-of-fold ones, say) shifts every probability. On its own margins the level matches.
+        """
         time, event = check_survival_target(*target)
         self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema)
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
-        margin = oof_margin if oof_margin is not None else self.predict_margin(frame)
+        margin = self.predict_margin(frame)
         self.baseline_ = BreslowBaseline().fit(margin, time, event)
         return self
 

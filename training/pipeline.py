@@ -11,7 +11,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from training.promotion import (
 )
 from training.report import EvaluationReport, build_report, log_report
 from training.splits import hold_out_centres, tuning_folds
-from training.tune import TuningResult, out_of_fold_margin, tune_xgboost
+from training.tune import TuningResult, tune_xgboost
 
 TIE_MARGIN_C = 0.005
 MIN_EVENTS_PER_PREDICTOR = 10
@@ -137,7 +137,7 @@ def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[s
         else:
             result = tuned[cause]
             causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed).fit(
-                development, schema, target, oof_margin=result.oof_margin).cause_model()
+                development, schema, target).cause_model()
     post_relapse = None
     if task.post_relapse_target is not None:
         post_relapse = kaplan_meier_curve(*task.post_relapse_target(development))
@@ -164,17 +164,11 @@ def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: Task
 
 def refit_for_validation(task: Task, tuned: dict[str, TuningResult], settings: TrainSettings
                          ) -> Callable[[str, pd.DataFrame], ModelBundle]:
-    """Refit a family on a validation fold's training patients with the tuned settings (no re-tuning); the
-    xgboost Breslow baseline again on out-of-fold margins of those patients, as in the main fit."""
+    """Refit a family on a validation fold's training patients with the tuned settings (no re-tuning), built
+    exactly as the main fit is."""
 
     def refit(family: str, train: pd.DataFrame) -> ModelBundle:
-        if family != "xgboost_cox":
-            return fit_family(family, task, train, tuned, settings.seed)
-        folds = tuning_folds(train, task.schema.event_column, settings.n_folds, settings.seed)
-        refolded = {cause: replace(tuned[cause], oof_margin=out_of_fold_margin(
-            tuned[cause].params, tuned[cause].num_boost_round, train, task.schema, target, folds, settings.seed))
-            for cause, target in task.cause_targets(train).items()}
-        return fit_family(family, task, train, refolded, settings.seed)
+        return fit_family(family, task, train, tuned, settings.seed)
 
     return refit
 

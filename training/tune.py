@@ -26,7 +26,6 @@ class TuningResult:
     params: dict[str, Any]
     num_boost_round: int
     cv_harrell_c: float
-    oof_margin: np.ndarray  # out-of-fold margins of the chosen settings, for the Breslow baseline
     n_trials: int
 
 
@@ -70,17 +69,6 @@ def cross_validate(params: dict[str, Any], frame: pd.DataFrame, schema: TaskSche
     return float(np.mean(scores)), int(np.round(np.mean(rounds)))
 
 
-def out_of_fold_margin(params: dict[str, Any], rounds: int, frame: pd.DataFrame, schema: TaskSchema,
-                       target: Target, folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> np.ndarray:
-    """Margins of each development patient from a model that did not see them."""
-    margin = np.empty(len(frame))
-    for train_rows, valid_rows in folds:
-        model = XGBoostCoxFamily(params=params, num_boost_round=rounds, seed=seed)
-        model.fit(frame.iloc[train_rows], schema, _rows(target, train_rows))
-        margin[valid_rows] = model.predict_margin(frame.iloc[valid_rows])
-    return margin
-
-
 def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, target: Target,
                  folds: list[tuple[np.ndarray, np.ndarray]], n_trials: int, seed: int,
                  on_trial: Callable[[int, dict[str, Any], float, int], None] | None = None) -> TuningResult:
@@ -101,6 +89,4 @@ def tune_xgboost(frame: pd.DataFrame, schema: TaskSchema, target: Target,
     best = study.best_trial
     rounds = int(best.user_attrs["num_boost_round"])
     params = dict(best.params)
-    return TuningResult(params=params, num_boost_round=rounds, cv_harrell_c=float(best.value),
-                        oof_margin=out_of_fold_margin(params, rounds, frame, schema, target, folds, seed),
-                        n_trials=n_trials)
+    return TuningResult(params=params, num_boost_round=rounds, cv_harrell_c=float(best.value), n_trials=n_trials)

@@ -1,6 +1,6 @@
 """Internal-external validation across centres (clarifications §5): the hyperparameters are tuned once on the
 development centres, then each centre (or country) is left out in turn, both families are refitted on the
-others with those settings (the xgboost Breslow baseline again on out-of-fold margins), and judged on it.
+others with those settings (built exactly as the main fit), and judged on it.
 
 Per left-out centre and endpoint: Uno's (or Wolbers') C, and O/E and calibration slope at each horizon with at
 least 20 patients at risk there (otherwise NaN with the reason, left out of pooling). Pooled with a

@@ -144,7 +144,7 @@ def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_
     task = TASKS[TASK]
     frame = validate_frame(generate_cml_tfr_cohort(900, seed=17), CML_TFR_SCHEMA)
     development, held_out = frame.iloc[:600].reset_index(drop=True), frame.iloc[600:].reset_index(drop=True)
-    tuned = {"relapse": TuningResult({"eta": 0.05, "max_depth": 1}, 100, 0.6, None, 0)}
+    tuned = {"relapse": TuningResult({"eta": 0.05, "max_depth": 1}, 100, 0.6, 0)}
     cox, boosted = (complete_bundle(fit_family(f, task, development, tuned, 0), development, CML_TFR_SCHEMA, 0)
                     for f in ("cox_ph", "xgboost_cox"))
     (tmp_path / TASK).mkdir()
