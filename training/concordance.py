@@ -13,6 +13,8 @@ risk ranks gives all of them, four sweeps in all, instead of comparing every cas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
@@ -38,73 +40,84 @@ def _add(tree: np.ndarray, rank: int, weight: float) -> None:
 
 
 @njit(cache=True)
-def _tie_bounds(risk: np.ndarray, ranked: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """For each patient k, how many sorted risks r satisfy r_k - r > tol (lower) and r_k - r >= -tol (upper).
+def _tie_bounds(ranked: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each sorted risk x, how many sorted risks r have x - r > tol (lower) and x - r >= -tol (upper).
 
-    Binary searches on the floating-point difference itself (monotone in r), so the split between concordant,
-    tied and discordant is exactly that of comparing `abs(r_i - r_j) <= tol` pair by pair.
+    Tested on the floating-point difference itself, which grows with x and falls with r, so two pointers that
+    only move forward find both counts and the split between concordant, tied and discordant is exactly that of
+    comparing `abs(r_i - r_j) <= tol` pair by pair.
     """
-    n = risk.size
+    n = ranked.size
     lower, upper = np.empty(n, np.int64), np.empty(n, np.int64)
+    below, up_to = 0, 0
     for k in range(n):
-        lo, hi = 0, n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if risk[k] - ranked[mid] > tolerance:
-                lo = mid + 1
-            else:
-                hi = mid
-        lower[k] = lo
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if risk[k] - ranked[mid] >= -tolerance:
-                lo = mid + 1
-            else:
-                hi = mid
-        upper[k] = lo
+        while below < n and ranked[k] - ranked[below] > tolerance:
+            below += 1
+        while up_to < n and ranked[k] - ranked[up_to] >= -tolerance:
+            up_to += 1
+        lower[k], upper[k] = below, up_to
     return lower, upper
 
 
 @njit(cache=True)
-def _sweep(patients: np.ndarray, weights: np.ndarray, is_query: np.ndarray, rank: np.ndarray, lower: np.ndarray,
-           upper: np.ndarray, case_view: bool, concordant: np.ndarray, pairs: np.ndarray) -> None:
-    """Run insertions and queries in the given order. A query of patient p adds weight x (the inserted weight
-    below p's risk, or above it when p is the control, plus half the tied weight) to concordant[p] and weight x
-    (all inserted weight) to pairs[p]."""
+def _sweep(by_time: np.ndarray, starts: np.ndarray, descending: bool, members: np.ndarray, weights: np.ndarray,
+           queries: np.ndarray, rank: np.ndarray, lower: np.ndarray, upper: np.ndarray, case_view: bool,
+           concordant: np.ndarray, pairs: np.ndarray) -> None:
+    """Visit the times in order; at each time run the steps in turn, each inserting (or querying) the patients
+    of `members[step]` with `weights[step]`. A query of patient p adds weight x (the inserted weight below p's
+    risk, or above it when p is the control, plus half the tied weight) to concordant[p], and weight x (all the
+    inserted weight) to pairs[p]."""
     tree = np.zeros(rank.size + 1)
     inserted = 0.0
-    for k in range(patients.size):
-        p = patients[k]
-        if not is_query[k]:
-            _add(tree, rank[p], weights[k])
-            inserted += weights[k]
-            continue
-        below = _prefix(tree, lower[p])
-        tied = _prefix(tree, upper[p]) - below
-        beyond = below if case_view else inserted - below - tied
-        concordant[p] += weights[k] * (beyond + 0.5 * tied)
-        pairs[p] += weights[k] * inserted
+    groups = starts.size - 1
+    for g in range(groups):
+        group = groups - 1 - g if descending else g
+        for step in range(members.shape[0]):
+            for k in range(starts[group], starts[group + 1]):
+                p = by_time[k]
+                if not members[step, p]:
+                    continue
+                weight = weights[step, p]
+                if not queries[step]:
+                    _add(tree, rank[p], weight)
+                    inserted += weight
+                    continue
+                below = _prefix(tree, lower[p])
+                tied = _prefix(tree, upper[p]) - below
+                beyond = below if case_view else inserted - below - tied
+                concordant[p] += weight * (beyond + 0.5 * tied)
+                pairs[p] += weight * inserted
 
 
-def _run(time: np.ndarray, descending: bool, steps: list[tuple[np.ndarray, np.ndarray, bool]],
-         bounds: tuple[np.ndarray, np.ndarray, np.ndarray], case_view: bool
+@dataclass(frozen=True)
+class _Orders:
+    by_time: np.ndarray  # patients in ascending time
+    starts: np.ndarray  # where each distinct time starts in by_time, and the end
+    rank: np.ndarray  # each patient's position in ascending risk
+    lower: np.ndarray  # how many risks are lower beyond the tie tolerance
+    upper: np.ndarray  # how many are lower or tied
+
+
+def _orders(time: np.ndarray, risk: np.ndarray) -> _Orders:
+    by_time = np.argsort(time, kind="stable")
+    sorted_time = time[by_time]
+    starts = np.concatenate([[0], np.flatnonzero(sorted_time[1:] != sorted_time[:-1]) + 1, [len(time)]])
+    by_risk = np.argsort(risk)
+    rank = np.empty(len(risk), dtype=np.int64)
+    rank[by_risk] = np.arange(len(risk))
+    lower, upper = _tie_bounds(risk[by_risk], TIED_RISK)
+    return _Orders(by_time, starts, rank, lower[rank], upper[rank])
+
+
+def _run(orders: _Orders, descending: bool, steps: list[tuple[np.ndarray, np.ndarray, bool]], case_view: bool
          ) -> tuple[np.ndarray, np.ndarray]:
-    """One sweep over the times (ascending or descending); within a time, `steps` run in their order, each
-    inserting or querying the patients of a mask with their weights."""
-    patients, weights, queries, phases = [], [], [], []
-    for phase, (mask, weight, is_query) in enumerate(steps):
-        members = np.flatnonzero(mask)
-        patients.append(members)
-        weights.append(weight[members])
-        queries.append(np.full(len(members), is_query))
-        phases.append(np.full(len(members), phase))
-    patient = np.concatenate(patients)
-    order = np.lexsort((np.concatenate(phases), -time[patient] if descending else time[patient]))
-    concordant, pairs = np.zeros(len(time)), np.zeros(len(time))
-    rank, lower, upper = bounds
-    _sweep(patient[order], np.concatenate(weights)[order], np.concatenate(queries)[order], rank, lower, upper,
-           case_view, concordant, pairs)
+    """One sweep over the times (ascending or descending); per-patient concordant and pair weights."""
+    members = np.stack([mask for mask, _, _ in steps])
+    weights = np.stack([weight for _, weight, _ in steps])
+    queries = np.array([is_query for _, _, is_query in steps])
+    concordant, pairs = np.zeros(len(orders.rank)), np.zeros(len(orders.rank))
+    _sweep(orders.by_time, orders.starts, descending, members, weights, queries, orders.rank, orders.lower,
+           orders.upper, case_view, concordant, pairs)
     return concordant, pairs
 
 
@@ -121,20 +134,17 @@ def weighted_concordance(time: np.ndarray, risk: np.ndarray, case: np.ndarray, c
         raise ValueError("the risk scores must be finite numbers to compute a concordance")
     if not case.any():
         return float("nan"), float("nan")
-    order = np.argsort(risk, kind="stable")
-    rank = np.empty(len(risk), dtype=np.int64)
-    rank[order] = np.arange(len(risk))
-    bounds = (rank, *_tie_bounds(risk, risk[order], TIED_RISK))
+    orders = _orders(time, risk)
     ones, squared = np.ones(len(time)), inverse_g**2
     # Later patients: a case meets everyone after it, and those censored at its own time.
-    case_c, case_p = _run(time, True, [(censored, ones, False), (case, squared, True), (~censored, ones, False)],
-                          bounds, case_view=True)
-    control_c, control_p = _run(time, False, [(~censored, ones, True), (case, squared, False),
-                                              (censored, ones, True)], bounds, case_view=False)
+    case_c, case_p = _run(orders, True, [(censored, ones, False), (case, squared, True), (~censored, ones, False)],
+                          case_view=True)
+    control_c, control_p = _run(orders, False, [(~censored, ones, True), (case, squared, False),
+                                                (censored, ones, True)], case_view=False)
     if competing.any():
         # Patients whose competing event came first (or at the case's time).
-        extra = (_run(time, False, [(competing, inverse_g, False), (case, inverse_g, True)], bounds, case_view=True),
-                 _run(time, True, [(case, inverse_g, False), (competing, inverse_g, True)], bounds, case_view=False))
+        extra = (_run(orders, False, [(competing, inverse_g, False), (case, inverse_g, True)], case_view=True),
+                 _run(orders, True, [(case, inverse_g, False), (competing, inverse_g, True)], case_view=False))
         case_c, case_p = case_c + extra[0][0], case_p + extra[0][1]
         control_c, control_p = control_c + extra[1][0], control_p + extra[1][1]
     total = case_p.sum()

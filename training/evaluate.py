@@ -252,18 +252,29 @@ def concordance_with_se(target: EndpointTarget, risk: np.ndarray, tau: float) ->
         case = (code == cause) & (time <= tau)
         competing = (code > 0) & (code != cause) & (time <= tau)
     else:
-        from sksurv.nonparametric import CensoringDistributionEstimator
-
-        event = code > 0
-        case = event & (time < tau)
-        survival = _surv(time, event.astype(int))
-        inverse_g = np.zeros(len(time))
-        try:
-            inverse_g[case] = CensoringDistributionEstimator().fit(survival).predict_ipcw(survival[case])
-        except ValueError:  # censoring survival reaches zero before a case: C is not estimable here
+        case = (code > 0) & (time < tau)
+        censoring_at_case = _reverse_kaplan_meier(time, code > 0)[case]
+        if np.any(censoring_at_case == 0):  # censoring survival reaches zero before a case: C is not estimable
             return float("nan"), float("nan")
+        inverse_g = np.zeros(len(time))
+        inverse_g[case] = 1.0 / censoring_at_case
         competing = np.zeros(len(time), dtype=bool)
     return weighted_concordance(time, risk, case, code == 0, inverse_g, competing)
+
+
+def _reverse_kaplan_meier(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """The censoring survival G at each patient's own time as scikit-survival's CensoringDistributionEstimator
+    has it (events at a time leave the risk set before the censorings at that time), without its per-patient
+    Python loop."""
+    event = np.asarray(event, dtype=bool)
+    if event.all():
+        return np.ones(len(time))
+    times, position, count = np.unique(time, return_inverse=True, return_counts=True)
+    events_at = np.bincount(position[event], minlength=len(times))
+    censored_at = count - events_at
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(count)[:-1]])
+    share = np.divide(censored_at, at_risk - events_at, out=np.zeros(len(times)), where=censored_at != 0)
+    return np.cumprod(1.0 - share)[position]
 
 
 def harrell_c_with_se(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray) -> tuple[float, float]:

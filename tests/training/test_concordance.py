@@ -22,6 +22,7 @@ import pytest
 from hazardous.metrics import concordance_index_incidence
 from lifelines.utils import concordance_index
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
 
 from features.tasks import EndpointTarget
@@ -75,6 +76,12 @@ def loop_censoring_survival(time: np.ndarray, code: np.ndarray) -> Any:
         return np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else 1.0, 1.0)
 
     return g
+
+
+def sksurv_reverse_kaplan_meier(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """The censoring survival at each patient's time from scikit-survival itself."""
+    survival = Surv.from_arrays(event=np.asarray(event, dtype=bool), time=time)
+    return CensoringDistributionEstimator().fit(survival).predict_proba(time)
 
 
 def all_pairs_competing_auc(time: np.ndarray, code: np.ndarray, risk: np.ndarray, month: float, cause: int
@@ -132,6 +139,7 @@ def test_uno_with_truncation_equals_all_pairs(seed, tau, monkeypatch):
     fast = evaluate.concordance_with_se(target, risk, tau)
     with monkeypatch.context() as patch:
         patch.setattr(evaluate, "weighted_concordance", all_pairs_concordance)
+        patch.setattr(evaluate, "_reverse_kaplan_meier", sksurv_reverse_kaplan_meier)
         reference = evaluate.concordance_with_se(target, risk, tau)
     both(fast, reference)
 
@@ -268,3 +276,22 @@ def test_censoring_survival_equals_the_loop():
                                   loop_censoring_survival(time, code)(at))
     nobody_censored = np.ones(len(time), dtype=int)
     np.testing.assert_array_equal(evaluate._censoring_survival(time, nobody_censored)(at), np.ones(len(at)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reverse_kaplan_meier_equals_scikit_survival(seed):
+    time, code, _ = random_cohort(400, 800 + seed, causes=1)
+    np.testing.assert_array_equal(evaluate._reverse_kaplan_meier(time, code == 1),
+                                  sksurv_reverse_kaplan_meier(time, code == 1))
+    everyone = np.ones(len(time), dtype=bool)
+    np.testing.assert_array_equal(evaluate._reverse_kaplan_meier(time, everyone), np.ones(len(time)))
+    # An event and a censoring at a new last time: the censoring survival is zero there, and Uno's C is NaN
+    # where scikit-survival raises.
+    last = time.max() + 1
+    time, code = np.append(time, [last, last]), np.append(code, [1, 0])
+    assert evaluate._reverse_kaplan_meier(time, code == 1)[-1] == 0.0
+    risk = np.arange(len(time), dtype=float)
+    assert np.isnan(evaluate.uno_c(time, code, risk, last + 1))
+    survival = Surv.from_arrays(event=code == 1, time=time)
+    with pytest.raises(ValueError, match="censoring survival"):
+        concordance_index_ipcw(survival, survival, risk, tau=last + 1)
