@@ -98,6 +98,10 @@ bench-explain: install ## per-patient cost of an explanation beside the predicti
 soak: install ## this service at concurrency 32 for 60 s: errors (must be 0) and memory growth (TASK=)
 	$(PY) -m benchmarks.soak $(if $(TASK),--task $(TASK))
 
+.PHONY: bench-concordance
+bench-concordance: install ## time per call of the concordance with its SE at 5,000 / 20,000 / 180,000 patients
+	$(PY) -m benchmarks.concordance_scaling
+
 bento: install ## build a Bento: the service, its code, the current champions; requirements from uv.lock
 	$(UV) export --frozen --no-hashes --no-dev --no-emit-project --quiet --format requirements-txt -o requirements-bento.txt
 	$(PY) -m benchmarks.bento_ignore models

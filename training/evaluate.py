@@ -1,9 +1,11 @@
 """Censoring-aware metrics with one definition each and the same names in every task (clarifications §4).
 
-Discrimination and Brier scores come from scikit-survival; censoring weights are estimated on the evaluation
-set itself. Calibration at horizon t uses jackknife pseudo-observations of the Kaplan-Meier risk F(t):
-O/E = (1 - KM(t)) / mean predicted risk; slope and intercept from a GLM with cloglog link on the
-pseudo-observations with cloglog(predicted risk) as covariate (the intercept with the slope fixed at 1);
+Brier scores and the single-event AUC come from scikit-survival; censoring weights are estimated on the
+evaluation set itself. Concordance (Harrell, Uno, Wolbers) is computed here in O(n log n) (training/concordance.py)
+with the definitions of scikit-survival and hazardous, which the tests hold it equal to. Calibration at horizon t
+uses jackknife pseudo-observations of the Kaplan-Meier risk F(t): O/E = (1 - KM(t)) / mean predicted risk; slope
+and intercept from a GLM with cloglog link on the pseudo-observations with cloglog(predicted risk) as covariate
+(the intercept with the slope fixed at 1);
 ICI, E50 and E90 from a loess of the pseudo-observations on the predicted risk (Austin et al. 2020).
 A horizon counts only where at least 20 patients are still at risk; otherwise its metrics are NaN with a reason.
 
@@ -23,11 +25,11 @@ import pandas as pd
 
 from features.tasks import EndpointTarget
 from training.bundle import ModelBundle
+from training.concordance import weighted_concordance
 
 MIN_AT_RISK = 20
 TAU_MIN_SHARE_AT_RISK = 0.10
 LOESS_SPAN = 0.75  # R's loess default, as in Austin, Harrell & van Klaveren (2020)
-TIED_RISK = 1e-8  # two predicted risks closer than this are tied (half a concordant pair), as in sksurv/hazardous
 HAZARDOUS_MIN_CENSORING = 0.05  # hazardous' floor of the censoring survival in its IPCW
 
 
@@ -80,18 +82,16 @@ def evaluable_horizons(time: np.ndarray, horizons: list[int]) -> tuple[list[int]
 
 
 def harrell_c(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray) -> float:
-    """Harrell's concordance of a risk score (higher = earlier event) over all comparable pairs."""
-    from sksurv.metrics import concordance_index_censored
-
-    return float(concordance_index_censored(np.asarray(event) == 1, time, risk_score)[0])
+    """Harrell's concordance of a risk score (higher = earlier event) over all comparable pairs, as scikit-survival's
+    `concordance_index_censored`; NaN without a comparable pair."""
+    return harrell_c_with_se(time, event, risk_score)[0]
 
 
 def uno_c(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray, tau: float) -> float:
-    """Uno's IPCW concordance truncated at tau; censoring distribution from the same (evaluation) data."""
-    from sksurv.metrics import concordance_index_ipcw
-
-    survival = _surv(time, event)
-    return float(concordance_index_ipcw(survival, survival, risk_score, tau=tau)[0])
+    """Uno's IPCW concordance truncated at tau, as scikit-survival's `concordance_index_ipcw`; censoring
+    distribution from the same (evaluation) data. NaN where the censoring survival reaches zero before a case."""
+    target = EndpointTarget(np.asarray(time, dtype=float), (np.asarray(event) == 1).astype(int))
+    return concordance_with_se(target, risk_score, tau)[0]
 
 
 def uno_tau(time: np.ndarray, horizons: list[int]) -> float:
@@ -237,8 +237,8 @@ def concordance_with_se(target: EndpointTarget, risk: np.ndarray, tau: float) ->
 
     Same weights as the references: 1/G(T_i)^2 for pairs of a case with a later (or tied censored) patient and,
     with competing risks, 1/(G(T_i) G(T_j)) for a case and a patient with an earlier competing event. The censoring
-    weights are treated as known in the standard error. Vectorised: much faster than the references' loops,
-    so it serves the per-centre and bootstrap computations; tests hold it equal to both references.
+    weights are treated as known in the standard error. O(n log n), where the references compare every case with
+    every patient; tests hold it equal to both references.
     """
     time, code, risk = np.asarray(target.months, float), np.asarray(target.code), np.asarray(risk, float)
     cause = target.event_of_interest
@@ -252,60 +252,38 @@ def concordance_with_se(target: EndpointTarget, risk: np.ndarray, tau: float) ->
         case = (code == cause) & (time <= tau)
         competing = (code > 0) & (code != cause) & (time <= tau)
     else:
-        from sksurv.nonparametric import CensoringDistributionEstimator
-
-        event = code > 0
-        case = event & (time < tau)
-        survival = _surv(time, event.astype(int))
-        inverse_g = np.zeros(len(time))
-        try:
-            inverse_g[case] = CensoringDistributionEstimator().fit(survival).predict_ipcw(survival[case])
-        except ValueError:  # censoring survival reaches zero before a case: C is not estimable here
+        case = (code > 0) & (time < tau)
+        censoring_at_case = _reverse_kaplan_meier(time, code > 0)[case]
+        if np.any(censoring_at_case == 0):  # censoring survival reaches zero before a case: C is not estimable
             return float("nan"), float("nan")
+        inverse_g = np.zeros(len(time))
+        inverse_g[case] = 1.0 / censoring_at_case
         competing = np.zeros(len(time), dtype=bool)
-    return _pairwise_concordance(time, risk, case, code == 0, inverse_g, competing)
+    return weighted_concordance(time, risk, case, code == 0, inverse_g, competing)
+
+
+def _reverse_kaplan_meier(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """The censoring survival G at each patient's own time as scikit-survival's CensoringDistributionEstimator
+    has it (events at a time leave the risk set before the censorings at that time), without its per-patient
+    Python loop."""
+    event = np.asarray(event, dtype=bool)
+    if event.all():
+        return np.ones(len(time))
+    times, position, count = np.unique(time, return_inverse=True, return_counts=True)
+    events_at = np.bincount(position[event], minlength=len(times))
+    censored_at = count - events_at
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(count)[:-1]])
+    share = np.divide(censored_at, at_risk - events_at, out=np.zeros(len(times)), where=censored_at != 0)
+    return np.cumprod(1.0 - share)[position]
 
 
 def harrell_c_with_se(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray) -> tuple[float, float]:
-    """Harrell's C (scikit-survival's definition: every comparable pair weighs 1), vectorised, with its
-    influence-function standard error; `event` is 1 for the event of interest (other codes censor it)."""
+    """Harrell's C (scikit-survival's definition: every comparable pair weighs 1) with its influence-function
+    standard error; `event` is 1 for the event of interest (other codes censor it)."""
     event = np.asarray(event) == 1
     time = np.asarray(time, dtype=float)
-    return _pairwise_concordance(time, np.asarray(risk_score, float), event, ~event, np.ones(len(time)),
-                                 np.zeros(len(time), dtype=bool))
-
-
-def _pairwise_concordance(time: np.ndarray, risk: np.ndarray, case: np.ndarray, censored: np.ndarray,
-                          inverse_g: np.ndarray, competing: np.ndarray) -> tuple[float, float]:
-    """Weighted concordance over pairs of a case i with a later patient j (or one censored at the same time),
-    weight 1/G(T_i)^2, and with a patient j whose competing event came first, weight 1/(G(T_i) G(T_j)).
-    Risks within 1e-8 count one half. Returns C and the standard error of its linearisation: C - C0 ~
-    sum_k u_k / D with u_k each patient's share of sum_ij w_ij (concordant_ij - C) as case and as control."""
-    cases = np.flatnonzero(case)
-    if not len(cases):
-        return float("nan"), float("nan")
-    n = len(time)
-    concordant_as_case, pairs_as_case = np.zeros(n), np.zeros(n)
-    concordant_as_control, pairs_as_control = np.zeros(n), np.zeros(n)
-    for chunk in np.array_split(cases, max(1, len(cases) * n // 2_000_000 + 1)):
-        t_i = time[chunk][:, None]
-        later = (time[None, :] > t_i) | ((time[None, :] == t_i) & censored[None, :])
-        weight = later * inverse_g[chunk][:, None] ** 2
-        if competing.any():
-            earlier_competing = competing[None, :] & (time[None, :] <= t_i)
-            weight = weight + earlier_competing * (inverse_g[chunk][:, None] * inverse_g[None, :])
-        gap = risk[chunk][:, None] - risk[None, :]
-        score = np.where(np.abs(gap) <= TIED_RISK, 0.5, (gap > 0).astype(float))
-        concordant_as_case[chunk] += (weight * score).sum(axis=1)
-        pairs_as_case[chunk] += weight.sum(axis=1)
-        concordant_as_control += (weight * score).sum(axis=0)
-        pairs_as_control += weight.sum(axis=0)
-    total = pairs_as_case.sum()
-    if total <= 0:
-        return float("nan"), float("nan")
-    c = concordant_as_case.sum() / total
-    influence = (concordant_as_case - c * pairs_as_case) + (concordant_as_control - c * pairs_as_control)
-    return float(c), float(np.sqrt(np.sum(influence**2)) / total)
+    return weighted_concordance(time, np.asarray(risk_score, float), event, ~event, np.ones(len(time)),
+                                np.zeros(len(time), dtype=bool))
 
 
 def net_benefit(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float,
@@ -338,16 +316,22 @@ def competing_auc(time: np.ndarray, code: np.ndarray, risk: np.ndarray, month: f
     control_w = 1.0 / np.maximum(censoring(control_times), 1e-12)
     if not case.any() or not control.any():
         return float("nan")
-    greater = (risk[case][:, None] > risk[control][None, :]) + 0.5 * (risk[case][:, None] == risk[control][None, :])
-    return float(case_w @ greater @ control_w / (case_w.sum() * control_w.sum()))
+    # Each case against the controls' weight below its risk (plus half the equal ones): sorted cumulative
+    # weights instead of a cases x controls matrix, which would not fit in memory on a large registry.
+    order = np.argsort(risk[control], kind="stable")
+    ranked = risk[control][order]
+    cumulative = np.concatenate([[0.0], np.cumsum(control_w[order])])
+    below = cumulative[np.searchsorted(ranked, risk[case], side="left")]
+    tied = cumulative[np.searchsorted(ranked, risk[case], side="right")] - below
+    return float(case_w @ (below + 0.5 * tied) / (case_w.sum() * control_w.sum()))
 
 
 def _censoring_survival(time: np.ndarray, code: np.ndarray) -> Any:
     """Kaplan-Meier of the censoring distribution G, as a right-continuous step function."""
-    censored = (code == 0).astype(int)
-    grid = np.unique(time[censored == 1])
-    factors = [1.0 - np.sum((time == g) & (censored == 1)) / np.sum(time >= g) for g in grid]
-    values = np.cumprod(factors) if len(grid) else np.array([])
+    time = np.asarray(time, dtype=float)
+    grid, censored_at = np.unique(time[np.asarray(code) == 0], return_counts=True)
+    at_risk_at = len(time) - np.searchsorted(np.sort(time), grid, side="left")
+    values = np.cumprod(1.0 - censored_at / at_risk_at)
 
     def g(at: np.ndarray) -> np.ndarray:
         index = np.searchsorted(grid, at, side="right") - 1
@@ -359,15 +343,7 @@ def _censoring_survival(time: np.ndarray, code: np.ndarray) -> Any:
 def endpoint_uno_c(target: EndpointTarget, risk: np.ndarray, horizons: list[int]) -> float:
     """Uno's C (IPCW, truncated at tau) of a risk at the main horizon; for a cause with competing events,
     the cause-specific version of Wolbers et al. 2014 (hazardous)."""
-    time, code = np.asarray(target.months, float), np.asarray(target.code)
-    tau = uno_tau(time, horizons)
-    if not target.competing:
-        return uno_c(time, (code > 0).astype(int), risk, tau)
-    from hazardous.metrics import concordance_index_incidence
-
-    frame = pd.DataFrame({"event": code, "duration": time})
-    return float(concordance_index_incidence(frame, risk[:, None], y_train=frame, time_grid=np.array([tau]),
-                                             taus=[tau], event_of_interest=target.event_of_interest)[0])
+    return concordance_with_se(target, risk, uno_tau(np.asarray(target.months, float), horizons))[0]
 
 
 CALIBRATION_METRICS = ("cal_oe", "cal_slope", "cal_intercept", "ici", "e50", "e90")
