@@ -218,7 +218,8 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
              f"- Registered family: `{inputs.family}` (the better held-out Uno's C; ties within 0.005 go to the "
              "Cox baseline).",
              "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `nthread=1`) with a "
-             "Breslow baseline on its own margins of the development patients; Cox proportional hazards (lifelines, small ridge penalty) "
+             "Breslow baseline on its own margins of the development patients; Cox proportional hazards "
+             "(lifelines, small ridge penalty) "
              "with a Breslow baseline. One cause-specific model per cause; other causes censor it.",
              f"- Tuning: Optuna (seeded TPE, {inputs.n_trials} trials) on centre-grouped folds of the development "
              "centres, early stopping on the validation fold's partial likelihood; the held-out centres are never "
