@@ -99,6 +99,11 @@ def _female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
     return ~((_flag(frame, "female_donor_to_male_recipient") == 1.0) & _is(frame, "sex", "female"))
 
 
+def _diagnosis_not_before_birth(frame: pd.DataFrame) -> pd.Series:
+    """The leukaemia was diagnosed after birth: the time from diagnosis to transplant cannot exceed the age."""
+    return ~(_number(frame, "diagnosis_to_hct_years") > _number(frame, "age_at_hct_years") + 1e-9)
+
+
 def _level_only_when_detectable(time_point: str):
     def holds(frame: pd.DataFrame) -> pd.Series:
         value = _number(frame, f"mrd_{time_point}_log10")
@@ -192,7 +197,7 @@ ALL_HSCT_SCHEMA = TaskSchema(
         Predictor("diagnosis_to_hct_years", "number", "Time from diagnosis of ALL to the transplant",
                   unit="years", minimum=0.04, maximum=20, example=0.46, unit_suffixes=DURATION_SUFFIXES),
         Predictor("transplant_year", "number", "Calendar year of the transplant", unit="calendar year",
-                  minimum=2000, maximum=2030, example=2018),
+                  minimum=2000, maximum=2030, example=2018, whole_number=True),
         Predictor("mrd_eoi_log10", "number",
                   "MRD at the end of induction, log10 of the leukaemic-cell fraction (e.g. -3 = 0.1 %); empty "
                   "when undetectable (optional)", unit="log10", minimum=-6, maximum=0, required=False,
@@ -224,6 +229,9 @@ ALL_HSCT_SCHEMA = TaskSchema(
                        _tki_only_for_ph_positive),
         CrossFieldRule("female_donor_to_male_recipient can be true only for a male recipient",
                        ("female_donor_to_male_recipient", "sex"), _female_donor_to_male_needs_male),
+        CrossFieldRule("the time from diagnosis to transplant cannot be longer than the patient's age "
+                       "(diagnosis_to_hct_years <= age_at_hct_years)", ("diagnosis_to_hct_years", "age_at_hct_years"),
+                       _diagnosis_not_before_birth),
         CrossFieldRule("an end-of-induction MRD level is given only when MRD was detectable",
                        ("mrd_eoi_log10", "mrd_eoi_detectable"), _level_only_when_detectable("eoi")),
         CrossFieldRule("an end-of-consolidation MRD level is given only when MRD was detectable",

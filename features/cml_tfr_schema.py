@@ -19,6 +19,13 @@ def _dmr_within_tki(frame: pd.DataFrame) -> pd.Series:
     return dmr.isna() | tki.isna() | (dmr <= tki + 1e-9)
 
 
+def _tki_within_age(frame: pd.DataFrame) -> pd.Series:
+    """TKI therapy started after birth: it cannot have lasted longer than the patient has lived."""
+    tki = pd.to_numeric(frame["tki_years"], errors="coerce")
+    age = pd.to_numeric(frame["age_at_stop_years"], errors="coerce")
+    return ~(tki > age + 1e-9)
+
+
 CML_TFR_SCHEMA = TaskSchema(
     task="cml_tfr",
     title="CML treatment-free remission after stopping a TKI",
@@ -73,5 +80,7 @@ CML_TFR_SCHEMA = TaskSchema(
     cross_field_rules=(
         CrossFieldRule("deep response duration cannot exceed TKI duration (dmr_years <= tki_years)",
                        ("dmr_years", "tki_years"), _dmr_within_tki),
+        CrossFieldRule("TKI duration cannot be longer than the patient's age (tki_years <= age_at_stop_years)",
+                       ("tki_years", "age_at_stop_years"), _tki_within_age),
     ),
 )

@@ -34,7 +34,7 @@ def _allowed(p: Predictor) -> str:
         unit = f" {p.unit}" if p.unit else ""
         low = "-inf" if p.minimum is None else f"{p.minimum:g}"
         high = "inf" if p.maximum is None else f"{p.maximum:g}"
-        return f"{low} to {high}{unit}"
+        return f"{low} to {high}{unit}" + (", a whole number" if p.whole_number else "")
     if p.kind == "category":
         return _code_list(p.categories)
     if p.kind == "boolean":
@@ -101,7 +101,11 @@ def data_dictionary_markdown(task: Task | str) -> str:
         "",
         "## The file",
         "",
-        "- One row per patient, as CSV (header row, comma-separated) or Parquet, with the column names below.",
+        "- One row per patient, as CSV (with a header row) or Parquet, with the column names below. For CSV the "
+        "separator (`,` `;` tab `|`), the decimal mark (`.` or `,`) and the encoding (UTF-8, UTF-16, Windows-1252, "
+        "Latin-1) are detected and reported, or given (`SEP=`, `DECIMAL=`, `ENCODING=`).",
+        "- Column names and category labels that differ from those below only in case or surrounding spaces are "
+        "matched, and the report says so; a near miss is refused with the closest name (\"did you mean\").",
         f"- Time zero: {schema.time_zero}. Every predictor must be known at time zero; nothing measured after it "
         "(follow-up, response to the transplant or treatment, the outcome) may be sent as a predictor.",
         f"- Event: {schema.event_description}. Event times in months.",
@@ -124,7 +128,9 @@ def data_dictionary_markdown(task: Task | str) -> str:
         "## Grouping fields (never predictors)",
         "",
         "They drive the splits (whole centres held out, never split) and the subgroup reports; a model never "
-        "sees them.",
+        "sees them. They hold codes, which the run stores: a value that looks like a person's name or e-mail, a "
+        "long number (7 or more digits), a date, or a column with at least 10 distinct values and more than one "
+        "per two patients is refused; `country` is an ISO 3166 alpha-2 code (read in capitals).",
         "",
         *_predictor_rows(schema, schema.grouping, derived, grouping=True),
         "",

@@ -1,4 +1,6 @@
-"""Bring-your-own registry file: read CSV or Parquet, refuse identifiers, convert declared units, validate.
+"""Bring-your-own registry file: read CSV (separator, decimal mark and encoding detected: `file_format.py`) or
+Parquet, match names written in another case, refuse identifiers (in grouping values too: `grouping_checks.py`),
+convert declared units, validate.
 
 Every problem (row, column, value, rule) is collected before anything is refused, so a registry fixes its
 export in one pass; nothing is trained from a file that fails.
@@ -14,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.file_format import FileFormat, apply_decimal_mark, read_registry_table
+from features.grouping_checks import grouping_problems
 from features.task_schema import (
     UNIT_FACTORS_TO_DAYS,
     Problem,
     SchemaValidationError,
     TaskSchema,
+    closest,
     unit_variant,
     validate_frame,
 )
@@ -46,6 +51,10 @@ class LoadedRegistryFile:
     frame: pd.DataFrame
     source: str
     unit_conversions: list[str] = field(default_factory=list)
+    file_format: FileFormat | None = None
+    # What was read leniently and is said so: column names or labels in another case, with surrounding spaces.
+    notes: list[str] = field(default_factory=list)
+    had_pseudo_id: bool = False
 
 
 def is_identifier_like(column: str) -> bool:
@@ -66,15 +75,12 @@ def date_valued_rows(values: pd.Series) -> list[int]:
     return [position + 1 for position, value in enumerate(values.to_numpy()) if is_date(value)]
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"registry file not found: {path}")
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
-    raise ValueError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+def read_table(path: str | Path, *, separator: str | None = None, decimal: str | None = None,
+               encoding: str | None = None) -> pd.DataFrame:
+    """The file as text columns (numbers with a decimal comma rewritten with a point); see `read_registry_table`."""
+    frame, file_format = read_registry_table(path, separator=separator, decimal=decimal, encoding=encoding)
+    frame, _ = apply_decimal_mark(frame, file_format.decimal)
+    return frame
 
 
 def convert_units(frame: pd.DataFrame, schema: TaskSchema) -> tuple[pd.DataFrame, list[str]]:
@@ -97,8 +103,36 @@ def convert_units(frame: pd.DataFrame, schema: TaskSchema) -> tuple[pd.DataFrame
     return converted, notes
 
 
+def known_columns(schema: TaskSchema) -> list[str]:
+    """Every column name a file may carry: schema fields, outcome columns, unit variants, the pseudo id."""
+    names = [*schema.predictor_names, *schema.grouping_names, *schema.outcome_columns, PSEUDO_ID_COLUMN]
+    for name, unit, suffixes in schema.duration_columns():
+        names += [unit_variant(name, unit, suffix) for suffix in suffixes if suffix != unit]
+    return list(dict.fromkeys(names))
+
+
+def match_column_names(frame: pd.DataFrame, schema: TaskSchema) -> tuple[pd.DataFrame, list[str], list[Problem]]:
+    """Header names that differ from the schema's only in case or surrounding spaces take the schema's name (and
+    are noted); two columns that would take the same name are a problem."""
+    by_folded = {name.casefold(): name for name in known_columns(schema)}
+    renamed, notes, problems = [], [], []
+    for column in frame.columns:
+        sent = str(column)
+        name = by_folded.get(sent.strip().casefold(), sent.strip())
+        if name != sent:
+            notes.append(f"column {sent!r} read as {name!r} (case or surrounding spaces differ)")
+        if name in renamed:
+            problems.append(Problem(None, name, None, "two columns read as this one (they differ only in case or "
+                                                      "spaces): keep one"))
+        renamed.append(name)
+    frame = frame.copy()
+    frame.columns = renamed
+    return frame.loc[:, ~frame.columns.duplicated()], notes, problems
+
+
 def unknown_column_problems(frame: pd.DataFrame, schema: TaskSchema) -> list[Problem]:
-    """Columns the schema does not know (identifier-like ones named as such), and any column holding dates.
+    """Columns the schema does not know (identifier-like ones named as such, near misses with a "did you mean"),
+    and any column holding dates.
 
     Identifier values are never echoed: a problem names the column (and for dates the first row), not the value.
     """
@@ -118,23 +152,44 @@ def unknown_column_problems(frame: pd.DataFrame, schema: TaskSchema) -> list[Pro
             rule = (f"direct identifier: its values are exact dates ({len(dated)} value(s), first in row "
                     f"{dated[0]}); send durations from time zero instead, or remove it")
         else:
-            rule = "column is not in the schema: remove it or rename it (see the data dictionary)"
+            near = closest(column, [name for name in known_columns(schema) if name not in frame.columns], 0.8)
+            action = f"did you mean {near!r}? rename it, or remove it" if near else "remove it or rename it"
+            rule = f"column is not in the schema: {action} (see the data dictionary)"
         problems.append(Problem(None, column, None, rule))
     return problems
 
 
-def load_registry_file(path: str | Path, schema: TaskSchema) -> LoadedRegistryFile:
-    """Read, convert and validate a registry export; raises SchemaValidationError with every problem."""
-    raw = read_table(path)
-    raw.columns = [str(c).strip() for c in raw.columns]
-    converted, notes = convert_units(raw, schema)
-    problems = unknown_column_problems(converted, schema)
+def dotted_number_problems(dotted: dict[str, list[int]], frame: pd.DataFrame, schema: TaskSchema) -> list[Problem]:
+    """In a decimal-comma file, a number written with a dot is ambiguous (1.500: 1500 or 1.5?): ask for it plainly.
+    Only schema columns are named with their values (the others are refused by name anyway)."""
+    known = set(known_columns(schema)) - {PSEUDO_ID_COLUMN, *schema.grouping_names}
+    return [Problem(row + 1, column, frame[column].iloc[row],
+                    "the file writes decimals with a comma, but this number has a dot (a thousands separator?): "
+                    "write it without grouping, with a decimal comma (e.g. 1500 or 1,5)")
+            for column, rows in dotted.items() if column in known for row in rows]
+
+
+def load_registry_file(path: str | Path, schema: TaskSchema, *, separator: str | None = None,
+                       decimal: str | None = None, encoding: str | None = None) -> LoadedRegistryFile:
+    """Read (format detected unless given), match, convert and validate a registry export; raises
+    SchemaValidationError with every problem, or `features.file_format.RegistryFileError` (one sentence) when the
+    file cannot be read at all."""
+    raw, file_format = read_registry_table(path, separator=separator, decimal=decimal, encoding=encoding)
+    raw, notes, problems = match_column_names(raw, schema)
+    raw, dotted = apply_decimal_mark(raw, file_format.decimal)
+    problems += dotted_number_problems(dotted, raw, schema)
+    converted, conversions = convert_units(raw, schema)
+    problems += unknown_column_problems(converted, schema)
+    converted, grouping_issues, grouping_notes = grouping_problems(converted, schema)
+    problems += grouping_issues
+    notes += grouping_notes
     try:
-        frame = validate_frame(converted.drop(columns=[PSEUDO_ID_COLUMN], errors="ignore"), schema)
+        frame = validate_frame(converted.drop(columns=[PSEUDO_ID_COLUMN], errors="ignore"), schema, notes=notes)
     except SchemaValidationError as error:
         problems.extend(error.problems)
         frame = None
     if problems:
         raise SchemaValidationError(schema.task, problems)
     assert frame is not None
-    return LoadedRegistryFile(frame=frame, source=str(Path(path).resolve()), unit_conversions=notes)
+    return LoadedRegistryFile(frame=frame, source=str(Path(path).resolve()), unit_conversions=conversions,
+                              file_format=file_format, notes=notes, had_pseudo_id=PSEUDO_ID_COLUMN in raw.columns)

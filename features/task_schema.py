@@ -5,6 +5,7 @@ Named `task_schema` (not `schema`) because BentoML imports the PyPI package `sch
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +38,8 @@ class Predictor:
     monotone: int = 0
     # Accepted unit suffixes in a registry file for durations, e.g. ("days", "months", "years").
     unit_suffixes: tuple[str, ...] = ()
+    # A count such as a calendar year: 2018.5 is refused, in files and requests alike.
+    whole_number: bool = False
 
     @property
     def stem(self) -> str:
@@ -155,6 +158,23 @@ def unit_variant(name: str, unit: str, suffix: str) -> str:
 
 # --- validation of a frame -----------------------------------------------------------------------------
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so reports print 17.45 rather than np.float64(17.45)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def shown(value: Any) -> str:
+    """How a value appears in a report: text quoted, numbers plain, a row's values as name=value pairs."""
+    value = plain(value)
+    if isinstance(value, dict):
+        return "values " + ", ".join(f"{key}={item!r}" for key, item in value.items())
+    return f"value {value!r}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One reason a file cannot be used: where it is and which rule it breaks."""
@@ -168,7 +188,7 @@ class Problem:
         if self.row is None and self.value is None:  # a whole column (missing, unknown, identifier)
             return f"column {self.column!r}: {self.rule}"
         where = f"row {self.row}" if self.row is not None else "all rows"
-        return f"{where}, column {self.column!r}, value {self.value!r}: {self.rule}"
+        return f"{where}, column {self.column!r}, {shown(self.value)}: {self.rule}"
 
 
 class SchemaValidationError(ValueError):
@@ -196,7 +216,7 @@ def _as_boolean(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parsed, bad
 
 
-def _check_predictor(frame: pd.DataFrame, p: Predictor, problems: list[Problem]) -> pd.Series:
+def _check_predictor(frame: pd.DataFrame, p: Predictor, problems: list[Problem], notes: list[str]) -> pd.Series:
     raw = frame[p.name]
     missing = raw.isna() | raw.astype("string").str.strip().eq("")
     if p.kind == "number":
@@ -207,6 +227,9 @@ def _check_predictor(frame: pd.DataFrame, p: Predictor, problems: list[Problem])
             _report(problems, raw, values < p.minimum, p.name, f"must be >= {p.minimum} {p.unit or ''}".strip())
         if p.maximum is not None:
             _report(problems, raw, values > p.maximum, p.name, f"must be <= {p.maximum} {p.unit or ''}".strip())
+        if p.whole_number:
+            _report(problems, raw, values % 1 != 0, p.name,
+                    "must be a whole number" + (f" ({p.unit})" if p.unit else ""))
         cleaned: pd.Series = values.astype(float)
     elif p.kind == "boolean":
         cleaned, bad_type = _as_boolean(raw.where(~missing))
@@ -214,19 +237,48 @@ def _check_predictor(frame: pd.DataFrame, p: Predictor, problems: list[Problem])
     elif p.kind == "text":
         cleaned = raw.where(~missing).astype("string").str.strip().astype(object)
     else:
-        text = raw.where(~missing).astype("string").str.strip()
-        unknown = ~missing & ~text.isin(p.categories)
-        _report(problems, raw, unknown, p.name, f"unknown category; allowed: {', '.join(p.categories)}")
-        cleaned = text.where(~unknown).astype(object)
+        cleaned = _match_categories(raw, missing, p, problems, notes)
     if p.required:
         _report(problems, raw, missing, p.name, "required value is missing")
     return cleaned
 
 
+def _match_categories(raw: pd.Series, missing: pd.Series, p: Predictor, problems: list[Problem],
+                      notes: list[str]) -> pd.Series:
+    """Labels as the schema spells them: a label differing only in case or surrounding spaces is matched and
+    noted; an unknown one is a problem, with the closest allowed label when one is near (a typing slip)."""
+    text = raw.where(~missing).astype("string").str.strip()
+    by_folded = {c.casefold(): c for c in p.categories}
+    canonical = text.where(text.isin(p.categories), text.str.casefold().map(by_folded))
+    unknown = (~missing & canonical.isna()).fillna(False)
+    for position in np.flatnonzero(unknown.to_numpy()):
+        value = raw.iloc[position]
+        problems.append(Problem(int(position) + 1, p.name, value, unknown_category_rule(str(value), p.categories)))
+    relabelled = (~missing & ~unknown & (raw.astype("string") != canonical)).fillna(False).to_numpy()
+    if relabelled.any():
+        pairs = pd.DataFrame({"sent": raw[relabelled].astype(str), "read": canonical[relabelled].astype(str)})
+        for (sent, read), count in pairs.value_counts(sort=False).items():
+            notes.append(f"{p.name}: {sent!r} read as {read!r} in {count} row(s) (case or surrounding spaces differ)")
+    return canonical.astype("string").astype(object)
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...], cutoff: float = 0.75) -> str | None:
+    """The allowed spelling nearest to a near miss (`imatinb` -> `imatinib`), compared without case."""
+    folded = {choice.casefold(): choice for choice in choices}
+    match = difflib.get_close_matches(word.strip().casefold(), list(folded), n=1, cutoff=cutoff)
+    return folded[match[0]] if match else None
+
+
+def unknown_category_rule(label: str, categories: tuple[str, ...]) -> str:
+    near = closest(label, categories)
+    hint = f"did you mean {near!r}? " if near else ""
+    return f"unknown category; {hint}allowed: {', '.join(categories)}"
+
+
 def _report(problems: list[Problem], raw: pd.Series, mask: pd.Series, column: str, rule: str) -> None:
     for position in np.flatnonzero(mask.fillna(False).to_numpy()):
         value = raw.iloc[position]
-        problems.append(Problem(int(position) + 1, column, None if pd.isna(value) else value, rule))
+        problems.append(Problem(int(position) + 1, column, None if pd.isna(value) else plain(value), rule))
 
 
 def validate_frame(
@@ -235,11 +287,14 @@ def validate_frame(
     *,
     require_outcome: bool = True,
     allowed_extra: tuple[str, ...] = (),
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Check every row and column against the schema; return a typed frame or raise with every problem.
 
     The frame keeps only schema columns (predictors, grouping, outcome), so nothing else travels further.
+    `notes` (when given) receives what was read leniently, e.g. a category label in another case.
     """
+    notes = [] if notes is None else notes
     problems: list[Problem] = []
     frame = schema.add_derived(frame)
     expected = [*schema.predictor_names, *schema.grouping_names]
@@ -253,13 +308,13 @@ def validate_frame(
     clean = pd.DataFrame(index=frame.index)
     for p in (*schema.predictors, *schema.grouping):
         if p.name in frame.columns:
-            clean[p.name] = _check_predictor(frame, p, problems)
+            clean[p.name] = _check_predictor(frame, p, problems, notes)
         else:
             clean[p.name] = None if p.kind in ("category", "text") else np.nan
     if require_outcome:
         for extra in schema.extra_outcome_columns:
             if extra.name in frame.columns:
-                clean[extra.name] = _check_predictor(frame, extra, problems)
+                clean[extra.name] = _check_predictor(frame, extra, problems, notes)
     if require_outcome and all(c in frame.columns for c in schema.outcome_columns[:2]):
         from features.survival_target import outcome_problems
 
@@ -274,7 +329,7 @@ def validate_frame(
         if all(c in clean.columns for c in rule.columns):
             fails = ~rule.holds(clean)
             for position in np.flatnonzero(fails.to_numpy()):
-                values = {c: clean[c].iloc[position] for c in rule.columns}
+                values = {c: plain(clean[c].iloc[position]) for c in rule.columns}
                 problems.append(Problem(int(position) + 1, ",".join(rule.columns), values, rule.name))
     if problems:
         problems.sort(key=lambda p: (p.row or 0, p.column))

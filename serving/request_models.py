@@ -23,7 +23,8 @@ def explain_options_model(schema: TaskSchema) -> type[BaseModel]:
 
 def _field_type(p: Predictor) -> Any:
     if p.kind == "number":
-        return Annotated[float, Field(strict=True, ge=p.minimum, le=p.maximum, allow_inf_nan=False)]
+        return Annotated[float, Field(strict=True, ge=p.minimum, le=p.maximum, allow_inf_nan=False,
+                                      multiple_of=1 if p.whole_number else None)]
     if p.kind == "boolean":
         return StrictBool
     if p.kind == "category":

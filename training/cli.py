@@ -36,16 +36,48 @@ def public_extract_file(task_name: str, data_dir: Path = DATA_DIR) -> Path | Non
 
 
 def _data_for(task_name: str, data: str | None) -> str | None:
-    """The file a task trains on or validates: DATA when given, else the task's public extract (if any)."""
-    if data:
+    """The file a task trains on or validates: DATA when given, else the task's public extract (if any). DATA
+    naming the public extract's file (data/<task>_mstate_<extract>.csv) writes it first when it is not there
+    yet, so the documented command works in a fresh clone."""
+    extract = TASKS[task_name].public_extract
+    if data and (extract is None or Path(data).exists()
+                 or Path(data).resolve() != (DATA_DIR / extract.file_name).resolve()):
         return data
     path = public_extract_file(task_name)
     if path is None:
         return None
-    extract = TASKS[task_name].public_extract
-    print(f"no DATA given: using the public extract {extract.name}, written as a registry file to {path}\n"
+    assert extract is not None
+    given = "" if data else "no DATA given: "
+    print(f"{given}using the public extract {extract.name}, written as a registry file to {path}\n"
           f"  {extract.caveat}", flush=True)
     return str(path)
+
+
+def _read_options(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"separator": args.sep, "decimal": args.decimal, "encoding": args.encoding}
+
+
+def check_file(task_name: str, data: str, options: dict[str, str | None]) -> object | None:
+    """Read and validate a registry file and print the one report `validate` and `train` share: what is usable
+    and how it was read (standard output), or every problem (standard error). None when it cannot be used."""
+    from features.file_format import RegistryFileError
+    from features.registry_file import load_registry_file
+
+    try:
+        loaded = load_registry_file(data, TASKS[task_name].schema, **options)
+    except SchemaValidationError as error:
+        print(f"{error}".replace("; nothing was trained", ""), file=sys.stderr)
+        print(f"\nNOT USABLE: {data} cannot be used for {task_name}; fix every problem above "
+              f"(the data dictionary: make data-dictionary TASK={task_name})", file=sys.stderr)
+        return None
+    except FileNotFoundError as error:
+        print(f"NOT USABLE: {error}: check the path (DATA= is relative to the project folder)", file=sys.stderr)
+        return None
+    except (RegistryFileError, ValueError, OSError) as error:
+        print(f"NOT USABLE: {data} cannot be read: {error}", file=sys.stderr)
+        return None
+    print(_usable_report(task_name, data, loaded), flush=True)
+    return loaded
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -62,9 +94,14 @@ def _train(args: argparse.Namespace) -> int:
 
     tasks = [args.task] if args.task else [t for t in DEFAULT_TASKS if t in TASKS]
     for task in tasks:
+        data = _data_for(task, args.data)
+        # The same check and report as `make validate`, before anything is tuned or logged.
+        if data is not None and check_file(task, data, _read_options(args)) is None:
+            print("nothing was trained.", file=sys.stderr)
+            return 2
         settings = TrainSettings(
-            task=task, data_path=_data_for(task, args.data), n_patients=args.patients, seed=args.seed,
-            n_trials=args.trials, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+            task=task, data_path=data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI), **_read_options(args),
         )
         print(f"=== training {task} ===", flush=True)
         try:
@@ -104,31 +141,17 @@ def _print_summary(summary: object) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     """Check a registry file against a task's schema without training; 0 when usable, 2 when not."""
-    from features.registry_file import PSEUDO_ID_COLUMN, load_registry_file, read_table
-
     if not args.task:
         print(f"validate needs --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
         return 2
-    task = TASKS[args.task]
     data = _data_for(args.task, args.data)
     if data is None:
         print(f"validate needs --data (DATA=file.csv or file.parquet) for {args.task}", file=sys.stderr)
         return 2
-    try:
-        loaded = load_registry_file(data, task.schema)
-    except SchemaValidationError as error:
-        print(f"{error}".replace("; nothing was trained", ""), file=sys.stderr)
-        print(f"\nNOT USABLE: {data} cannot be used for {args.task}; fix every problem above "
-              f"(the data dictionary: make data-dictionary TASK={args.task})", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as error:
-        print(f"NOT USABLE: {error}", file=sys.stderr)
-        return 2
-    print(_usable_report(args.task, data, loaded, PSEUDO_ID_COLUMN in read_table(data).columns))
-    return 0
+    return 0 if check_file(args.task, data, _read_options(args)) is not None else 2
 
 
-def _usable_report(task_name: str, data: str, loaded: object, had_pseudo_id: bool) -> str:
+def _usable_report(task_name: str, data: str, loaded: object) -> str:
     import numpy as np
 
     from features.registry_file import PSEUDO_ID_COLUMN
@@ -145,10 +168,14 @@ def _usable_report(task_name: str, data: str, loaded: object, had_pseudo_id: boo
         n = int(np.sum(code == target.event_of_interest)) if target.competing else int(np.sum(code > 0))
         counts.append(f"{name} {n}")
     lines.append(f"  events by endpoint: {', '.join(counts)}")
+    lines.append(f"  read as: {loaded.file_format.describe()}")
+    lines += [f"  note: {note}" for note in loaded.notes]
     conversions = "; ".join(loaded.unit_conversions) or "none (every column in the schema's units)"
     lines.append(f"  unit conversions applied: {conversions}")
-    dropped = f"; {PSEUDO_ID_COLUMN} read and dropped (never stored)" if had_pseudo_id else ""
-    lines.append(f"  identifiers: no identifier-like column, no dates{dropped}")
+    dropped = f"; {PSEUDO_ID_COLUMN} read and dropped (never stored)" if loaded.had_pseudo_id else ""
+    grouping = "; centre and country hold codes (no names, long numbers or dates)" if any(
+        name in frame.columns and frame[name].notna().any() for name in schema.grouping_names) else ""
+    lines.append(f"  identifiers: no identifier-like column, no dates{grouping}{dropped}")
     centres = frame["centre"].dropna().nunique() if "centre" in frame.columns else 0
     lines.append(f"  centres: {centres}" + ("" if centres >= 3 else " (fewer than 3: training holds out a "
                                                                      "stratified share of patients instead)"))
@@ -169,6 +196,15 @@ def _data_dictionary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_format_options(command: argparse.ArgumentParser) -> None:
+    """How a CSV file is written, when detection should not decide (Makefile: SEP=, DECIMAL=, ENCODING=)."""
+    command.add_argument("--sep", default=None, help="field separator: , ; | or comma, semicolon, tab, pipe "
+                                                     "(default: detected)")
+    command.add_argument("--decimal", default=None, help="decimal mark: . or , (default: detected)")
+    command.add_argument("--encoding", default=None, help="text encoding, e.g. utf-8, cp1252, latin-1 "
+                                                          "(default: detected)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,11 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--patients", type=int, default=None, help="synthetic cohort size")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
+    _add_format_options(train)
     train.set_defaults(handler=_train)
     validate = commands.add_parser("validate", help="check a registry file against a task's schema, train nothing")
     validate.add_argument("--task", choices=sorted(TASKS), default=None)
     validate.add_argument("--data", help="registry file (.csv or .parquet); default for a real-data task: its "
                                          "public extract")
+    _add_format_options(validate)
     validate.set_defaults(handler=_validate)
     dictionary = commands.add_parser("data-dictionary", help="print a task's data dictionary; without --task, "
                                                              "write every task's to docs/data-dictionary/")

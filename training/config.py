@@ -23,6 +23,10 @@ class TrainSettings:
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")
     quiet: bool = False
+    # How a CSV registry file is written; None = detected by the loader (features/file_format.py).
+    separator: str | None = None
+    decimal: str | None = None
+    encoding: str | None = None
 
     @property
     def artifact_root(self) -> Path:

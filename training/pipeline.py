@@ -56,6 +56,7 @@ class Cohort:
     digest: str
     unit_conversions: list[str] = field(default_factory=list)
     description: str = ""
+    file_format: str = ""
 
 
 @dataclass
@@ -88,9 +89,11 @@ def data_digest(frame: pd.DataFrame) -> str:
 def load_cohort(settings: TrainSettings, schema: TaskSchema) -> Cohort:
     """The registry file when given, else the task's synthetic cohort (written under data/, git-ignored)."""
     if settings.data_path:
-        loaded = load_registry_file(settings.data_path, schema)
+        loaded = load_registry_file(settings.data_path, schema, separator=settings.separator,
+                                    decimal=settings.decimal, encoding=settings.encoding)
         return Cohort(loaded.frame, loaded.source, data_digest(loaded.frame), loaded.unit_conversions,
-                      description=f"registry file {Path(loaded.source).name}")
+                      description=f"registry file {Path(loaded.source).name}",
+                      file_format=loaded.file_format.describe() if loaded.file_format else "")
     task = get_task(settings.task)
     n = settings.n_patients or task.default_cohort_size
     frame = validate_frame(task.generate_cohort(n, settings.seed), schema)
@@ -207,6 +210,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             mlflow.set_tag("advisory_events_per_predictor", advice)
         if cohort.unit_conversions:
             mlflow.set_tag("unit_conversions", "; ".join(cohort.unit_conversions))
+        if cohort.file_format:
+            mlflow.set_tag("file_format", cohort.file_format)
         mlflow.log_input(mlflow.data.from_pandas(frame, source=cohort.source, name=f"{settings.task}_cohort",
                                                  digest=cohort.digest), context="training")
         mlflow.log_params({"n_patients": len(frame), "n_development": len(development),

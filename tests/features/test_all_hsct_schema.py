@@ -193,3 +193,35 @@ def test_registry_outcome_checks_name_missing_columns_and_no_events():
     assert [p.rule for p in outcome_problems_all_hsct(no_events)] == ["no relapse and no death: nothing to learn from"]
     # GVHD columns are optional: a file without them is checked on the four core columns only.
     assert outcome_problems_all_hsct(HAND_MADE.drop(columns=["months_to_agvhd34", "months_to_systemic_cgvhd"])) == []
+
+
+def test_diagnosis_before_birth_and_fractional_calendar_years_are_refused(cohort):
+    broken = cohort.astype(object).copy()
+    broken.loc[0, ["age_at_hct_years", "diagnosis_to_hct_years"]] = [18.0, 19.5]
+    broken.loc[1, "transplant_year"] = 2018.5
+    broken.loc[2, ["age_at_hct_years", "diagnosis_to_hct_years", "transplant_year"]] = [19.0, 19.0, 2018.0]
+    with pytest.raises(SchemaValidationError) as raised:
+        validate_frame(broken, ALL_HSCT_SCHEMA)
+    found = {(p.row, p.column): p.rule for p in raised.value.problems}
+    assert set(found) == {(1, "diagnosis_to_hct_years,age_at_hct_years"), (2, "transplant_year")}
+    assert "cannot be longer than the patient's age" in found[(1, "diagnosis_to_hct_years,age_at_hct_years")]
+    assert found[(2, "transplant_year")] == "must be a whole number (calendar year)"
+
+
+def test_requests_meet_the_same_rules():
+    """The serving path builds its request model and its cross-field checks from this schema."""
+    from pydantic import ValidationError
+
+    from serving.api import prepare_patients
+    from serving.request_models import patient_request_model
+
+    model = patient_request_model(ALL_HSCT_SCHEMA)
+    patient = {p.name: p.example for p in ALL_HSCT_SCHEMA.predictors if p.example is not None}
+    model.model_validate({**patient, "transplant_year": 2018})
+    with pytest.raises(ValidationError, match="multiple of 1"):
+        model.model_validate({**patient, "transplant_year": 2018.5})
+    request = model.model_validate({**patient, "age_at_hct_years": 18, "diagnosis_to_hct_years": 19.5})
+    [(predictors, problems)] = prepare_patients(ALL_HSCT_SCHEMA, [request.model_dump(exclude={"explain"})])
+    assert predictors is None
+    assert problems == [{"location": "body.diagnosis_to_hct_years",
+                         "reason": ALL_HSCT_SCHEMA.cross_field_rules[2].name}]

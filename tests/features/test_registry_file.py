@@ -119,3 +119,59 @@ def test_unsupported_and_missing_files(tmp_path):
     other.write_text("x")
     with pytest.raises(ValueError, match="unsupported"):
         load_registry_file(other, CML_TFR_SCHEMA)
+
+
+def test_names_and_labels_differing_in_case_or_spaces_are_matched_and_noted(cohort, tmp_path):
+    export = cohort.rename(columns={"sokal_risk": " Sokal_Risk ", "tki_years": "TKI_Years"})
+    export["tki_at_stop"] = export["tki_at_stop"].str.upper()
+    export["depth_at_stop"] = " " + export["depth_at_stop"].str.lower() + " "
+    path = tmp_path / "cases.csv"
+    export.to_csv(path, index=False)
+    loaded = load_registry_file(path, CML_TFR_SCHEMA)
+    assert list(loaded.frame["sokal_risk"]) == list(cohort["sokal_risk"])
+    assert list(loaded.frame["tki_at_stop"]) == list(cohort["tki_at_stop"])
+    assert list(loaded.frame["depth_at_stop"]) == list(cohort["depth_at_stop"])
+    np.testing.assert_allclose(loaded.frame["tki_years"], cohort["tki_years"])
+    notes = "\n".join(loaded.notes)
+    assert "column ' Sokal_Risk ' read as 'sokal_risk'" in notes and "column 'TKI_Years' read as 'tki_years'" in notes
+    imatinib = int((cohort["tki_at_stop"] == "imatinib").sum())
+    assert f"tki_at_stop: 'IMATINIB' read as 'imatinib' in {imatinib} row(s)" in notes
+    assert "depth_at_stop: ' mr4.5 ' read as 'MR4.5'" in notes
+
+
+def test_near_misses_get_a_did_you_mean(cohort, tmp_path):
+    export = cohort.astype(object).rename(columns={"sokal_risk": "sokal_rsik"})
+    export.loc[2, "tki_at_stop"] = "imatinb"
+    export.loc[3, "tki_at_stop"] = "aspirin"
+    path = tmp_path / "typos.csv"
+    export.to_csv(path, index=False)
+    with pytest.raises(SchemaValidationError) as raised:
+        load_registry_file(path, CML_TFR_SCHEMA)
+    by_place = {(p.row, p.column): p.rule for p in raised.value.problems}
+    assert "did you mean 'sokal_risk'?" in by_place[(None, "sokal_rsik")]
+    assert "did you mean 'imatinib'?" in by_place[(3, "tki_at_stop")]
+    assert "did you mean" not in by_place[(4, "tki_at_stop")]
+
+
+def test_two_columns_that_differ_only_in_case_are_a_problem(cohort, tmp_path):
+    export = cohort.assign(Sex=cohort["sex"])
+    path = tmp_path / "twice.csv"
+    export.to_csv(path, index=False)
+    with pytest.raises(SchemaValidationError) as raised:
+        load_registry_file(path, CML_TFR_SCHEMA)
+    [problem] = raised.value.problems
+    assert problem.column == "sex" and "keep one" in problem.rule
+
+
+def test_the_report_prints_plain_numbers(cohort, tmp_path):
+    export = cohort.copy()
+    export.loc[4, ["tki_years", "dmr_years"]] = [17.45, 20.0]  # deep response longer than the TKI
+    export.loc[5, "age_at_stop_years"] = 117.5  # out of range
+    path = tmp_path / "numbers.parquet"
+    export.to_parquet(path, index=False)  # typed columns: the values come back as numpy scalars
+    with pytest.raises(SchemaValidationError) as raised:
+        load_registry_file(path, CML_TFR_SCHEMA)
+    message = str(raised.value)
+    assert "np.float64" not in message and "np." not in message
+    assert "row 5, column 'dmr_years,tki_years', values dmr_years=20.0, tki_years=17.45:" in message
+    assert "row 6, column 'age_at_stop_years', value 117.5: must be <= 100" in message

@@ -47,3 +47,13 @@ def test_optional_predictors_may_be_missing(cohort):
 def test_missing_required_column_is_named(cohort):
     with pytest.raises(SchemaValidationError, match="'sokal_risk'.*required column is missing"):
         validate_frame(cohort.drop(columns=["sokal_risk"]), CML_TFR_SCHEMA)
+
+
+def test_tki_longer_than_the_patients_life_is_refused(cohort):
+    broken = cohort.copy()
+    broken.loc[7, ["age_at_stop_years", "tki_years", "dmr_years"]] = [30.0, 39.9, 5.0]
+    with pytest.raises(SchemaValidationError) as raised:
+        validate_frame(broken, CML_TFR_SCHEMA)
+    [problem] = raised.value.problems
+    assert (problem.row, problem.column) == (8, "tki_years,age_at_stop_years")
+    assert "cannot be longer than the patient's age" in problem.rule

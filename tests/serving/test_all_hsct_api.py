@@ -84,6 +84,8 @@ def test_reduced_intensity_trades_nrm_for_relapse(client):
     ({"age_at_hct_years": 7}, "body.age_at_hct_years"),
     ({"tki_before_hct": True}, "body.tki_before_hct"),  # a TKI applies to Ph-positive ALL only
     ({"mrd_log_reduction": 2.0}, "body.mrd_log_reduction"),  # derived by the service, not sent
+    ({"transplant_year": 2018.5}, "body.transplant_year"),  # a calendar year is a whole number
+    ({"age_at_hct_years": 18, "diagnosis_to_hct_years": 19.5}, "body.diagnosis_to_hct_years"),  # before birth
 ])
 def test_bad_fields_get_422(client, change, field):
     response = client.post("/v1/all-hsct/predict", json={**PATIENT, **change}, headers=HEADERS)

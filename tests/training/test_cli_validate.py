@@ -1,6 +1,12 @@
 """`make validate` and `make train DATA=...`: one report naming every problem, nothing trained from a bad file,
 a good file said to be usable; the EBMT tasks are never part of the default training."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,3 +100,92 @@ def test_validate_of_the_public_ebmt_extract(workdir, capsys):
 def test_real_data_tasks_only_by_name():
     assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct")
     assert TASKS["ebmt_hsct"].public_extract is not None and TASKS["cml_tfr"].public_extract is None
+
+
+# --- registry exports as they come, one report for validate and train -----------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line as `make` runs it, in its own process (a traceback would show on standard error)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlruns/mlflow.db"}
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("content", "sentence"), [
+    (b"", "the file is empty: export it again with a header row of column names and one row per patient"),
+    (b"age_at_stop_years;sex;tki_years;dmr_years\n",
+     "the file has a header row but no patient rows: export it again with one row per patient under the header"),
+])
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_unreadable_files_get_one_sentence_and_no_traceback(workdir, command, content, sentence):
+    (workdir / "export.csv").write_bytes(content)
+    extra = ("--trials", "1") if command == "train" else ()
+    done = run_cli(command, "--task", "cml_tfr", "--data", "export.csv", *extra, cwd=workdir)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    assert f"NOT USABLE: export.csv cannot be read: {sentence}" in done.stderr
+    expected_lines = 2 if command == "train" else 1  # train adds "nothing was trained."
+    assert len(done.stderr.strip().splitlines()) == expected_lines, done.stderr
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_european_spreadsheet_export_validates_and_the_format_is_said(cohort, workdir, capsys):
+    export = cohort.copy()
+    export["centre"] = "Créteil-" + export["centre"].str[-2:]
+    export = export.rename(columns={"sokal_risk": "Sokal_Risk"})
+    export.to_csv(workdir / "registre.csv", sep=";", decimal=",", index=False, encoding="latin-1")
+    assert cli.main(["validate", "--task", "cml_tfr", "--data", "registre.csv"]) == 0
+    out = capsys.readouterr().out
+    assert f"OK: registre.csv is usable for cml_tfr: {len(cohort)} patients" in out
+    assert ("  read as: CSV, separator ';' (semicolon, detected), decimal comma (detected), encoding Latin-1 "
+            "(ISO-8859-1) (detected)") in out
+    assert "  note: column 'Sokal_Risk' read as 'sokal_risk' (case or surrounding spaces differ)" in out
+    assert "centre and country hold codes" in out
+
+
+def test_train_and_validate_print_the_same_report(cohort, workdir, capsys):
+    path = four_problem_file(cohort, workdir)
+    assert cli.main(["validate", "--task", "cml_tfr", "--data", path]) == 2
+    validated = capsys.readouterr().err
+    assert cli.main(["train", "--task", "cml_tfr", "--data", path, "--trials", "1"]) == 2
+    trained = capsys.readouterr().err
+    assert trained == validated + "nothing was trained.\n"
+
+
+def test_format_options_reach_the_loader_and_the_run(cohort, workdir, capsys):
+    from training.config import TrainSettings
+    from training.pipeline import load_cohort
+
+    cohort.to_csv(workdir / "pipes.txt", sep="|", decimal=",", index=False, encoding="cp1252")
+    assert cli.main(["validate", "--task", "cml_tfr", "--data", "pipes.txt", "--sep", "pipe", "--decimal", ",",
+                     "--encoding", "cp1252"]) == 0
+    assert "separator '|' (pipe, given), decimal comma (given), encoding cp1252 (given)" in capsys.readouterr().out
+    settings = TrainSettings(task="cml_tfr", data_path="pipes.txt", separator="|", decimal=",", encoding="cp1252")
+    cohort_read = load_cohort(settings, TASKS["cml_tfr"].schema)
+    assert cohort_read.file_format == ("CSV, separator '|' (pipe, given), decimal comma (given), encoding cp1252 "
+                                       "(given)")
+    np.testing.assert_allclose(cohort_read.frame["tki_years"], cohort["tki_years"])
+
+
+def test_centre_names_are_refused_before_anything_is_logged(cohort, workdir, capsys):
+    names = [f"{first} {last}" for first in ("Anna", "Jean", "Marie", "Paul", "Eva", "Hugo")
+             for last in ("Dupont", "Muller", "Rossi", "Garcia", "Novak", "Berg", "Silva", "Moreau", "Weber",
+                          "Costa")][:len(cohort)]
+    cohort.assign(centre=names).to_csv(workdir / "named.csv", index=False)
+    assert cli.main(["train", "--task", "cml_tfr", "--data", "named.csv", "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'centre': direct identifier" in err and "person names" in err
+    assert not any(name in err for name in names)
+    assert not (workdir / "mlruns").exists() and not (workdir / "models").exists()
+
+
+def test_the_readme_example_works_in_a_fresh_clone(workdir, capsys):
+    """`make validate TASK=ebmt_hsct DATA=data/ebmt_hsct_mstate_ebmt3.csv` before anything wrote that file."""
+    assert not (workdir / "data").exists()
+    assert cli.main(["validate", "--task", "ebmt_hsct", "--data", "data/ebmt_hsct_mstate_ebmt3.csv"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: data/ebmt_hsct_mstate_ebmt3.csv is usable for ebmt_hsct: 2204 patients" in out
+    assert (workdir / "data" / "ebmt_hsct_mstate_ebmt3.csv").exists()
