@@ -26,6 +26,9 @@ WARNING_CODES = {
                                "in (3, or more where training patients often lacked that many together; threshold "
                                "in the bundle)",
     "horizon_beyond_follow_up": "fewer than 20 training patients were followed to a horizon: no estimate there",
+    "projection_outside_schema_range": "stop-timing only: waiting that long would take a value (age, TKI or "
+                                       "deep-response years) past the schema's limit, so that option is not "
+                                       "offered (field names it)",
 }
 
 PROBABILITY = {"minimum": 0, "maximum": 1}
@@ -197,6 +200,53 @@ class BatchResult(BaseModel):
     succeeded: int = Field(description="patients answered")
     failed: int = Field(description="patients refused, each with its own error")
     results: list[BatchItem] = Field(description="one item per patient, in request order")
+
+
+class ProjectedValues(BaseModel):
+    tki_years: float = Field(description="TKI duration at that stop, years")
+    dmr_years: float = Field(description="deep-response duration at that stop, years")
+    age_at_stop_years: float = Field(description="age at that stop, years")
+
+
+class RiskAfterStop(BaseModel):
+    months_after_stop: int = Field(description="months after that stop", examples=[24])
+    probability: float | None = Field(description="probability of molecular relapse by then, in [0, 1]; null past "
+                                                  "the training follow-up", json_schema_extra=PROBABILITY)
+    lower: float | None = Field(None, description="lower bound of the 95 % interval (null: none available)",
+                                json_schema_extra=PROBABILITY)
+    upper: float | None = Field(None, description="upper bound of the 95 % interval",
+                                json_schema_extra=PROBABILITY)
+
+
+class StopOption(BaseModel):
+    stop_after_months: int = Field(description="stop now (0) or after this many more months of deep response")
+    offered: bool = Field(description="false when the projection leaves the schema's ranges (e.g. age past 100): "
+                                      "no estimate, and `warnings` says which value and limit")
+    projected: ProjectedValues = Field(description="the values the model is asked about for this option")
+    relapse_risk: list[RiskAfterStop] | None = Field(description="12 and 24 months after that stop; null when "
+                                                                 "the option is not offered")
+    warnings: list[Warning_] = Field(description="this option's own warnings: the projected patient's, as "
+                                                 "/predict would give them, or why it is not offered")
+
+
+class StopRecommendation(BaseModel):
+    earliest_near_best_stop_after_months: int = Field(description="the earliest offered option near the best")
+    decision_horizon_months: int = Field(description="the horizon the options are compared at, months")
+    margin_percentage_points: float = Field(description="how close to the lowest risk counts as near-best")
+    best_risk: float = Field(description="the lowest risk among the offered options at the decision horizon",
+                             json_schema_extra=PROBABILITY)
+    rule: str = Field(description="the rule, in words")
+
+
+class StopTimingAnswer(BaseModel):
+    task: Literal["cml_tfr"]
+    model: ModelIdentity
+    warnings: list[Warning_] = Field(description="the warnings /predict gives the patient as sent (and a "
+                                                 "horizon past the training follow-up); empty: none")
+    options: list[StopOption] = Field(description="stop now, or after 6, 12 or 24 more months, in that order")
+    recommendation: StopRecommendation | None = Field(description="null when no option is offered or none has an "
+                                                                  "estimate at the decision horizon")
+    statement: str = Field(description="what the projection assumes; it is not a causal estimate")
 
 
 class OutOfDistributionThresholds(BaseModel):

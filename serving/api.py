@@ -34,6 +34,7 @@ from serving.answers import (
     ModelInfo,
     PredictionAnswer,
     ReloadReport,
+    StopTimingAnswer,
     error,
 )
 from serving.audit import AuditTrail
@@ -396,10 +397,13 @@ def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseM
             return failure
         endpoint, horizon = _explain_options(patient)
         explanation = {**explain_patient(loaded.bundle, predictors, endpoint, horizon), "model": loaded.identity}
+        service_metrics().count_answers(f"/v1/{slug}/explain", [explanation])
         if _wants_png(request):
             from serving.waterfall import waterfall_png
 
-            return Response(waterfall_png(explanation), media_type="image/png")
+            # The chart prints the warnings too; the header gives their codes (never values) to a program.
+            codes = ",".join(dict.fromkeys(w["code"] for w in explanation["warnings"]))
+            return Response(waterfall_png(explanation), media_type="image/png", headers={"X-Warning-Codes": codes})
         return _answer(explanation)
 
 
@@ -408,15 +412,20 @@ def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[B
     from training.stop_timing import STATEMENT, stop_timing
 
     @app.post(f"/v1/{slug}/stop-timing", tags=["cml_tfr"], name="stop_timing_cml_tfr",
-              responses=_responses(401, 413, 422, 503),
+              response_model=StopTimingAnswer, responses=_responses(401, 413, 422, 503),
               summary="projected relapse risk 12 and 24 months after stopping now or after 6, 12, 24 more months",
               description=f"The patient as for /predict, still on TKI and in deep molecular response (durations "
-                          f"and age as of today). {STATEMENT}")
+                          f"and age as of today). `warnings` are those /predict gives this patient; each option "
+                          f"carries its projected patient's own. An option whose projection leaves the schema's "
+                          f"ranges is not offered (`offered: false`, a `projection_outside_schema_range` warning). "
+                          f"{STATEMENT}")
     async def stop_timing_route(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
         loaded, predictors, failure = one_patient(patient, request)
         if failure:
             return failure
-        return {**stop_timing(loaded.bundle, predictors), "model": loaded.identity}
+        answer = {**stop_timing(loaded.bundle, predictors), "model": loaded.identity}
+        service_metrics().count_answers(f"/v1/{slug}/stop-timing", [answer])
+        return _answer(answer)
 
 
 def _batch_request_model(schema: TaskSchema, request_model: type[BaseModel]) -> type[BaseModel]:

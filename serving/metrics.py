@@ -24,7 +24,8 @@ class ServiceMetrics:
             "relapse_risk_request_duration_seconds", "Request latency by route template, method and status",
             ["route", "method", "status"], buckets=LATENCY_BUCKETS)
         self.predictions = Counter(
-            "relapse_risk_predictions", "Patients answered, by task, model version and route",
+            "relapse_risk_predictions", "Patients answered with a probability, one per patient, by task, model "
+            "version and route (predict, predict-batch, explain, stop-timing; a refused patient is not counted)",
             ["task", "model_version", "route"])
         self.warnings = Counter(
             "relapse_risk_prediction_warnings", "Warnings given with answers, by task, model version and code",
@@ -37,6 +38,8 @@ class ServiceMetrics:
         self.request_seconds.labels(route=route, method=method, status=str(status)).observe(seconds)
 
     def count_answers(self, route: str, answers: list[dict[str, Any]]) -> None:
+        """One prediction per patient answered (a stop-timing answer with its four options is one patient) and
+        the warnings that answer gave about the patient."""
         for answer in answers:
             task, version = answer["task"], str(answer["model"]["version"])
             self.predictions.labels(task=task, model_version=version, route=route).inc()

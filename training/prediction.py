@@ -34,6 +34,24 @@ def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -
     return warnings
 
 
+def patient_warnings(bundle: ModelBundle, patients: list[dict[str, Any]], encoded: np.ndarray
+                     ) -> list[list[dict[str, Any]]]:
+    """Each patient's warnings about its own values (outside the training range, rare category, far from the
+    training patients, many imputed predictors): every route that answers with a probability gives these, so a
+    patient never gets a number without the caution /predict would give it."""
+    combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
+    return [[*out_of_distribution_warnings(bundle, patient), *warnings]
+            for patient, warnings in zip(patients, combination, strict=True)]
+
+
+def beyond_follow_up_warnings(bundle: ModelBundle, months: Any, what: str = "so no estimate is given there"
+                              ) -> list[dict[str, Any]]:
+    """One `horizon_beyond_follow_up` warning per horizon past the training follow-up."""
+    return [{"code": "horizon_beyond_follow_up", "field": None,
+             "message": f"fewer than {bundle.min_at_risk} training patients were followed to {h:g} months, {what}"}
+            for h in np.asarray(months, dtype=float) if h > bundle.last_reliable_month]
+
+
 def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
     label = RISK_GROUP_LABELS[int(np.searchsorted(bundle.risk_cut_points, risk, side="right"))]
     return {"label": label, "horizon_months": bundle.main_horizon_months, "cut_points": bundle.risk_cut_points}
@@ -88,10 +106,8 @@ def predict_patients(
     months = np.array(bundle.horizons_months, dtype=float)
     probabilities, intervals = _probabilities_and_intervals(bundle, encoded, months)
     at_horizons = {name: values[:, : len(months)] for name, values in probabilities.items()}
-    beyond = [{"code": "horizon_beyond_follow_up", "field": None,
-               "message": f"fewer than {bundle.min_at_risk} training patients were followed "
-                          f"to {h:g} months, so no estimate is given there"} for h in months[months > reliable_until]]
-    combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
+    beyond = beyond_follow_up_warnings(bundle, months)
+    cautions = patient_warnings(bundle, patients, encoded)
     contributions = (_contributions(bundle, encoded, patients, explain or [(None, None)] * len(patients))
                      if with_contributions else [None] * len(patients))
     main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]
@@ -100,7 +116,7 @@ def predict_patients(
     identity = model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
                                   "run_id": bundle.lineage.get("run_id"), "family": bundle.family}
     answers = []
-    for row, patient in enumerate(patients):
+    for row in range(len(patients)):
         endpoints = {
             name: _endpoint_answer(kind, at_horizons[name][row], probabilities[name][row, len(months):],
                                    bundle.horizons_months, reliable_until,
@@ -114,7 +130,7 @@ def predict_patients(
             "risk_group": risk_group(bundle, float(main_risk[row])),
             "contributions": contributions[row],
             "interval_method": INTERVAL_METHOD if bundle.replicates else None,
-            "warnings": [*out_of_distribution_warnings(bundle, patient), *combination[row], *beyond],
+            "warnings": [*cautions[row], *beyond],
         })
     return answers
 
@@ -170,7 +186,6 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
     items = sorted(({**item, "direction": _direction(item["percentage_points"])} for item in explained["items"]),
                    key=lambda item: -abs(item["percentage_points"]))
     words = f"{ENDPOINT_WORDS.get(endpoint, endpoint)} by {horizon:g} months"
-    beyond = horizon > bundle.last_reliable_month
     return {
         "task": bundle.task, "endpoint": endpoint, "kind": bundle.endpoint_kinds[endpoint],
         "horizon_months": horizon, "explained": f"probability of {words}", "probability": probability,
@@ -178,9 +193,8 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
         "background": {"rows": len(bundle.background), "patients": int(sum(bundle.background_weights)),
                        "description": BACKGROUND_DESCRIPTION},
         "method": CONTRIBUTION_METHOD, "items": items,
-        "warnings": [{"code": "horizon_beyond_follow_up", "field": None,
-                      "message": f"fewer than {bundle.min_at_risk} training patients were followed to {horizon:g} "
-                                 "months: the explained probability extrapolates"}] if beyond else [],
+        "warnings": [*patient_warnings(bundle, [patient], encoded)[0],
+                     *beyond_follow_up_warnings(bundle, [horizon], "so the explained probability extrapolates")],
     }
 
 
