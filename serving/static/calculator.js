@@ -573,10 +573,14 @@
     const base = contributions.base_value * 100;
     const items = [...contributions.items].sort((a, b) => Math.abs(b.percentage_points)
       - Math.abs(a.percentage_points));
+    // Red is bad news for the patient, blue good news: raising a survival probability is good, raising an
+    // incidence bad (the PNG chart of /explain colours the same way).
+    const survival = (endpoints[contributions.endpoint] || {}).kind === "survival";
     const rows = [{ label: "average training patient", kind: "total", start: 0, end: base }];
     let running = base;
     for (const item of items) {
-      rows.push({ label: item.feature + " = " + valueText(item), kind: item.percentage_points >= 0 ? "up" : "down",
+      const raises = item.percentage_points >= 0;
+      rows.push({ label: item.feature + " = " + valueText(item), kind: raises !== survival ? "worse" : "better",
         start: running, end: running + item.percentage_points, item: item });
       running += item.percentage_points;
     }
@@ -586,7 +590,7 @@
       + (KIND_LABELS[(endpoints[endpoint] || {}).kind] || "") + ") by " + plain(contributions.horizon_months)
       + " months: from the average training patient (" + percent(contributions.base_value) + ") to this patient ("
       + percent(running / 100) + "). Each bar is one predictor's contribution in percentage points (pp): red "
-      + "raises the probability, blue lowers it.";
+      + "is worse for the patient (it " + (survival ? "lowers" : "raises") + " the probability), blue is better.";
     let low = 0, high = 0;
     for (const r of rows) {
       low = Math.min(low, r.start, r.end);

@@ -125,6 +125,12 @@ def assert_shown_answer(page, answer: dict) -> None:
     assert rows.count() == len(contributions["items"]) + 2  # base value, one bar per predictor, this patient
     features = page.eval_on_selector_all("#waterfall-chart g[data-feature]", "gs => gs.map(g => g.dataset.feature)")
     assert sorted(features) == sorted(item["feature"] for item in contributions["items"])
+    # Red ("worse") is bad news for the patient: raising an incidence, lowering a survival probability.
+    survival = answer["endpoints"][contributions["endpoint"]]["kind"] == "survival"
+    kinds = page.eval_on_selector_all("#waterfall-chart g[data-feature]",
+                                      "gs => gs.map(g => [g.dataset.feature, g.dataset.kind])")
+    points = {item["feature"]: item["percentage_points"] for item in contributions["items"]}
+    assert all(kind == ("worse" if (points[feature] >= 0) != survival else "better") for feature, kind in kinds)
     explained = next(h["probability"] for h in answer["endpoints"][contributions["endpoint"]]["horizons"]
                      if h["months"] == contributions["horizon_months"])
     assert rows.last.locator("text").last.text_content() == shown(explained)
