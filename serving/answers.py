@@ -16,6 +16,12 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024
 MAX_BATCH_PATIENTS = 1000
 MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS = 50
+# A body must arrive whole within this many seconds (408 otherwise; REQUEST_BODY_TIMEOUT_SECONDS changes it), well
+# inside the server's timeout for a whole request (BentoML answers 504 past it).
+BODY_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+# Field names a client sent (an unknown field) are echoed in `location` cut to this many characters, then "…".
+MAX_ECHOED_NAME_CHARS = 64
 
 WARNING_CODES = {
     "outside_training_range": "a number lies outside the range seen in training (field names it)",

@@ -68,7 +68,7 @@ def live_server(trained_store, trained_all_hsct, tmp_path_factory):
     shutil.copytree(trained_store.models_dir, models_dir)
     keys = root / "secrets" / "api_keys"
     keys.parent.mkdir()
-    keys.write_text(f"ci:{LIVE_KEY}\n")
+    keys.write_text(f"ci:{LIVE_KEY}:predict,admin\n")  # admin: the reload tests reload
     server = LiveServer(base="", log=root / "server.log", audit=root / "logs" / "audit.jsonl",
                         audit_secret=root / "secrets" / "audit_secret", models_dir=models_dir)
     port = free_port()
