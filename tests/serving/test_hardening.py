@@ -2,6 +2,7 @@
 metric labels, champion pointers confined to the models folder, short echoes of made-up field names, JSON syntax
 errors located as positions, and `make serve` telling where the key is instead of printing it."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from serving.audit import AuditTrail
 from serving.auth import KeyFileError, parse_key_lines, read_keys, read_roles
 from serving.champions import ChampionRegistry
 from serving.launch import ensure_keys
-from serving.middleware import AccessSettings
+from serving.middleware import AccessSettings, ServiceMiddleware
 from tests.serving.test_api import PATIENT
 
 CLINIC, OPS, PROMETHEUS = "clinic-key-0123456789abc", "ops-key-0123456789abcdef", "prom-key-0123456789abcdef"
@@ -187,6 +188,40 @@ def test_body_timeout_and_limits_are_stated_in_the_openapi_document(models):
     assert "within 7 s" in spec["info"]["description"]
     responses = spec["paths"]["/v1/cml-tfr/predict"]["post"]["responses"]
     assert {"401", "403", "408", "413", "422"} <= set(responses)
+
+
+def test_audit_and_metrics_record_what_the_client_got_when_no_route_answered(tmp_path):
+    """BentoML's request timeout (its own middleware, here with 0.2 s) cancels a request and answers 504; a client
+    that goes away mid-body gets nothing (499). Both were recorded as 500 without a key id."""
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+    audit = AuditTrail(tmp_path / "audit.jsonl", tmp_path / "secret").prepare()
+
+    async def never_answers(scope, receive, send) -> None:
+        await asyncio.Event().wait()
+
+    def run(receive_messages: list[dict]) -> list[dict]:
+        sent: list[dict] = []
+        scope = {"type": "http", "method": "POST", "path": "/v1/cml-tfr/predict", "query_string": b"",
+                 "headers": [(b"authorization", f"Bearer {CLINIC}".encode())]}
+        messages = iter(receive_messages)
+
+        async def receive() -> dict:
+            return next(messages)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        app = TimeoutMiddleware(ServiceMiddleware(never_answers, keys=KEYS, routes=[], audit=audit, roles=ROLES),
+                                timeout=0.2)
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    sent = run([{"type": "http.request", "body": b"{}", "more_body": False}])
+    assert sent[0]["status"] == 504
+    run([{"type": "http.request", "body": b'{"a"', "more_body": True}, {"type": "http.disconnect"}])
+    lines = [json.loads(line) for line in audit.path.read_text().splitlines()]
+    assert [(line["status"], line["key_id"]) for line in lines] == [(504, "clinic"), (499, "clinic")]
 
 
 # --- make serve ----------------------------------------------------------------------------------------------
