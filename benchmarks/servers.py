@@ -222,9 +222,12 @@ def start_service(models_dir: Path, workdir: Path, port: int | None = None, key_
     descriptor = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write("".join(f"{line}\n" for line in (f"bench:{key}", *key_lines)))
+    # Its own BENTOML_HOME: BentoML keeps the Prometheus multiprocess files in $BENTOML_HOME/prometheus_multiproc_dir
+    # and empties that folder at every start, so servers sharing one would wipe and mix each other's metrics.
     env = server_env(MODELS_DIR=str(models_dir), API_KEYS_FILE=str(keys),
                      AUDIT_LOG_FILE=str(workdir / "logs" / "audit.jsonl"),
-                     AUDIT_SECRET_FILE=str(workdir / "secrets" / "audit_secret"), **env_extra)
+                     AUDIT_SECRET_FILE=str(workdir / "secrets" / "audit_secret"),
+                     BENTOML_HOME=str(workdir / "bentoml_home"), **env_extra)
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService",
                "--host", "127.0.0.1", "--port", str(port)]
     return _launch("service", command, env, workdir, port, {"Authorization": f"Bearer {key}"})

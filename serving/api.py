@@ -136,9 +136,10 @@ def _location(loc: tuple[Any, ...] | list[Any], prefix: str = "", issue: dict[st
 
 def _reason(issue: dict[str, Any]) -> str:
     if issue.get("type") == "json_invalid":
-        loc, problem = issue.get("loc") or (), str((issue.get("ctx") or {}).get("error", "")).lower()
-        position = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
-        return f"body is not valid JSON ({problem + position or 'syntax error'})".replace("( at", "(at")
+        loc = issue.get("loc") or ()
+        what = str((issue.get("ctx") or {}).get("error") or "syntax error").lower()
+        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return f"body is not valid JSON ({what}{where})"
     return str(issue.get("msg", "invalid value"))
 
 

@@ -74,7 +74,9 @@ def live_server(trained_store, trained_all_hsct, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "API_KEYS_FILE": str(keys),
            "AUDIT_LOG_FILE": str(server.audit), "AUDIT_SECRET_FILE": str(server.audit_secret),
-           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True"}
+           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True",
+           # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at every start: another server must not wipe ours
+           "BENTOML_HOME": str(root / "bentoml_home")}
     log = server.log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",
