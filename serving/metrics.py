@@ -31,6 +31,7 @@ class ServiceMetrics:
         self.requests_in_progress = Gauge(
             "relapse_risk_requests_in_progress", "Requests being answered now, by route template", ["route"],
             multiprocess_mode="livesum")
+        self._in_progress: dict[str, Any] = {}
         self.predictions = Counter(
             "relapse_risk_predictions", "Patients answered, by task, model version and route",
             ["task", "model_version", "route"])
@@ -46,7 +47,11 @@ class ServiceMetrics:
         self.request_seconds.labels(route=route, method=method, status=str(status)).observe(seconds)
 
     def in_progress(self, route: str) -> Any:
-        return self.requests_in_progress.labels(route=route)
+        """The gauge of a route (kept: `labels` costs more than the increment, and routes are a bounded set)."""
+        gauge = self._in_progress.get(route)
+        if gauge is None:
+            gauge = self._in_progress[route] = self.requests_in_progress.labels(route=route)
+        return gauge
 
     def count_answers(self, route: str, answers: list[dict[str, Any]]) -> None:
         for answer in answers:

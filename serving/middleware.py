@@ -255,24 +255,30 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int, timeout: f
     length = _header(scope, b"content-length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
         return b"", "too_large"
-    chunks, size = [], 0
+    if length is None and _header(scope, b"transfer-encoding") is None:
+        return await _receive_body(receive, limit)  # no body announced: nothing to wait for (most GETs)
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return b"", "disconnected"
-                if message["type"] != "http.request":
-                    break
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    return b"", "too_large"
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
+            return await _receive_body(receive, limit)
     except TimeoutError:
         return b"", "timeout"
+
+
+async def _receive_body(receive: Any, limit: int) -> tuple[bytes, str]:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", "disconnected"
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", "too_large"
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks), "complete"
 
 
