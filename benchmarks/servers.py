@@ -209,18 +209,25 @@ def task_models_dir(models_dir: Path, task: str, workdir: Path) -> Path:
     return target
 
 
-def start_service(models_dir: Path, workdir: Path, port: int | None = None) -> Server:
-    """`bentoml serve serving.service:RelapseRiskService` on loopback with temporary key, audit and secret files."""
+def start_service(models_dir: Path, workdir: Path, port: int | None = None, key_lines: tuple[str, ...] = (),
+                  **env_extra: str) -> Server:
+    """`bentoml serve serving.service:RelapseRiskService` on loopback with temporary key, audit and secret files.
+
+    `key_lines` adds `key_id:key[:roles]` lines to the key file; `env_extra` sets variables such as METRICS_ACCESS.
+    """
     port = port or free_port()
     key = secrets.token_urlsafe(24)
     keys = workdir / "secrets" / "api_keys"
     keys.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(f"bench:{key}\n")
+        handle.write("".join(f"{line}\n" for line in (f"bench:{key}", *key_lines)))
+    # Its own BENTOML_HOME: BentoML keeps the Prometheus multiprocess files in $BENTOML_HOME/prometheus_multiproc_dir
+    # and empties that folder at every start, so servers sharing one would wipe and mix each other's metrics.
     env = server_env(MODELS_DIR=str(models_dir), API_KEYS_FILE=str(keys),
                      AUDIT_LOG_FILE=str(workdir / "logs" / "audit.jsonl"),
-                     AUDIT_SECRET_FILE=str(workdir / "secrets" / "audit_secret"))
+                     AUDIT_SECRET_FILE=str(workdir / "secrets" / "audit_secret"),
+                     BENTOML_HOME=str(workdir / "bentoml_home"), **env_extra)
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService",
                "--host", "127.0.0.1", "--port", str(port)]
     return _launch("service", command, env, workdir, port, {"Authorization": f"Bearer {key}"})

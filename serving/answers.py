@@ -16,6 +16,12 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024
 MAX_BATCH_PATIENTS = 1000
 MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS = 50
+# A body must arrive whole within this many seconds (408 otherwise; REQUEST_BODY_TIMEOUT_SECONDS changes it), well
+# inside the server's timeout for a whole request (BentoML answers 504 past it).
+BODY_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+# Field names a client sent (an unknown field) are echoed in `location` cut to this many characters, then "…".
+MAX_ECHOED_NAME_CHARS = 64
 
 WARNING_CODES = {
     "outside_training_range": "a number lies outside the range seen in training (field names it)",
@@ -42,7 +48,9 @@ def error(status: int, code: str, message: str, fields: list[dict[str, str]] | N
 
 class FieldError(BaseModel):
     location: str = Field(description="where the problem is: `body.<field>`, `body.patients.<i>.<field>` in a "
-                                      "batch, `header.authorization`, or `body` for the whole body",
+                                      "batch, `header.authorization`, or `body` for the whole body (a JSON syntax "
+                                      "error: its position is in `reason`); a field name the schema does not know "
+                                      f"is cut to {MAX_ECHOED_NAME_CHARS} characters and `…`",
                           examples=["body.tki_years"])
     reason: str = Field(description="the rule the value breaks (the value itself is never echoed)",
                         examples=["Input should be less than or equal to 40"])
@@ -53,8 +61,9 @@ class ErrorBody(BaseModel):
         "code": "invalid_request", "message": "1 field(s) failed validation",
         "fields": [{"location": "body.tki_years", "reason": "Input should be less than or equal to 40"}]}]})
 
-    code: str = Field(description="machine-readable: invalid_request, unauthorized, request_too_large, "
-                                  "too_many_patients, no_model, not_found, method_not_allowed, internal_error")
+    code: str = Field(description="machine-readable: invalid_request, unauthorized, forbidden, request_timeout, "
+                                  "request_too_large, too_many_patients, no_model, not_found, method_not_allowed, "
+                                  "internal_error")
     message: str = Field(description="what went wrong, with the limit when a limit was exceeded")
     fields: list[FieldError] = Field(default_factory=list, description="one entry per bad field (may be empty)")
 

@@ -27,6 +27,7 @@ from serving.answers import (
     MAX_BATCH_PATIENTS,
     MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS,
     MAX_BODY_BYTES,
+    MAX_ECHOED_NAME_CHARS,
     WARNING_CODES,
     BatchResult,
     ErrorBody,
@@ -40,15 +41,22 @@ from serving.answers import (
 from serving.audit import AuditTrail
 from serving.champions import ChampionRegistry, LoadedChampion
 from serving.metrics import exposition, service_metrics
-from serving.middleware import PROTECTED_PREFIXES, ServiceMiddleware
+from serving.middleware import METRICS_PATH, NOT_FOUND, PROTECTED_PREFIXES, AccessSettings, ServiceMiddleware
 from serving.page import add_page
 from serving.request_models import patient_request_model
 from training.prediction import explain_patient, predict_patients
 
 # The 4xx/5xx answers each kind of route can give, all in the error shape.
-_ERRORS = {401: "missing or wrong API key", 413: "request body over the route's size limit (the message states it)",
+_ERRORS = {401: "missing or wrong API key", 403: "the key lacks the role this route needs (`admin` for /admin)",
+           408: "the body did not arrive within the stated time",
+           413: "request body over the route's size limit (the message states it)",
            422: "invalid request: each bad field and why (values are never echoed)",
            404: "the champion has no model card", 503: "no champion model loaded for this task"}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    return {"description": _ERRORS[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -64,20 +72,24 @@ def _text(description: str, *extra: int) -> dict[int | str, dict[str, Any]]:
     return answers
 
 
-DESCRIPTION = f"""
+DESCRIPTION = """
 Individual relapse-risk estimates from registry-trained survival models: the probability of each endpoint at
 the clinical horizons, monthly curves, a risk group, contributions in percentage points and warnings.
 
-**Authentication.** Every `/v1` and `/admin` route needs `Authorization: Bearer <key>` (keys: `key_id:key` lines
-in the file named by `API_KEYS_FILE`). Health routes (`/livez`, `/readyz`, `/healthz`, `/metrics`) are open.
+**Authentication.** Every `/v1` route needs `Authorization: Bearer <key>` of a key with the role `predict`, every
+`/admin` route one with the role `admin` (keys: `key_id:key[:roles]` lines in the file named by `API_KEYS_FILE`;
+401 without a known key, 403 without the role). Health routes (`/livez`, `/readyz`, `/healthz`) are open;
+`/metrics` is {metrics}.
 
 **Errors.** Every 4xx (and the 503 without a model) answers `{{"code", "message", "fields": [{{"location",
-"reason"}}]}}`; a rejected value is never echoed. Every answer of these routes carries an `X-Request-ID` header,
-which the audit trail records beside the key id, the model and a keyed digest of the input (never a patient
-value).
+"reason"}}]}}`, unknown paths and methods included; a rejected value is never echoed, and a field name the
+schema does not know is echoed cut to {MAX_ECHOED_NAME_CHARS} characters. Every answer of these routes carries an
+`X-Request-ID` header, which the audit trail records beside the key id, the model and a keyed digest of the input
+(never a patient value).
 
-**Limits.** Request bodies: {MAX_BODY_BYTES} bytes ({MAX_BATCH_BODY_BYTES} for `predict-batch`; 413 past it).
-Batches: at most {MAX_BATCH_PATIENTS} patients, or {MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} with
+**Limits.** Request bodies: {MAX_BODY_BYTES} bytes ({MAX_BATCH_BODY_BYTES} for `predict-batch`; 413 past it),
+arriving whole within {body_timeout} s of the request (408 past it, for instance a body shorter than its
+Content-Length). Batches: at most {MAX_BATCH_PATIENTS} patients, or {MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} with
 `include_contributions` (422 past it).
 
 **Units.** Event times and horizons in months; treatment and response durations in years; BCR-ABL1 halving
@@ -85,7 +97,18 @@ time in days; MRD as log10 of the leukaemic-cell fraction. Probabilities lie in 
 percentage points.
 
 **Warnings** (the answer stands, but treat it with caution):
-""" + "\n".join(f"- `{code}`: {text}" for code, text in WARNING_CODES.items())
+"""
+_METRICS_ACCESS = {"open": "open", "key": "served only to a key with the role `metrics` or `admin`",
+                   "off": "not served"}
+
+
+def _description(settings: AccessSettings) -> str:
+    return DESCRIPTION.format(
+        metrics=_METRICS_ACCESS[settings.metrics], body_timeout=f"{settings.body_timeout_seconds:g}",
+        MAX_BODY_BYTES=MAX_BODY_BYTES, MAX_BATCH_BODY_BYTES=MAX_BATCH_BODY_BYTES,
+        MAX_BATCH_PATIENTS=MAX_BATCH_PATIENTS, MAX_ECHOED_NAME_CHARS=MAX_ECHOED_NAME_CHARS,
+        MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS=MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS,
+    ) + "\n".join(f"- `{code}`: {text}" for code, text in WARNING_CODES.items())
 
 
 def _swagger_assets() -> Path | None:
@@ -100,13 +123,24 @@ def _swagger_assets() -> Path | None:
 
 # --- request preparation shared by /predict and /predict-batch -----------------------------------------------
 
-def _location(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
-    return ".".join([prefix, *(str(part) for part in loc)] if prefix else [str(p) for p in loc]) or "body"
+def _echoed(part: Any) -> str:
+    """A part of a location; a name a client made up (an unknown field) is cut to a stated length."""
+    text = str(part)
+    return text if len(text) <= MAX_ECHOED_NAME_CHARS else text[:MAX_ECHOED_NAME_CHARS] + "…"
+
+
+def _location(loc: tuple[Any, ...] | list[Any], prefix: str = "", issue: dict[str, Any] | None = None) -> str:
+    if issue is not None and issue.get("type") == "json_invalid":
+        return prefix or "body"  # its loc ends with a character offset, which would read as a field name
+    return ".".join([prefix, *(_echoed(part) for part in loc)] if prefix else [_echoed(p) for p in loc]) or "body"
 
 
 def _reason(issue: dict[str, Any]) -> str:
     if issue.get("type") == "json_invalid":
-        return "body is not valid JSON"
+        loc = issue.get("loc") or ()
+        what = str((issue.get("ctx") or {}).get("error") or "syntax error").lower()
+        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return f"body is not valid JSON ({what}{where})"
     return str(issue.get("msg", "invalid value"))
 
 
@@ -137,20 +171,25 @@ def _explain_options(request: BaseModel) -> tuple[str | None, float | None]:
 
 # --- the app -------------------------------------------------------------------------------------------
 
-def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTrail | None = None) -> FastAPI:
-    """`keys` is read at each request, so a service may fill it after building the app. Without `audit` no
-    audit line is written (the service always passes one)."""
-    app = FastAPI(title="Relapse-risk prediction service", description=DESCRIPTION, version="1",
+def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTrail | None = None,
+               roles: dict[str, frozenset[str]] | None = None, settings: AccessSettings | None = None) -> FastAPI:
+    """`keys` and `roles` (key id -> roles; `predict` for a key not in it) are read at each request, so a service
+    may fill them after building the app. Without `audit` no audit line is written (the service always passes
+    one). `settings` default to METRICS_ACCESS and REQUEST_BODY_TIMEOUT_SECONDS from the environment."""
+    settings = settings or AccessSettings.from_env()
+    app = FastAPI(title="Relapse-risk prediction service", description=_description(settings), version="1",
                   docs_url=None, redoc_url=None,
                   openapi_tags=[{"name": "health", "description": "open: liveness, readiness, Prometheus metrics"},
                                 {"name": "admin", "description": "operations (API key needed)"},
                                 *({"name": t.schema.task, "description": t.schema.title} for t in TASKS.values())])
     app.state.champions = champions
-    app.add_middleware(ServiceMiddleware, keys=keys, routes=app.router.routes, audit=audit)
+    app.add_middleware(ServiceMiddleware, keys=keys, routes=app.router.routes, audit=audit, roles=roles,
+                       settings=settings)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
-        fields = [{"location": _location(issue.get("loc", ())), "reason": _reason(issue)} for issue in exc.errors()]
+        fields = [{"location": _location(issue.get("loc", ()), issue=issue), "reason": _reason(issue)}
+                  for issue in exc.errors()]
         return error(422, "invalid_request", f"{len(fields)} field(s) failed validation", fields)
 
     @app.exception_handler(StarletteHTTPException)
@@ -158,8 +197,10 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
         if exc.status_code == 400:  # a body FastAPI cannot parse (e.g. not UTF-8): the error contract says 422
             return error(422, "invalid_request", "the body could not be parsed",
                          [{"location": "body", "reason": "body is not valid JSON (UTF-8)"}])
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        code, message = {404: ("not_found", NOT_FOUND), 405: ("method_not_allowed", "this route does not take "
+                                                           "this method (the Allow header lists those it takes)")
+                         }.get(exc.status_code, ("http_error", str(exc.detail)))
+        return error(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     _add_operational_routes(app, champions)
     add_page(app)  # the risk-calculator page at / and its assets
@@ -172,12 +213,18 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
             document = get_openapi(title=app.title, version=app.version, description=app.description,
                                    routes=app.routes, tags=app.openapi_tags)
             document.setdefault("components", {})["securitySchemes"] = {"apiKey": {
-                "type": "http", "scheme": "bearer", "description": "an API key: the `key` of a `key_id:key` line "
-                                                                  "in the file named by API_KEYS_FILE"}}
+                "type": "http", "scheme": "bearer", "description": "an API key: the `key` of a `key_id:key[:roles]` "
+                                                                  "line in the file named by API_KEYS_FILE"}}
+            if settings.metrics == "off":
+                document["paths"].pop(METRICS_PATH, None)
             for path, operations in document["paths"].items():
-                if path.startswith(PROTECTED_PREFIXES):
-                    for operation in operations.values():
+                keyed = path.startswith(PROTECTED_PREFIXES) or (path == METRICS_PATH and settings.metrics == "key")
+                for method, operation in operations.items():
+                    if keyed:
                         operation["security"] = [{"apiKey": []}]
+                    # Answered by the middleware for every route: a key without the role, a body that never came.
+                    for status in ((401, 403) if keyed else ()) + ((408,) if method in ("post", "put") else ()):
+                        operation["responses"].setdefault(str(status), _error_response(status))
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -186,8 +233,8 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
 
 
 def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
-    # On the real server BentoML answers /livez, /healthz, /readyz and /metrics itself (the service's
-    # __is_ready__ hook gives /readyz the same meaning); these serve the bare app and document the routes.
+    # On the real server BentoML answers GET /livez, /healthz and /readyz itself (the service's __is_ready__ hook
+    # gives /readyz the same meaning); these serve the bare app and document the routes. /metrics is always ours.
     @app.get("/livez", tags=["health"], summary="liveness: the process answers", response_class=PlainTextResponse,
              responses=_text("alive"))
     def livez() -> str:
@@ -207,9 +254,10 @@ def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
              responses=_text("Prometheus text format: relapse_risk_request_duration_seconds (per route), "
-                             "relapse_risk_predictions_total (per task and model version), "
-                             "relapse_risk_prediction_warnings_total, relapse_risk_model_reloads_total"),
-             summary="Prometheus metrics")
+                             "relapse_risk_requests_in_progress, relapse_risk_predictions_total (per task and "
+                             "model version), relapse_risk_prediction_warnings_total, "
+                             "relapse_risk_model_reloads_total"),
+             summary="Prometheus metrics (open, behind a key or off: METRICS_ACCESS)")
     def metrics() -> Response:
         content, media_type = exposition()
         return Response(content, media_type=media_type)
@@ -227,7 +275,7 @@ def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-light-32x32.png")
 
-    @app.post("/admin/reload", tags=["admin"], response_model=ReloadReport, responses=_responses(401, 413),
+    @app.post("/admin/reload", tags=["admin"], response_model=ReloadReport, responses=_responses(401, 403, 413),
               summary="check champion.json now and load a new champion; a broken one leaves the old serving")
     def reload(request: Request) -> Any:
         reports = champions.refresh(force=True)
@@ -456,7 +504,7 @@ def _validate_batch(schema: TaskSchema, request_model: type[BaseModel], patients
         try:
             parsed.append((index, request_model.model_validate(item)))
         except ValidationError as exc:
-            fields = [{"location": _location(issue["loc"], f"body.patients.{index}"), "reason": _reason(issue)}
+            fields = [{"location": _location(issue["loc"], f"body.patients.{index}", issue), "reason": _reason(issue)}
                       for issue in exc.errors(include_url=False, include_input=False)]
             results[index] = _item_error(index, fields)
     prepared = prepare_patients(schema, [p.model_dump(exclude={"explain"}) for _, p in parsed]) if parsed else []

@@ -4,6 +4,10 @@ Each worker checks the pointers at most once a second (and at once on `POST /adm
 champion only after it loads and a smoke prediction on it passes. A version that fails either is logged and
 reported, the previous champion keeps serving, and it is not retried until champion.json changes again or a
 reload is forced: a broken export never causes a failed request.
+
+The folder a pointer names must lie inside the models folder (a relative path without `..`, which after symlinks
+are followed still lies inside it) and hold a bundle of the pointer's task: whoever can write one champion.json
+must not be able to make the service load code-bearing files from anywhere else on the machine.
 """
 
 from __future__ import annotations
@@ -36,6 +40,21 @@ class LoadedChampion:
 
 def _smoke_patient(bundle: ModelBundle) -> dict[str, Any]:
     return {p["name"]: p["example"] for p in bundle.schema["predictors"]}
+
+
+class PointerOutsideModels(ValueError):
+    """champion.json names a folder outside the models folder."""
+
+
+def bundle_folder(models_dir: Path, task: str, path: Any) -> Path:
+    """models_dir/task/path, refused when `path` is absolute, climbs with `..`, or resolves (symlinks followed)
+    outside models_dir."""
+    relative = Path(str(path))
+    folder = models_dir / task / relative
+    if relative.is_absolute() or ".." in relative.parts or not folder.resolve().is_relative_to(models_dir.resolve()):
+        raise PointerOutsideModels(f"champion.json must name a folder inside {models_dir}/{task}/ (a relative path, "
+                                   "no '..', no symlink out of the models folder)")
+    return folder
 
 
 def _signature(pointer: dict[str, Any]) -> tuple[str, str]:
@@ -87,10 +106,13 @@ class ChampionRegistry:
         if failure and failure[0] == _signature(pointer) and not retry_failed:
             return self._report(task, "failed", serving, version, failure[1] + self._keeps(serving))
         try:
-            bundle = ModelBundle.load(self.models_dir / task / str(pointer["path"]))
+            bundle = ModelBundle.load(bundle_folder(self.models_dir, task, pointer["path"]))
+            if bundle.task != task:
+                raise ValueError(f"the folder holds a bundle of task {bundle.task}")
             predict_patient(bundle, _smoke_patient(bundle))  # must pass before the swap
         except Exception as exc:  # noqa: BLE001 - any failure of a new export must leave the old one serving
-            reason = f"version {version} failed to load or failed its smoke prediction ({type(exc).__name__}: {exc})"
+            reason = (f"version {version} refused: {exc}" if isinstance(exc, PointerOutsideModels) else
+                      f"version {version} failed to load or failed its smoke prediction ({type(exc).__name__}: {exc})")
             reason = reason[:500]
             self.failed[task] = (_signature(pointer), reason)
             logger.error("%s: %s%s", task, reason, self._keeps(serving))

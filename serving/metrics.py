@@ -1,6 +1,10 @@
-"""Prometheus metrics of the service: per-route latency histograms, predictions per model version, warnings
-and reloads. On the real server they appear at BentoML's `/metrics` beside its own (which it collects from
-every worker); the bare app serves them at its own `/metrics`.
+"""Prometheus metrics of the service: per-route latency histograms, requests in progress, predictions per model
+version, warnings and reloads, served at the app's `/metrics` (from every worker under BentoML's multiprocess
+collector). BentoML's own request metrics are turned off (serving/service.py): they label requests with the raw
+path, so every distinct URL a stranger sends would add series for good.
+
+Every label takes a bounded set of values, whatever a client sends: the route template (`unmatched` for none),
+the method (`other` past the usual ones), the status, and task, model version and warning code from the bundles.
 
 prometheus_client is imported on first use, never when this module is imported: BentoML's workers set
 PROMETHEUS_MULTIPROC_DIR after importing the service module, and prometheus_client picks its multiprocess mode
@@ -13,16 +17,21 @@ import os
 import threading
 from typing import Any
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         self.request_seconds = Histogram(
             "relapse_risk_request_duration_seconds", "Request latency by route template, method and status",
             ["route", "method", "status"], buckets=LATENCY_BUCKETS)
+        self.requests_in_progress = Gauge(
+            "relapse_risk_requests_in_progress", "Requests being answered now, by route template", ["route"],
+            multiprocess_mode="livesum")
+        self._in_progress: dict[str, Any] = {}
         self.predictions = Counter(
             "relapse_risk_predictions", "Patients answered with a probability, one per patient, by task, model "
             "version and route (predict, predict-batch, explain, stop-timing; a refused patient is not counted)",
@@ -35,7 +44,15 @@ class ServiceMetrics:
             ["task", "outcome"])
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
         self.request_seconds.labels(route=route, method=method, status=str(status)).observe(seconds)
+
+    def in_progress(self, route: str) -> Any:
+        """The gauge of a route (kept: `labels` costs more than the increment, and routes are a bounded set)."""
+        gauge = self._in_progress.get(route)
+        if gauge is None:
+            gauge = self._in_progress[route] = self.requests_in_progress.labels(route=route)
+        return gauge
 
     def count_answers(self, route: str, answers: list[dict[str, Any]]) -> None:
         """One prediction per patient answered (a stop-timing answer with its four options is one patient) and

@@ -4,15 +4,14 @@ No build step, no CDN, no external request: the page reads the OpenAPI document 
 request models, then `/v1/<task>/model` and `/v1/<task>/model-card` with the API key the clinician enters (kept in
 sessionStorage), and draws the curves and the contributions' waterfall as inline SVG.
 
-BentoML adds its own index page at `/` (with a Google Tag Manager snippet) to the server's router. `PageFirst` is an
-ASGI middleware the service adds with `add_asgi_middleware`: it runs before BentoML's router and hands `/` and the
-page's assets straight to our app, so the page does not depend on the order of BentoML's routes.
+BentoML adds its own index page at `/` (with a Google Tag Manager snippet) to the server's router. `AppFirst`
+(serving/middleware.py), which the service adds with `add_asgi_middleware`, hands every request but BentoML's probes
+straight to our app, so the page does not depend on the order of BentoML's routes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -40,23 +39,3 @@ def add_page(app: FastAPI) -> None:
 
     app.mount(ASSETS_PATH, StaticFiles(directory=STATIC), name="calculator")
 
-
-def is_page_path(path: str) -> bool:
-    return path == "/" or path.startswith(ASSETS_PATH + "/")
-
-
-class PageFirst:
-    """ASGI middleware: `/` and the page's assets go to `page_app` before the wrapped app's router sees them.
-
-    BentoML 1.4 routes `/` to its own index page unless a mounted app's route matches first; this makes `/` ours
-    whatever the route order (add with `Service.add_asgi_middleware(PageFirst, page_app=app)`)."""
-
-    def __init__(self, app: Any, *, page_app: Any) -> None:
-        self.app = app
-        self.page_app = page_app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and is_page_path(scope["path"]):
-            await self.page_app(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)

@@ -1,12 +1,16 @@
 """The BentoML service: loads every task's champion from models/ once per worker and mounts the HTTP app.
 
 xgboost is imported only when a worker loads a bundle (in `__init__`), not at module level, because BentoML's
-arbiter imports this module too. BentoML answers `/livez`, `/healthz`, `/readyz` and `/metrics` itself, before
-the mounted app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded", and the
-app's metrics (created in the worker, after BentoML has set up Prometheus' multiprocess mode) appear in its
-`/metrics`.
-BentoML also routes `/` to its own index page (with a Google Tag Manager snippet); the `PageFirst` middleware sends
-`/` and the page's assets to the app before BentoML's router sees them (serving/page.py).
+arbiter imports this module too. BentoML answers GET `/livez`, `/healthz` and `/readyz` itself, before the mounted
+app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded".
+
+Everything else goes to the app (`AppFirst`, serving/middleware.py): BentoML's router would answer `/` with its own
+index page (with a Google Tag Manager snippet), and unknown paths and wrong methods in plain text without a request
+id. BentoML's own request metrics are off (`metrics={"enabled": False}`): its instrument is the outermost
+middleware and labels every request with the raw path, so each distinct URL a stranger sends would add series to
+the worker's memory and to `/metrics` for good, and no middleware of ours runs early enough to bound that label.
+`/metrics` is then the app's, with the service's bounded series (route template or `unmatched`), served as
+METRICS_ACCESS says.
 """
 
 import os
@@ -14,23 +18,27 @@ import os
 import bentoml
 
 from features.tasks import TASKS
+from serving.answers import REQUEST_TIMEOUT_SECONDS
 from serving.api import create_app
 from serving.audit import AuditTrail
-from serving.auth import keys_file, read_keys
+from serving.auth import keys_file, parse_key_lines
 from serving.champions import ChampionRegistry
-from serving.page import PageFirst
+from serving.middleware import AccessSettings, AppFirst
 
 champions = ChampionRegistry(os.environ.get("MODELS_DIR", "models"), list(TASKS))
 api_keys: dict[str, str] = {}
+key_roles: dict[str, frozenset[str]] = {}
 audit = AuditTrail()  # paths from AUDIT_LOG_FILE and AUDIT_SECRET_FILE; opened in __init__
-app = create_app(champions, api_keys, audit)
+app = create_app(champions, api_keys, audit, key_roles, AccessSettings.from_env())
 
 
-@bentoml.service(name="relapse_risk", workers=1, traffic={"timeout": 30})
+@bentoml.service(name="relapse_risk", workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS},
+                 metrics={"enabled": False})
 @bentoml.asgi_app(app, path="/")
 class RelapseRiskService:
     def __init__(self) -> None:
-        api_keys.update(read_keys(keys_file()))
+        for key_id, key, roles in parse_key_lines(keys_file().read_text()):
+            api_keys[key_id], key_roles[key_id] = key, roles
         audit.prepare()
         champions.refresh(force=True)
 
@@ -38,5 +46,4 @@ class RelapseRiskService:
         return champions.ready()
 
 
-# BentoML's router would answer `/` with its own index page; this middleware wraps that router, so `/` is ours.
-RelapseRiskService.add_asgi_middleware(PageFirst, page_app=app)
+RelapseRiskService.add_asgi_middleware(AppFirst, own_app=app)

@@ -141,8 +141,9 @@
       } catch (error) {
         continue;
       }
-      if (response.status === 401) {
-        askForKey("The key was refused: enter it again.");
+      if (response.status === 401 || response.status === 403) {
+        askForKey(response.status === 403 ? "This key may not request predictions (it lacks the role predict): "
+                                            + "enter another." : "The key was refused: enter it again.");
         return;
       }
       if (!response.ok) continue; // no champion for this task (503)

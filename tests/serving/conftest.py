@@ -68,13 +68,15 @@ def live_server(trained_store, trained_all_hsct, tmp_path_factory):
     shutil.copytree(trained_store.models_dir, models_dir)
     keys = root / "secrets" / "api_keys"
     keys.parent.mkdir()
-    keys.write_text(f"ci:{LIVE_KEY}\n")
+    keys.write_text(f"ci:{LIVE_KEY}:predict,admin\n")  # admin: the reload tests reload
     server = LiveServer(base="", log=root / "server.log", audit=root / "logs" / "audit.jsonl",
                         audit_secret=root / "secrets" / "audit_secret", models_dir=models_dir)
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "API_KEYS_FILE": str(keys),
            "AUDIT_LOG_FILE": str(server.audit), "AUDIT_SECRET_FILE": str(server.audit_secret),
-           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True"}
+           "PYTHONPATH": str(REPO), "BENTOML_DO_NOT_TRACK": "True",
+           # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at every start: another server must not wipe ours
+           "BENTOML_HOME": str(root / "bentoml_home")}
     log = server.log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",

@@ -43,7 +43,8 @@ def audit(tmp_path_factory) -> AuditTrail:
 
 @pytest.fixture(scope="module")
 def client(store, audit) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(store, ["cml_tfr", "all_hsct"]), {"ops": KEY}, audit))
+    return TestClient(create_app(ChampionRegistry(store, ["cml_tfr", "all_hsct"]), {"ops": KEY}, audit,
+                                 {"ops": frozenset({"predict", "admin"})}))
 
 
 def audit_lines(audit: AuditTrail) -> list[dict]:

@@ -1,5 +1,5 @@
 """The risk-calculator page in process: `/` and its assets come from the bare app, load nothing from outside, and
-`PageFirst` keeps `/` ours in front of a router that has its own `/` (as BentoML's has)."""
+`AppFirst` keeps `/` ours in front of a router that has its own `/` (as BentoML's has)."""
 
 import re
 
@@ -12,7 +12,8 @@ from starlette.routing import Route
 from features.tasks import TASKS
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from serving.page import ASSETS_PATH, STATIC, PageFirst
+from serving.middleware import AppFirst
+from serving.page import ASSETS_PATH, STATIC
 
 # XML namespace names are identifiers that a browser never fetches; no other URL may appear in the page's files.
 NAMESPACES = {"http://www.w3.org/2000/svg"}
@@ -67,22 +68,22 @@ def test_the_page_needs_no_key_and_stays_out_of_the_api_document(app):
     assert "/" not in paths and not any(p.startswith(ASSETS_PATH) for p in paths)
 
 
-def test_page_first_answers_root_before_a_router_with_its_own_index(app):
+def test_app_first_answers_root_before_a_router_with_its_own_index(app):
     async def bento_index(_):
         return PlainTextResponse("bentoml index with a tag manager")
 
-    async def other(_):
-        return PlainTextResponse("other route")
+    async def probe(_):
+        return PlainTextResponse("bentoml probe")
 
-    router = Starlette(routes=[Route("/", bento_index), Route("/other", other)])
-    client = TestClient(PageFirst(router, page_app=app))
+    router = Starlette(routes=[Route("/", bento_index), Route("/livez", probe)])
+    client = TestClient(AppFirst(router, own_app=app))
     assert "Relapse-risk calculator" in client.get("/").text
     assert client.get(f"{ASSETS_PATH}/calculator.js").status_code == 200
-    assert client.get("/other").text == "other route"
-    assert TestClient(router).get("/").text.startswith("bentoml index")  # what PageFirst is there for
+    assert client.get("/livez").text == "bentoml probe"  # BentoML keeps its probes
+    assert TestClient(router).get("/").text.startswith("bentoml index")  # what AppFirst is there for
 
 
-def test_the_service_adds_page_first_around_bentoml():
+def test_the_service_adds_app_first_around_bentoml():
     import serving.service as service
 
-    assert (PageFirst, {"page_app": service.app}) in service.RelapseRiskService.middlewares
+    assert (AppFirst, {"own_app": service.app}) in service.RelapseRiskService.middlewares
