@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.bundle import ModelBundle
-from training.prediction import predict_patient
+from risk_model.bundle import ModelBundle
+from risk_model.prediction import predict_patient
 
 CHECK_INTERVAL_SECONDS = 1.0
 logger = logging.getLogger("serving.champions")

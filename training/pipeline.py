@@ -21,14 +21,13 @@ import pandas as pd
 from features.registry_file import load_registry_file
 from features.task_schema import TaskSchema, validate_frame
 from features.tasks import EndpointTarget, Task, get_task
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
+from risk_model.ood import out_of_distribution_reference
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
-from training.intervals import fit_replicates
 from training.model_card import ModelCardInputs, build_model_card
-from training.ood import out_of_distribution_reference
 from training.promotion import (
     PromotionDecision,
     PromotionGates,
@@ -41,6 +40,7 @@ from training.promotion import (
     mark_champion,
     read_champion,
 )
+from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
 from training.splits import hold_out_centres, tuning_folds
 from training.tune import TuningResult, tune_xgboost
@@ -394,7 +394,7 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
         registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),
-        code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "training")],
+        code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "risk_model", "training")],
     )
     return str(info.registered_model_version)
 

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget
+from risk_model.bundle import ModelBundle
 from training.bootstrap import bootstrap_indices
-from training.bundle import ModelBundle
 from training.evaluate import concordance_with_se, evaluate_bundle, net_benefit, subset_target, uno_tau
 
 GATES_FILE = Path(__file__).with_name("promotion_gates.toml")

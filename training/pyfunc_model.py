@@ -8,7 +8,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 
 
 class RelapseRiskModel(mlflow.pyfunc.PythonModel):

@@ -77,7 +77,7 @@ def test_real_server_refuses_bad_requests_with_the_error_shape(server):
 
 
 def test_serving_imports_no_training_library():
-    code = ("import sys; import serving.service, serving.api, serving.champions, serving.score, training.prediction; "
+    code = ("import sys; import serving.service, serving.api, serving.champions, serving.score, risk_model.prediction; "
             f"print([m for m in {TRAINING_ONLY!r} if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -12,11 +12,11 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import CURVE_MONTHS, ModelBundle
+from risk_model.bundle import CURVE_MONTHS, ModelBundle
+from risk_model.preprocessing import Preprocessor
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
-from training.preprocessing import Preprocessor
 
 SEED = 13
 HORIZONS = np.array(CML_TFR_SCHEMA.horizons_months, dtype=float)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.bundle import ModelBundle
-from training.intervals import endpoint_intervals
+from risk_model.bundle import ModelBundle
+from risk_model.intervals import endpoint_intervals
 
 DELAYS_MONTHS = (0, 6, 12, 24)
 RISK_HORIZONS_MONTHS = (12, 24)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.breslow import BreslowBaseline
-from training.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
+from risk_model.breslow import BreslowBaseline
+from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
@@ -125,9 +125,9 @@ class ModelBundle:
     # The model card of the registered version (training/model_card.py): {"markdown": ..., "html": ...};
     # empty in bundles exported before model cards existed.
     model_card: dict[str, str] = field(default_factory=dict)
-    # Bootstrap refits of every cause (training/intervals.py): the 95 % intervals on each probability.
+    # Bootstrap refits of every cause (risk_model/intervals.py): the 95 % intervals on each probability.
     replicates: list[dict[str, CauseModel]] = field(default_factory=list)
-    # Out-of-distribution reference (training/ood.py): encoding, training mean and precision, thresholds of the
+    # Out-of-distribution reference (risk_model/ood.py): encoding, training mean and precision, thresholds of the
     # far_from_training_data and many_imputed_predictors warnings; empty in older bundles (no such warnings).
     ood_reference: dict[str, Any] = field(default_factory=dict)
     # UTC time (ISO 8601) the training run first saved the bundle; None in bundles saved before it was recorded.
@@ -181,12 +181,12 @@ class ModelBundle:
         return encoding.frame(patients) if isinstance(patients, pd.DataFrame) else encoding.records(patients)
 
     def ood_columns(self, encoded: np.ndarray) -> np.ndarray:
-        """The patients in the out-of-distribution reference's columns (training/ood.py), one product."""
+        """The patients in the out-of-distribution reference's columns (risk_model/ood.py), one product."""
         if not self.ood_reference:
             return np.zeros((len(encoded), 0))
         ensemble = self._ensemble()
         if "ood" not in ensemble:
-            from training.ood import encoded_columns
+            from risk_model.ood import encoded_columns
 
             ensemble["ood"] = encoded_columns(self.ood_reference, ensemble["encoding"])
         return encoded @ ensemble["ood"]
@@ -311,7 +311,7 @@ class ModelBundle:
     def _reference_gaps(self, cause: str, encoded: np.ndarray) -> np.ndarray:
         """Each predictor's share of margin(x) - margin(b), for each patient against each background row
         (patients x background x predictors): exact Shapley values of the margin game with one reference. Cox:
-        the difference of the linear parts; xgboost: interventional TreeSHAP per reference (training/tree_shap.py).
+        the difference of the linear parts; xgboost: interventional TreeSHAP per reference (risk_model/tree_shap.py).
         """
         ensemble, background = self._ensemble(), self._background_terms()
         model = self.causes[cause]
@@ -320,7 +320,7 @@ class ModelBundle:
             parts_x = (encoded * weights) @ ensemble["grouping"]
             parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
             return parts_x[:, None, :] - parts_b[None, :, :]
-        from training.tree_shap import leaf_conditions, reference_shapley
+        from risk_model.tree_shap import leaf_conditions, reference_shapley
 
         preprocessor = model.preprocessor
         if model._conditions is None:
