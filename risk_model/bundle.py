@@ -29,6 +29,9 @@ from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_m
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
 BUNDLE_FILE = "bundle.json"
+# The layout of bundle.json and its files, written into every bundle. Raise it with any change that older or newer
+# code would misread, and teach `_in_current_format` the step from the previous format when there is one.
+BUNDLE_FORMAT_VERSION = 1
 GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
 # Bounds on the rows of one vectorised pass (members x patients, or configurations x patients x background rows):
 # each row carries one value per event time (~10^3). Measured on all_hsct: a 100-patient batch peaks at +29 MiB
@@ -341,7 +344,7 @@ class ModelBundle:
 
             self.trained_at = datetime.now(UTC).isoformat(timespec="seconds")
         spec = {
-            "task": self.task, "family": self.family, "outcome": self.outcome,
+            "format_version": BUNDLE_FORMAT_VERSION, "task": self.task, "family": self.family, "outcome": self.outcome,
             "causes": {name: cause.to_json(folder, name) for name, cause in self.causes.items()},
             "horizons_months": self.horizons_months, "main_horizon_months": self.main_horizon_months,
             "schema": self.schema, "post_relapse_survival": self.post_relapse_survival,
@@ -357,13 +360,47 @@ class ModelBundle:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> ModelBundle:
+    def load(cls, folder: str | Path, upgrade: bool = False) -> ModelBundle:
+        """Read a bundle of this format; another format raises BundleFormatError saying what to do. With
+        `upgrade` (training's export and comparisons, the registry's pyfunc) an older format that has a step to
+        this one is read too; serving never upgrades, so what it serves is what was exported."""
         folder = Path(folder)
         spec = json.loads((folder / BUNDLE_FILE).read_text())
+        found = spec.pop("format_version", None)
+        if found != BUNDLE_FORMAT_VERSION:
+            lifted = _in_current_format(spec, found) if upgrade else None
+            if lifted is None:
+                raise BundleFormatError(found, spec)
+            spec = lifted
         causes = {name: CauseModel.from_json(c, folder) for name, c in spec.pop("causes").items()}
         replicates = [{name: CauseModel.from_json(c, folder) for name, c in causes_spec.items()}
                       for causes_spec in spec.pop("replicates", [])]
         return cls(causes=causes, replicates=replicates, **spec)
+
+
+class BundleFormatError(ValueError):
+    """A bundle in a format this code does not read; the message names the commands that fix it."""
+
+    def __init__(self, found: Any, spec: dict[str, Any]):
+        self.found = found
+        task = spec.get("task", "<task>")
+        version = (spec.get("lineage") or {}).get("version") or "<registered version>"
+        written = ("bundle has no format version (saved before formats were numbered)" if found is None
+                   else f"bundle format {found!r}")
+        if isinstance(found, int) and found > BUNDLE_FORMAT_VERSION:
+            advice = f"serve it with the newer release that wrote it, or retrain with `make train TASK={task}`"
+        else:
+            advice = (f"retrain with `make train TASK={task}` or re-export with "
+                      f"`make promote TASK={task} VERSION={version}`")
+        super().__init__(f"{written}, this code reads format {BUNDLE_FORMAT_VERSION}: {advice}")
+
+
+def _in_current_format(spec: dict[str, Any], found: Any) -> dict[str, Any] | None:
+    """An older bundle's spec lifted to this format, or None when no step leads here. Bundles saved before
+    formats were numbered have format 1's layout (fields added since then have defaults)."""
+    if found is None and BUNDLE_FORMAT_VERSION == 1:
+        return spec
+    return None
 
 
 def _rescale(share: np.ndarray, gap_f: np.ndarray) -> np.ndarray:
