@@ -1,6 +1,6 @@
-"""`make bento`: the real bentofile.yaml builds a Bento (into a temporary BENTOML_HOME) holding the code and only
-the current champions, and `bentoml serve <tag>`, run outside the repository, answers a prediction with the
-probabilities of the in-process prediction path."""
+"""`make bento`: the real bentofile.yaml builds a Bento (into a temporary BENTOML_HOME) holding the serving code
+without training/ and only the current champions, and `bentoml serve <tag>`, run outside the repository, answers a
+prediction with the probabilities of the in-process prediction path."""
 
 import json
 import os
@@ -98,7 +98,7 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     champion = json.loads((models / "cml_tfr" / "champion.json").read_text())
     assert {"models/cml_tfr/champion.json", f"models/cml_tfr/{champion['path']}/bundle.json",
             "serving/service.py", "risk_model/prediction.py", "features/tasks.py"} <= packed
-    assert not [p for p in packed if p.startswith(("tests/", "secrets/", "mlruns/", "data/", "logs/",
+    assert not [p for p in packed if p.startswith(("training/", "tests/", "secrets/", "mlruns/", "data/", "logs/",
                                                    "models/cml_tfr/not-a-champion"))], sorted(packed)
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
     assert "xgboost-cpu==" in requirements and "\n-e " not in requirements
