@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from features.tasks import get_task
+from risk_model.bundle import ModelBundle
+from risk_model.prediction import predict_patients
 from serving.api import prepare_patients
 from serving.request_models import patient_request_model
-from training.bundle import ModelBundle
-from training.prediction import predict_patients
 
 
 def load_champion(models_dir: Path, task: str) -> ModelBundle:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from features.tasks import TASKS
+from risk_model.bundle import ModelBundle
+from risk_model.prediction import explain_patient, predict_patients
 from serving.api import prepare_patients
-from training.bundle import ModelBundle
-from training.prediction import explain_patient, predict_patients
 
 
 def synthetic_patients(task: str, count: int) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Every 4xx body is `{"code", "message", "fields": [{"location", "reason"}]}`; rejected values are never echoed
 or logged. `/v1/...` and `/admin/...` routes need `Authorization: Bearer <key>`; health routes stay open.
-Answers come from `training.prediction.predict_patients`, the one prediction path (also behind `make score`).
+Answers come from `risk_model.prediction.predict_patients`, the one prediction path (also behind `make score`).
 """
 
 
@@ -22,6 +22,8 @@ from starlette.staticfiles import StaticFiles
 
 from features.task_schema import TaskSchema
 from features.tasks import TASKS
+from risk_model.prediction import explain_patient, predict_patients
+from risk_model.stop_timing import STATEMENT, stop_timing
 from serving.answers import (
     MAX_BATCH_BODY_BYTES,
     MAX_BATCH_PATIENTS,
@@ -44,7 +46,6 @@ from serving.metrics import exposition, service_metrics
 from serving.middleware import METRICS_PATH, NOT_FOUND, PROTECTED_PREFIXES, AccessSettings, ServiceMiddleware
 from serving.page import add_page
 from serving.request_models import patient_request_model
-from training.prediction import explain_patient, predict_patients
 
 # The 4xx/5xx answers each kind of route can give, all in the error shape.
 _ERRORS = {401: "missing or wrong API key", 403: "the key lacks the role this route needs (`admin` for /admin)",
@@ -457,8 +458,6 @@ def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseM
 
 def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], slug: str) -> None:
     """CML only: relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response."""
-    from training.stop_timing import STATEMENT, stop_timing
-
     @app.post(f"/v1/{slug}/stop-timing", tags=["cml_tfr"], name="stop_timing_cml_tfr",
               response_model=StopTimingAnswer, responses=_responses(401, 413, 422, 503),
               summary="projected relapse risk 12 and 24 months after stopping now or after 6, 12, 24 more months",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.bundle import ModelBundle
-from training.prediction import predict_patient
+from risk_model.bundle import BundleFormatError, ModelBundle
+from risk_model.prediction import predict_patient
 
 CHECK_INTERVAL_SECONDS = 1.0
 logger = logging.getLogger("serving.champions")
@@ -111,8 +111,11 @@ class ChampionRegistry:
                 raise ValueError(f"the folder holds a bundle of task {bundle.task}")
             predict_patient(bundle, _smoke_patient(bundle))  # must pass before the swap
         except Exception as exc:  # noqa: BLE001 - any failure of a new export must leave the old one serving
-            reason = (f"version {version} refused: {exc}" if isinstance(exc, PointerOutsideModels) else
-                      f"version {version} failed to load or failed its smoke prediction ({type(exc).__name__}: {exc})")
+            reason = f"version {version} failed to load or failed its smoke prediction ({type(exc).__name__}: {exc})"
+            if isinstance(exc, PointerOutsideModels):
+                reason = f"version {version} refused: {exc}"
+            elif isinstance(exc, BundleFormatError):  # the bundle's own advice, whole
+                reason = f"version {version} cannot be served: {exc}"
             reason = reason[:500]
             self.failed[task] = (_signature(pointer), reason)
             logger.error("%s: %s%s", task, reason, self._keeps(serving))

@@ -1,6 +1,6 @@
 """`make score TASK=... DATA=in.csv OUT=out.parquet`: score a whole file offline with the serving champion.
 
-The same prediction path as the endpoint: each patient goes through `training.prediction.predict_patients`
+The same prediction path as the endpoint: each patient goes through `risk_model.prediction.predict_patients`
 (what `/predict` and `/predict-batch` run), with the champion read from `models/` by the same registry.
 The file is read like a registry file (CSV or Parquet; a duration column may declare its unit by suffix; a
 column the schema does not know refuses the file, identifier-like ones by name; `patient_pseudo_id` and outcome
@@ -27,8 +27,8 @@ import pandas as pd
 from features.registry_file import PSEUDO_ID_COLUMN, convert_units, read_table, unknown_column_problems
 from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import TASKS
+from risk_model.prediction import predict_patients
 from serving.champions import ChampionRegistry
-from training.prediction import predict_patients
 
 CHUNK_ROWS = 1000
 

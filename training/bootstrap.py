@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 from training.evaluate import (
     MIN_AT_RISK,
     at_risk,

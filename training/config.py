@@ -18,7 +18,7 @@ class TrainSettings:
     n_trials: int = 30
     n_folds: int = 5
     held_out_fraction: float = 0.25
-    n_replicates: int = 30  # bootstrap refits behind the 95 % intervals (training/intervals.py)
+    n_replicates: int = 30  # bootstrap refits behind the 95 % intervals (training/replicates.py)
     tracking_uri: str = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 from training.concordance import weighted_concordance
 
 MIN_AT_RISK = 20

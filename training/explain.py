@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
-from training.bundle import ModelBundle
-from training.preprocessing import Preprocessor
+from risk_model.bundle import ModelBundle
+from risk_model.preprocessing import Preprocessor
 
 MAX_BACKGROUND_ROWS = 50
 MIN_CLUSTER_SIZE = 10

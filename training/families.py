@@ -18,9 +18,9 @@ import pandas as pd
 
 from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
-from training.breslow import BreslowBaseline
-from training.bundle import CauseModel
-from training.preprocessing import Preprocessor
+from risk_model.breslow import BreslowBaseline
+from risk_model.bundle import CauseModel
+from risk_model.preprocessing import Preprocessor
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "nthread": 1,
                     "tree_method": "hist", "verbosity": 0}

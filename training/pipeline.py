@@ -21,14 +21,13 @@ import pandas as pd
 from features.registry_file import load_registry_file
 from features.task_schema import TaskSchema, validate_frame
 from features.tasks import EndpointTarget, Task, get_task
-from training.bundle import ModelBundle
+from risk_model.bundle import BundleFormatError, ModelBundle
+from risk_model.ood import out_of_distribution_reference
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
-from training.intervals import fit_replicates
 from training.model_card import ModelCardInputs, build_model_card
-from training.ood import out_of_distribution_reference
 from training.promotion import (
     PromotionDecision,
     PromotionGates,
@@ -41,6 +40,7 @@ from training.promotion import (
     mark_champion,
     read_champion,
 )
+from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
 from training.splits import hold_out_centres, tuning_folds
 from training.tune import TuningResult, tune_xgboost
@@ -351,7 +351,10 @@ def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame
     champion = read_champion(settings.models_dir, settings.task)
     if champion is None:
         return decide(values, None, "no champion yet", gates)
-    if champion.get("data_digest") != digest:
+    current, not_comparable = None, f"was trained on other data ({champion.get('data_digest')})"
+    if champion.get("data_digest") == digest:
+        current, not_comparable = champion_bundle(settings, champion)
+    if current is None:
         # Not comparable with the champion: the boosted model must at least not be worse than the Cox baseline
         # fitted on the same data beyond noise (the Cox baseline itself passes this trivially).
         if bundle.family != baseline.family:
@@ -360,12 +363,19 @@ def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame
                            "baseline_delta_uno_c_lower95": versus["delta_uno_c_lower95"],
                            "not_worse_than_cox_baseline_ok": bool(
                                versus["delta_uno_c_lower95"] > gates.min_delta_uno_c_lower95)})
-        return decide(values, None, f"champion v{champion['version']} was trained on other data "
-                                    f"({champion.get('data_digest')}): compared with the Cox baseline on the same "
-                                    "data only", gates)
-    current = ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"])
+        return decide(values, None, f"champion v{champion['version']} {not_comparable}: compared with the Cox "
+                                    "baseline on the same data only", gates)
     comparison = compare_with_champion(bundle, current, held_out, targets, settings.seed, gates)
     return decide(values, comparison, f"champion v{champion['version']}", gates)
+
+
+def champion_bundle(settings: TrainSettings, champion: dict[str, Any]) -> tuple[ModelBundle | None, str]:
+    """The serving champion's bundle to compare with, or None and why not: a champion in a format this code
+    cannot read must not stop the retraining its own message asks for."""
+    try:
+        return ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"], upgrade=True), ""
+    except BundleFormatError as exc:
+        return None, f"is a bundle this code cannot read ({exc})"
 
 
 def _next_version(mlflow: Any, task: str) -> str:
@@ -394,7 +404,7 @@ def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> 
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
         registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),
-        code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "training")],
+        code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "risk_model", "training")],
     )
     return str(info.registered_model_version)
 

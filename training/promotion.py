@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget
+from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, ModelBundle
 from training.bootstrap import bootstrap_indices
-from training.bundle import ModelBundle
 from training.evaluate import concordance_with_se, evaluate_bundle, net_benefit, subset_target, uno_tau
 
 GATES_FILE = Path(__file__).with_name("promotion_gates.toml")
@@ -258,9 +258,10 @@ def _download_bundle(task: str, version: str, folder: Path) -> Path:
 def _export_version(client: Any, task: str, version: str, models_dir: Path, note: str) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         bundle_dir = _download_bundle(task, version, Path(scratch))
-        bundle = ModelBundle.load(bundle_dir)
-        if bundle.lineage.get("version") != version:  # a bundle registered before its number was known
-            bundle.lineage["version"] = version
+        stored_format = json.loads((bundle_dir / BUNDLE_FILE).read_text()).get("format_version")
+        bundle = ModelBundle.load(bundle_dir, upgrade=True)  # `make promote` re-exports an older format as this one
+        if bundle.lineage.get("version") != version or stored_format != BUNDLE_FORMAT_VERSION:
+            bundle.lineage["version"] = version  # a bundle registered before its number was known
             bundle.save(bundle_dir)
         run_id = client.get_model_version(task, version).run_id
         return export_champion(bundle_dir, models_dir, task, version, run_id,

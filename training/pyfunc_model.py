@@ -8,7 +8,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 
 
 class RelapseRiskModel(mlflow.pyfunc.PythonModel):
@@ -16,7 +16,7 @@ class RelapseRiskModel(mlflow.pyfunc.PythonModel):
     horizon, `<endpoint>_<h>m`, the endpoint's probability (incidence, or probability of staying event-free)."""
 
     def load_context(self, context: Any) -> None:
-        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+        self.bundle = ModelBundle.load(context.artifacts["bundle"], upgrade=True)  # may predate this format
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:

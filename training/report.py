@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import EndpointTarget, Task
+from risk_model.bundle import ModelBundle
 from training.bootstrap import BootstrapIntervals, bootstrap_headline
-from training.bundle import ModelBundle
 from training.evaluate import endpoint_risks, evaluable_horizons
 from training.evaluation_plots import (
     calibration_figure,

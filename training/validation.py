@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from features.tasks import EndpointTarget, Task
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 from training.evaluate import (
     MIN_AT_RISK,
     at_risk,

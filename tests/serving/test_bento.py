@@ -1,6 +1,6 @@
-"""`make bento`: the real bentofile.yaml builds a Bento (into a temporary BENTOML_HOME) holding the code and only
-the current champions, and `bentoml serve <tag>`, run outside the repository, answers a prediction with the
-probabilities of the in-process prediction path."""
+"""`make bento`: the real bentofile.yaml builds a Bento (into a temporary BENTOML_HOME) holding the serving code
+without training/ and only the current champions, and `bentoml serve <tag>`, run outside the repository, answers a
+prediction with the probabilities of the in-process prediction path."""
 
 import json
 import os
@@ -58,17 +58,17 @@ def _probabilities(answer: dict) -> dict[tuple[str, int], float | None]:
 
 def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     from features.tasks import get_task
+    from risk_model.bundle import ModelBundle
+    from risk_model.prediction import predict_patients
     from serving.api import prepare_patients
     from serving.request_models import patient_request_model
-    from training.bundle import ModelBundle
-    from training.prediction import predict_patients
 
     assert trained_store.summary.promoted, trained_store.summary.reason
     # The build context: the repository's packages and bentofile, a copy of the session's models with an extra
     # version folder that no champion.json names, and the requirements exported from uv.lock.
     context = tmp_path / "context"
     context.mkdir()
-    for package in ("serving", "features", "training"):
+    for package in ("serving", "features", "risk_model", "training"):
         shutil.copytree(REPO / package, context / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "bentofile.yaml", context / "bentofile.yaml")
     (context / "tests").mkdir()
@@ -97,8 +97,8 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     packed = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
     champion = json.loads((models / "cml_tfr" / "champion.json").read_text())
     assert {"models/cml_tfr/champion.json", f"models/cml_tfr/{champion['path']}/bundle.json",
-            "serving/service.py", "training/prediction.py", "features/tasks.py"} <= packed
-    assert not [p for p in packed if p.startswith(("tests/", "secrets/", "mlruns/", "data/", "logs/",
+            "serving/service.py", "risk_model/prediction.py", "features/tasks.py"} <= packed
+    assert not [p for p in packed if p.startswith(("training/", "tests/", "secrets/", "mlruns/", "data/", "logs/",
                                                    "models/cml_tfr/not-a-champion"))], sorted(packed)
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
     assert "xgboost-cpu==" in requirements and "\n-e " not in requirements

@@ -212,8 +212,8 @@ def test_model_route_reports_training_date_and_thresholds(client):
 
 
 def test_bundles_from_before_the_reference_still_load_and_serve(store, tmp_path):
-    from training.bundle import ModelBundle
-    from training.prediction import predict_patient
+    from risk_model.bundle import ModelBundle
+    from risk_model.prediction import predict_patient
 
     pointer = json.loads((store / "cml_tfr" / "champion.json").read_text())
     old = tmp_path / "models" / "cml_tfr"

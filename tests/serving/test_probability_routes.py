@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from risk_model.stop_timing import ADVANCED_WITH_TIME
 from serving.answers import StopTimingAnswer
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from tests.serving.test_api import HEADERS, KEY, PATIENT
-from training.stop_timing import ADVANCED_WITH_TIME
 
 # At the schema's edges (age <= 100, TKI and deep response <= 40 years) and far outside the training data.
 EXTREME = {**PATIENT, "tki_years": 39.9, "dmr_years": 39.5, "age_at_stop_years": 99.9}

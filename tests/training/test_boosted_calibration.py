@@ -15,7 +15,7 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 from training.families import XGBoostCoxFamily
 from training.pipeline import fit_family
 from training.splits import hold_out_centres

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
-from training.breslow import BreslowBaseline
+from risk_model.breslow import BreslowBaseline
 
 COVARIATES = ["age", "dose", "flag"]
 

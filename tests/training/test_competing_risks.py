@@ -8,10 +8,10 @@ from sksurv.metrics import cumulative_dynamic_auc
 from sksurv.nonparametric import cumulative_incidence_competing_risks
 from sksurv.util import Surv
 
-from training.breslow import BreslowBaseline
-from training.bundle import GRFS_CAUSES, CauseModel, ModelBundle
+from risk_model.breslow import BreslowBaseline
+from risk_model.bundle import GRFS_CAUSES, CauseModel, ModelBundle
+from risk_model.preprocessing import Preprocessor
 from training.evaluate import competing_auc, observed_risk, pseudo_observations
-from training.preprocessing import Preprocessor
 
 ENDPOINTS = {"relapse": "incidence", "nrm": "incidence", "os": "survival", "lfs": "survival", "grfs": "survival"}
 

@@ -10,9 +10,9 @@ from features.ebmt_registry import ebmt3_registry_file, read_mstate_extract
 from features.registry_file import load_registry_file
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
+from risk_model.preprocessing import Preprocessor
 from training.evaluate import harrell_c
 from training.families import CoxFamily
-from training.preprocessing import Preprocessor
 
 PLATELET = ("prtime", "prstat")
 

@@ -2,7 +2,11 @@
 
 One small synthetic cohort (n = 600, fixed seed); a Cox model and a small xgboost survival:cox model
 (eta 0.1, depth 2, 50 rounds) are fitted once for the module and completed as `make train` completes them.
+Bundles carry their format: another one is refused with what to do, and `make promote` re-exports older ones.
 """
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,11 +16,11 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import CURVE_MONTHS, ModelBundle
+from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, CURVE_MONTHS, BundleFormatError, ModelBundle
+from risk_model.preprocessing import Preprocessor
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
-from training.preprocessing import Preprocessor
 
 SEED = 13
 HORIZONS = np.array(CML_TFR_SCHEMA.horizons_months, dtype=float)
@@ -205,3 +209,97 @@ def test_pyfunc_round_trip(bundles, patients, family, mlflow_store, tmp_path, mo
         np.testing.assert_allclose(answer[f"relapse_free_{h}m"].to_numpy(), 1 - expected[:, i],
                                    atol=1e-12)
     assert list(answer.index) == list(patients.index)
+
+
+# --- the bundle format ---------------------------------------------------------------------------------------
+
+def _saved_in_format(bundle: ModelBundle, folder: Path, found: int | None, version: str) -> Path:
+    """The bundle saved, then its bundle.json rewritten as one of format `found` would be (None: saved before
+    formats were numbered), registered as `version`."""
+    bundle.save(folder)
+    spec = json.loads((folder / BUNDLE_FILE).read_text())
+    spec.pop("format_version")
+    if found is not None:
+        spec["format_version"] = found
+    spec["lineage"] = {**spec["lineage"], "version": version}
+    (folder / BUNDLE_FILE).write_text(json.dumps(spec))
+    return folder
+
+
+def test_a_bundle_carries_its_format_and_another_is_refused_with_what_to_do(bundles, patients, tmp_path):
+    bundle = bundles["cox_ph"]
+    saved = bundle.save(tmp_path / "current")
+    assert json.loads((saved / BUNDLE_FILE).read_text())["format_version"] == BUNDLE_FORMAT_VERSION
+    unnumbered = _saved_in_format(bundle, tmp_path / "unnumbered", None, version="3")
+    with pytest.raises(BundleFormatError) as refused:
+        ModelBundle.load(unnumbered)
+    message = str(refused.value)
+    assert "no format version" in message and f"this code reads format {BUNDLE_FORMAT_VERSION}" in message
+    assert "`make train TASK=cml_tfr`" in message and "`make promote TASK=cml_tfr VERSION=3`" in message
+    upgraded = ModelBundle.load(unnumbered, upgrade=True)  # the export's read: unnumbered bundles have format 1
+    np.testing.assert_array_equal(upgraded.event_probability(patients, HORIZONS),
+                                  bundle.event_probability(patients, HORIZONS))
+    newer = _saved_in_format(bundle, tmp_path / "newer", BUNDLE_FORMAT_VERSION + 1, version="4")
+    for upgrade in (False, True):
+        with pytest.raises(BundleFormatError, match=f"format {BUNDLE_FORMAT_VERSION + 1}, this code reads format "
+                                                    f"{BUNDLE_FORMAT_VERSION}: serve it with the newer release"):
+            ModelBundle.load(newer, upgrade=upgrade)
+
+
+def test_a_champion_of_another_format_fails_to_load_and_the_old_one_keeps_serving(bundles, tmp_path):
+    from serving.champions import ChampionRegistry
+
+    task_dir = tmp_path / "models" / "cml_tfr"
+    bundles["cox_ph"].save(task_dir / "1")
+    pointer = {"task": "cml_tfr", "version": "1", "path": "1", "run_id": "run-1",
+               "exported_at": "2030-01-01T00:00:01+00:00"}
+    (task_dir / "champion.json").write_text(json.dumps(pointer))
+    registry = ChampionRegistry(tmp_path / "models", ["cml_tfr"])
+    assert [report["status"] for report in registry.refresh(force=True)] == ["loaded"]
+    _saved_in_format(bundles["cox_ph"], task_dir / "2", None, version="2")
+    (task_dir / "champion.json").write_text(json.dumps({**pointer, "version": "2", "path": "2", "run_id": "run-2",
+                                                        "exported_at": "2030-01-01T00:00:02+00:00"}))
+    [report] = registry.refresh(force=True)
+    assert report["status"] == "failed" and report["serving_version"] == "1"
+    assert report["message"].startswith("version 2 cannot be served: bundle has no format version")
+    assert "`make promote TASK=cml_tfr VERSION=2`" in report["message"]
+    assert report["message"].endswith("version 1 keeps serving")
+    assert registry.get("cml_tfr").pointer["version"] == "1"
+
+
+def test_make_promote_re_exports_an_older_registered_bundle_in_this_format(bundles, patients, mlflow_store, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow, experiment = mlflow_store
+    from serving.champions import ChampionRegistry
+    from training.promotion import promote_version
+    from training.pyfunc_model import RelapseRiskModel
+
+    bundle = bundles["cox_ph"]
+    bundle_dir = _saved_in_format(bundle, tmp_path / "bundle", None, version="1")
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.pyfunc.log_model(name="model", python_model=RelapseRiskModel(), pip_requirements=["mlflow"],
+                                       artifacts={"bundle": str(bundle_dir)}, registered_model_name="cml_tfr")
+    expected = bundle.event_probability(patients, HORIZONS)
+    registered = mlflow.pyfunc.load_model(info.model_uri).predict(patients)  # the registry's pyfunc still reads it
+    np.testing.assert_allclose(registered["relapse_12m"].to_numpy(), expected[:, HORIZONS.tolist().index(12)])
+    version = str(info.registered_model_version)
+    promote_version("cml_tfr", version, models_dir=tmp_path / "models")
+    exported = tmp_path / "models" / "cml_tfr" / version
+    assert json.loads((exported / BUNDLE_FILE).read_text())["format_version"] == BUNDLE_FORMAT_VERSION
+    np.testing.assert_array_equal(ModelBundle.load(exported).event_probability(patients, HORIZONS), expected)
+    assert [r["status"] for r in ChampionRegistry(tmp_path / "models", ["cml_tfr"]).refresh(force=True)] == ["loaded"]
+
+
+def test_retraining_over_a_champion_it_cannot_read_compares_with_the_cox_baseline_instead(bundles, tmp_path):
+    from training.config import TrainSettings
+    from training.pipeline import champion_bundle
+
+    settings = TrainSettings(models_dir=tmp_path)
+    _saved_in_format(bundles["cox_ph"], tmp_path / "cml_tfr" / "5", BUNDLE_FORMAT_VERSION + 1, version="5")
+    current, why = champion_bundle(settings, {"version": "5", "path": "5"})
+    assert current is None and why.startswith(f"is a bundle this code cannot read (bundle format "
+                                              f"{BUNDLE_FORMAT_VERSION + 1}")
+    _saved_in_format(bundles["cox_ph"], tmp_path / "cml_tfr" / "4", None, version="4")
+    current, why = champion_bundle(settings, {"version": "4", "path": "4"})
+    assert current.family == "cox_ph" and why == ""

@@ -12,10 +12,11 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import HALVING_TIME_MEDIAN_DAYS, generate_cml_tfr_cohort, true_relapse_free_probability
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
+from risk_model.intervals import endpoint_intervals
 from training.families import CoxFamily
-from training.intervals import endpoint_intervals, fit_replicates
 from training.pipeline import complete_bundle
+from training.replicates import fit_replicates
 
 HORIZONS = np.array([12.0, 24.0])
 # Stated share. The intervals carry sampling error only; the fitted Cox model is misspecified against this truth

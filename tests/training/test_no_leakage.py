@@ -10,8 +10,8 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
+from risk_model.preprocessing import Preprocessor
 from training.families import CoxFamily, XGBoostCoxFamily
-from training.preprocessing import Preprocessor
 
 # Words that mark a field as measured after time zero (follow-up, the event, death, re-treatment).
 FOLLOW_UP_WORDS = r"relapse|follow|last_pcr|last_contact|months_to|time_to|event|death|dead|died|censor|" \

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.ood import combination_warnings, distances, imputed_predictors, out_of_distribution_reference
+from risk_model.ood import combination_warnings, distances, imputed_predictors, out_of_distribution_reference
 
 PREDICTORS = [
     {"name": "age", "kind": "number", "categories": [], "required": True},
@@ -103,8 +103,8 @@ def test_no_reference_no_warning():
 def test_serving_columns_from_the_patient_encoding_equal_the_frame_encoding(reference):
     """Serving computes the reference's columns as one product with the shared patient encoding; it must give the
     distances the frame path gives, missing values (filled) included."""
-    from training.ood import _distance, encode, encoded_columns
-    from training.preprocessing import PatientEncoding
+    from risk_model.ood import _distance, encode, encoded_columns
+    from risk_model.preprocessing import PatientEncoding
 
     patients = cohort(200, seed=5)
     encoding = PatientEncoding.of(PREDICTORS)

@@ -12,10 +12,10 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
+from risk_model.shapley import exact_contributions
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
-from training.shapley import exact_contributions
 
 # Bounds on the fast path: largest absolute difference in percentage points of 12-month relapse risk, and the
 # Spearman rank agreement. The margin shares are exact per background row for both families (linear parts;

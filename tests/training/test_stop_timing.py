@@ -8,10 +8,10 @@ from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.synthetic_cml_tfr import generate_cml_tfr_cohort, true_relapse_free_probability
 from features.task_schema import validate_frame
 from features.tasks import TASKS
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
+from risk_model.stop_timing import STATEMENT, projected_patient, stop_timing
 from training.families import CoxFamily
 from training.pipeline import complete_bundle
-from training.stop_timing import STATEMENT, projected_patient, stop_timing
 
 # Two years of deep response on four years of TKI: the generator gives HR 0.92 per year of deep response and HR
 # 1.8 while TKI duration is under 5 years, so waiting 12 or 24 months must lower the projected risk.

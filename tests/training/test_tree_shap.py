@@ -6,7 +6,7 @@ from math import factorial
 import numpy as np
 import xgboost as xgb
 
-from training.tree_shap import leaf_conditions, reference_shapley
+from risk_model.tree_shap import leaf_conditions, reference_shapley
 
 
 def test_reference_shapley_is_exact_and_adds_up():

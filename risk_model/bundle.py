@@ -23,12 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.breslow import BreslowBaseline
-from training.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
+from risk_model.breslow import BreslowBaseline
+from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
 BUNDLE_FILE = "bundle.json"
+# The layout of bundle.json and its files, written into every bundle. Raise it with any change that older or newer
+# code would misread, and teach `_in_current_format` the step from the previous format when there is one.
+BUNDLE_FORMAT_VERSION = 1
 GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
 # Bounds on the rows of one vectorised pass (members x patients, or configurations x patients x background rows):
 # each row carries one value per event time (~10^3). Measured on all_hsct: a 100-patient batch peaks at +29 MiB
@@ -125,9 +128,9 @@ class ModelBundle:
     # The model card of the registered version (training/model_card.py): {"markdown": ..., "html": ...};
     # empty in bundles exported before model cards existed.
     model_card: dict[str, str] = field(default_factory=dict)
-    # Bootstrap refits of every cause (training/intervals.py): the 95 % intervals on each probability.
+    # Bootstrap refits of every cause (risk_model/intervals.py): the 95 % intervals on each probability.
     replicates: list[dict[str, CauseModel]] = field(default_factory=list)
-    # Out-of-distribution reference (training/ood.py): encoding, training mean and precision, thresholds of the
+    # Out-of-distribution reference (risk_model/ood.py): encoding, training mean and precision, thresholds of the
     # far_from_training_data and many_imputed_predictors warnings; empty in older bundles (no such warnings).
     ood_reference: dict[str, Any] = field(default_factory=dict)
     # UTC time (ISO 8601) the training run first saved the bundle; None in bundles saved before it was recorded.
@@ -181,12 +184,12 @@ class ModelBundle:
         return encoding.frame(patients) if isinstance(patients, pd.DataFrame) else encoding.records(patients)
 
     def ood_columns(self, encoded: np.ndarray) -> np.ndarray:
-        """The patients in the out-of-distribution reference's columns (training/ood.py), one product."""
+        """The patients in the out-of-distribution reference's columns (risk_model/ood.py), one product."""
         if not self.ood_reference:
             return np.zeros((len(encoded), 0))
         ensemble = self._ensemble()
         if "ood" not in ensemble:
-            from training.ood import encoded_columns
+            from risk_model.ood import encoded_columns
 
             ensemble["ood"] = encoded_columns(self.ood_reference, ensemble["encoding"])
         return encoded @ ensemble["ood"]
@@ -311,7 +314,7 @@ class ModelBundle:
     def _reference_gaps(self, cause: str, encoded: np.ndarray) -> np.ndarray:
         """Each predictor's share of margin(x) - margin(b), for each patient against each background row
         (patients x background x predictors): exact Shapley values of the margin game with one reference. Cox:
-        the difference of the linear parts; xgboost: interventional TreeSHAP per reference (training/tree_shap.py).
+        the difference of the linear parts; xgboost: interventional TreeSHAP per reference (risk_model/tree_shap.py).
         """
         ensemble, background = self._ensemble(), self._background_terms()
         model = self.causes[cause]
@@ -320,7 +323,7 @@ class ModelBundle:
             parts_x = (encoded * weights) @ ensemble["grouping"]
             parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
             return parts_x[:, None, :] - parts_b[None, :, :]
-        from training.tree_shap import leaf_conditions, reference_shapley
+        from risk_model.tree_shap import leaf_conditions, reference_shapley
 
         preprocessor = model.preprocessor
         if model._conditions is None:
@@ -341,7 +344,7 @@ class ModelBundle:
 
             self.trained_at = datetime.now(UTC).isoformat(timespec="seconds")
         spec = {
-            "task": self.task, "family": self.family, "outcome": self.outcome,
+            "format_version": BUNDLE_FORMAT_VERSION, "task": self.task, "family": self.family, "outcome": self.outcome,
             "causes": {name: cause.to_json(folder, name) for name, cause in self.causes.items()},
             "horizons_months": self.horizons_months, "main_horizon_months": self.main_horizon_months,
             "schema": self.schema, "post_relapse_survival": self.post_relapse_survival,
@@ -357,13 +360,47 @@ class ModelBundle:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> ModelBundle:
+    def load(cls, folder: str | Path, upgrade: bool = False) -> ModelBundle:
+        """Read a bundle of this format; another format raises BundleFormatError saying what to do. With
+        `upgrade` (training's export and comparisons, the registry's pyfunc) an older format that has a step to
+        this one is read too; serving never upgrades, so what it serves is what was exported."""
         folder = Path(folder)
         spec = json.loads((folder / BUNDLE_FILE).read_text())
+        found = spec.pop("format_version", None)
+        if found != BUNDLE_FORMAT_VERSION:
+            lifted = _in_current_format(spec, found) if upgrade else None
+            if lifted is None:
+                raise BundleFormatError(found, spec)
+            spec = lifted
         causes = {name: CauseModel.from_json(c, folder) for name, c in spec.pop("causes").items()}
         replicates = [{name: CauseModel.from_json(c, folder) for name, c in causes_spec.items()}
                       for causes_spec in spec.pop("replicates", [])]
         return cls(causes=causes, replicates=replicates, **spec)
+
+
+class BundleFormatError(ValueError):
+    """A bundle in a format this code does not read; the message names the commands that fix it."""
+
+    def __init__(self, found: Any, spec: dict[str, Any]):
+        self.found = found
+        task = spec.get("task", "<task>")
+        version = (spec.get("lineage") or {}).get("version") or "<registered version>"
+        written = ("bundle has no format version (saved before formats were numbered)" if found is None
+                   else f"bundle format {found!r}")
+        if isinstance(found, int) and found > BUNDLE_FORMAT_VERSION:
+            advice = f"serve it with the newer release that wrote it, or retrain with `make train TASK={task}`"
+        else:
+            advice = (f"retrain with `make train TASK={task}` or re-export with "
+                      f"`make promote TASK={task} VERSION={version}`")
+        super().__init__(f"{written}, this code reads format {BUNDLE_FORMAT_VERSION}: {advice}")
+
+
+def _in_current_format(spec: dict[str, Any], found: Any) -> dict[str, Any] | None:
+    """An older bundle's spec lifted to this format, or None when no step leads here. Bundles saved before
+    formats were numbered have format 1's layout (fields added since then have defaults)."""
+    if found is None and BUNDLE_FORMAT_VERSION == 1:
+        return spec
+    return None
 
 
 def _rescale(share: np.ndarray, gap_f: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import ModelBundle
-from training.intervals import endpoint_intervals
-from training.prediction import beyond_follow_up_warnings, patient_warnings
+from risk_model.bundle import ModelBundle
+from risk_model.intervals import endpoint_intervals
+from risk_model.prediction import beyond_follow_up_warnings, patient_warnings
 
 DELAYS_MONTHS = (0, 6, 12, 24)
 RISK_HORIZONS_MONTHS = (12, 24)

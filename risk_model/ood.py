@@ -132,7 +132,7 @@ def distances(reference: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
 
 def encoded_columns(reference: dict[str, Any], encoding: Any) -> np.ndarray:
     """(encoding width x reference columns): the reference's columns as a linear map of a
-    `training.preprocessing.PatientEncoding` (a category's indicator plus the fill where missing; a number plus
+    `risk_model.preprocessing.PatientEncoding` (a category's indicator plus the fill where missing; a number plus
     the fill where missing), so serving computes them with one product."""
     columns = np.zeros((encoding.width, len(reference["columns"])))
     for j, spec in enumerate(reference["columns"]):

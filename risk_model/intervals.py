@@ -8,37 +8,15 @@ the bounds stay in [0, 1]). It reflects sampling uncertainty of the fitted model
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from features.tasks import Task
-from training.bundle import CauseModel, ModelBundle
-from training.families import CoxFamily, XGBoostCoxFamily
+from risk_model.bundle import ModelBundle
 
 N_REPLICATES = 30
 Z_95 = 1.959964
 INTERVAL_METHOD = (f"bootstrap ensemble of {N_REPLICATES} refits on resampled development patients; normal "
                    "interval on the complementary log-log scale of the event probability")
-
-
-def fit_replicates(bundle: ModelBundle, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int,
-                   n_replicates: int = N_REPLICATES) -> list[dict[str, CauseModel]]:
-    rng = np.random.default_rng(seed + 101)
-    replicates = []
-    for number in range(n_replicates):
-        sample = development.iloc[rng.integers(0, len(development), len(development))].reset_index(drop=True)
-        causes = {}
-        for cause, target in task.cause_targets(sample).items():
-            if bundle.family == "cox_ph":
-                causes[cause] = CoxFamily().fit(sample, task.schema, target).cause_model()
-            else:
-                settings = tuned[cause]
-                causes[cause] = XGBoostCoxFamily(settings.params, settings.num_boost_round, seed + number).fit(
-                    sample, task.schema, target).cause_model()
-        replicates.append(causes)
-    return replicates
 
 
 def _cloglog(p: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
-from training.intervals import INTERVAL_METHOD, intervals_from_replicates
-from training.ood import combination_warnings
+from risk_model.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
+from risk_model.intervals import INTERVAL_METHOD, intervals_from_replicates
+from risk_model.ood import combination_warnings
 
 RARE_CATEGORY_SHARE = 0.01
 

@@ -13,7 +13,7 @@ from math import factorial
 import numpy as np
 import pandas as pd
 
-from training.bundle import ModelBundle
+from risk_model.bundle import ModelBundle
 
 MAX_EXACT_EVALUATIONS = 2_000_000
 
