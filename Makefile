@@ -7,6 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 TASK ?=
 DATA ?=
+DROP ?=
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
@@ -36,12 +37,12 @@ help: ## list the targets
 
 install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
 
-train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=)
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b)
 	@mkdir -p mlruns models data
-	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA))
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA)) $(if $(DROP),--drop-predictor $(DROP))
 
 validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet (exit 0 = usable)
-	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA))
+	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data $(DATA)) $(if $(DROP),--drop-predictor $(DROP))
 
 data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
 	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))

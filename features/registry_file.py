@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.predictor_variation import constant_predictor_problems, with_optional
 from features.task_schema import (
     UNIT_FACTORS_TO_DAYS,
     Problem,
@@ -123,12 +125,17 @@ def unknown_column_problems(frame: pd.DataFrame, schema: TaskSchema) -> list[Pro
     return problems
 
 
-def load_registry_file(path: str | Path, schema: TaskSchema) -> LoadedRegistryFile:
-    """Read, convert and validate a registry export; raises SchemaValidationError with every problem."""
+def load_registry_file(path: str | Path, schema: TaskSchema, drop_predictors: Collection[str] = ()
+                       ) -> LoadedRegistryFile:
+    """Read, convert and validate a registry export; raises SchemaValidationError with every problem.
+
+    `drop_predictors`: predictors the model will not use (they may be absent; others must vary)."""
     raw = read_table(path)
     raw.columns = [str(c).strip() for c in raw.columns]
     converted, notes = convert_units(raw, schema)
-    problems = unknown_column_problems(converted, schema)
+    problems = [*unknown_column_problems(converted, schema),
+                *constant_predictor_problems(converted, schema, drop_predictors)]
+    schema = with_optional(schema, drop_predictors)
     try:
         frame = validate_frame(converted.drop(columns=[PSEUDO_ID_COLUMN], errors="ignore"), schema)
     except SchemaValidationError as error:

@@ -26,6 +26,9 @@ WARNING_CODES = {
                                "in (3, or more where training patients often lacked that many together; threshold "
                                "in the bundle)",
     "horizon_beyond_follow_up": "fewer than 20 training patients were followed to a horizon: no estimate there",
+    "not_learned": "the model could not learn from this predictor (dropped at training, e.g. the same value for "
+                   "nearly every training patient): a value sent for it is accepted and has no effect (field names "
+                   "it; in every answer of that model)",
 }
 
 PROBABILITY = {"minimum": 0, "maximum": 1}

@@ -15,6 +15,8 @@ HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
 DEFAULT_TASKS = ("cml_tfr", "all_hsct")
 DATA_DIR = Path("data")
+DROP_HELP = ("a predictor the model must not use, e.g. one with the same value for nearly every patient (repeatable, "
+             "or comma-separated); the file may leave it out")
 
 
 def _task_list() -> str:
@@ -48,9 +50,20 @@ def _data_for(task_name: str, data: str | None) -> str | None:
     return str(path)
 
 
+def _drops(task_name: str, args: argparse.Namespace) -> tuple[str, ...]:
+    """The predictors the model must not use: `--drop-predictor` (repeatable or comma-separated, `DROP=a,b`) and,
+    when a task trains on its public extract by default, those the extract cannot teach."""
+    named = [name.strip() for value in args.drop_predictor or () for name in value.split(",") if name.strip()]
+    extract = TASKS[task_name].public_extract
+    if not args.data and extract is not None and extract.drop_predictors:
+        print(f"  {extract.name} does not vary in {', '.join(extract.drop_predictors)}: dropped (not learned from)")
+        named += [name for name in extract.drop_predictors if name not in named]
+    return tuple(named)
+
+
 def _train(args: argparse.Namespace) -> int:
-    if args.data and not args.task:
-        print(f"--data needs --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
+    if (args.data or args.drop_predictor) and not args.task:
+        print(f"--data and --drop-predictor need --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
         return 2
     import logging
     import warnings
@@ -65,6 +78,7 @@ def _train(args: argparse.Namespace) -> int:
         settings = TrainSettings(
             task=task, data_path=_data_for(task, args.data), n_patients=args.patients, seed=args.seed,
             n_trials=args.trials, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+            drop_predictors=_drops(task, args),
         )
         print(f"=== training {task} ===", flush=True)
         try:
@@ -114,8 +128,9 @@ def _validate(args: argparse.Namespace) -> int:
     if data is None:
         print(f"validate needs --data (DATA=file.csv or file.parquet) for {args.task}", file=sys.stderr)
         return 2
+    drops = _drops(args.task, args)
     try:
-        loaded = load_registry_file(data, task.schema)
+        loaded = load_registry_file(data, task.schema, drops)
     except SchemaValidationError as error:
         print(f"{error}".replace("; nothing was trained", ""), file=sys.stderr)
         print(f"\nNOT USABLE: {data} cannot be used for {args.task}; fix every problem above "
@@ -125,6 +140,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"NOT USABLE: {error}", file=sys.stderr)
         return 2
     print(_usable_report(args.task, data, loaded, PSEUDO_ID_COLUMN in read_table(data).columns))
+    if drops:
+        print(f"  dropped, so not learned from: {', '.join(drops)}")
     return 0
 
 
@@ -179,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--patients", type=int, default=None, help="synthetic cohort size")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
+    train.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
     train.set_defaults(handler=_train)
     validate = commands.add_parser("validate", help="check a registry file against a task's schema, train nothing")
     validate.add_argument("--task", choices=sorted(TASKS), default=None)
     validate.add_argument("--data", help="registry file (.csv or .parquet); default for a real-data task: its "
                                          "public extract")
+    validate.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
     validate.set_defaults(handler=_validate)
     dictionary = commands.add_parser("data-dictionary", help="print a task's data dictionary; without --task, "
                                                              "write every task's to docs/data-dictionary/")

@@ -23,6 +23,8 @@ class TrainSettings:
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")
     quiet: bool = False
+    # Predictors the model must not use (`--drop-predictor`, `DROP=`): e.g. one that is constant in the file.
+    drop_predictors: tuple[str, ...] = ()
 
     @property
     def artifact_root(self) -> Path:

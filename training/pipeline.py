@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.predictor_variation import constant_predictor_problems, not_learned_reasons, without_predictors
 from features.registry_file import load_registry_file
-from features.task_schema import TaskSchema, validate_frame
+from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import EndpointTarget, Task, get_task
 from training.bundle import ModelBundle
 from training.config import TrainSettings
@@ -88,12 +89,15 @@ def data_digest(frame: pd.DataFrame) -> str:
 def load_cohort(settings: TrainSettings, schema: TaskSchema) -> Cohort:
     """The registry file when given, else the task's synthetic cohort (written under data/, git-ignored)."""
     if settings.data_path:
-        loaded = load_registry_file(settings.data_path, schema)
+        loaded = load_registry_file(settings.data_path, schema, settings.drop_predictors)
         return Cohort(loaded.frame, loaded.source, data_digest(loaded.frame), loaded.unit_conversions,
                       description=f"registry file {Path(loaded.source).name}")
     task = get_task(settings.task)
     n = settings.n_patients or task.default_cohort_size
     frame = validate_frame(task.generate_cohort(n, settings.seed), schema)
+    problems = constant_predictor_problems(frame, schema, settings.drop_predictors)
+    if problems:
+        raise SchemaValidationError(schema.task, problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / f"{settings.task}_synthetic_n{n}_seed{settings.seed}.parquet"
     frame.to_parquet(path, index=False)
@@ -187,9 +191,14 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
 
     say = Progress(settings.quiet)
     task = get_task(settings.task)
-    schema = task.schema
-    cohort = load_cohort(settings, schema)
+    cohort = load_cohort(settings, task.schema)
     frame = cohort.frame
+    # Dropped predictors leave the model's schema: not in its encoding, its card, or what it asks for.
+    not_learned = not_learned_reasons(frame, task.schema, settings.drop_predictors)
+    task = replace(task, schema=without_predictors(task.schema, settings.drop_predictors))
+    schema = task.schema
+    if not_learned:
+        say("not learned from (dropped): " + "; ".join(f"{i['name']}: {i['reason']}" for i in not_learned))
     say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
     advice = events_per_predictor_advice(frame, schema)
     if advice:
@@ -213,6 +222,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             mlflow.set_tag("advisory_events_per_predictor", advice)
         if cohort.unit_conversions:
             mlflow.set_tag("unit_conversions", "; ".join(cohort.unit_conversions))
+        if not_learned:
+            mlflow.set_tag("not_learned_predictors", ",".join(item["name"] for item in not_learned))
         mlflow.log_input(mlflow.data.from_pandas(frame, source=cohort.source, name=f"{settings.task}_cohort",
                                                  digest=cohort.digest), context="training")
         mlflow.log_params({"n_patients": len(frame), "n_development": len(development),
@@ -253,6 +264,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         chosen, metrics = bundles[family], evaluations[family].metrics
         say(f"bootstrap ensemble for the 95 % intervals: {settings.n_replicates} refits of {family}")
         chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
+        chosen.not_learned = not_learned
         mlflow.set_tag("registered_family", family)
         for name, run_id in family_runs.items():
             mlflow.MlflowClient().set_tag(run_id, "registered", str(name == family).lower())
@@ -274,7 +286,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             chosen.metrics = {**metrics, **{k: v for k, v in report_metrics.items() if not k.endswith("_seconds")}}
             chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
                               "data_source": cohort.description, "split_design": split.design,
-                              "validation_design": report.validation.design.description}
+                              "validation_design": report.validation.design.description,
+                              "not_learned_predictors": [item["name"] for item in not_learned]}
             card_inputs = ModelCardInputs(
                 schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
                 family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
@@ -284,7 +297,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                 metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
                 validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
                 decision_curves=report.usefulness, synthetic=not settings.data_path,
-                unit_conversions=cohort.unit_conversions)
+                unit_conversions=cohort.unit_conversions, not_learned=not_learned)
             chosen.lineage["version"] = card_inputs.version
             chosen.model_card = build_model_card(card_inputs)
             bundle_dir = scratch_path / "bundle"

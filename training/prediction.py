@@ -34,6 +34,14 @@ def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -
     return warnings
 
 
+def not_learned_warnings(bundle: ModelBundle) -> list[dict[str, Any]]:
+    """One warning per predictor the model could not learn from, in every answer: the clinician may have sent
+    it and must not believe it counted."""
+    return [{"code": "not_learned", "field": item["name"],
+             "message": f"this model could not learn from {item['name']} ({item['reason']}): a value sent for it "
+                        "has no effect on the estimate"} for item in getattr(bundle, "not_learned", None) or []]
+
+
 def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
     label = RISK_GROUP_LABELS[int(np.searchsorted(bundle.risk_cut_points, risk, side="right"))]
     return {"label": label, "horizon_months": bundle.main_horizon_months, "cut_points": bundle.risk_cut_points}
@@ -92,6 +100,7 @@ def predict_patients(
                "message": f"fewer than {bundle.min_at_risk} training patients were followed "
                           f"to {h:g} months, so no estimate is given there"} for h in months[months > reliable_until]]
     combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
+    not_learned = not_learned_warnings(bundle)
     contributions = (_contributions(bundle, encoded, patients, explain or [(None, None)] * len(patients))
                      if with_contributions else [None] * len(patients))
     main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]
@@ -114,7 +123,7 @@ def predict_patients(
             "risk_group": risk_group(bundle, float(main_risk[row])),
             "contributions": contributions[row],
             "interval_method": INTERVAL_METHOD if bundle.replicates else None,
-            "warnings": [*out_of_distribution_warnings(bundle, patient), *combination[row], *beyond],
+            "warnings": [*out_of_distribution_warnings(bundle, patient), *combination[row], *beyond, *not_learned],
         })
     return answers
 
@@ -178,9 +187,10 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
         "background": {"rows": len(bundle.background), "patients": int(sum(bundle.background_weights)),
                        "description": BACKGROUND_DESCRIPTION},
         "method": CONTRIBUTION_METHOD, "items": items,
-        "warnings": [{"code": "horizon_beyond_follow_up", "field": None,
-                      "message": f"fewer than {bundle.min_at_risk} training patients were followed to {horizon:g} "
-                                 "months: the explained probability extrapolates"}] if beyond else [],
+        "warnings": [*([{"code": "horizon_beyond_follow_up", "field": None,
+                         "message": f"fewer than {bundle.min_at_risk} training patients were followed to "
+                                    f"{horizon:g} months: the explained probability extrapolates"}] if beyond else []),
+                     *not_learned_warnings(bundle)],
     }
 
 
