@@ -51,6 +51,7 @@ serve: install ## serve the champion models on http://$(HOST):$(PORT)
 	$(PY) -m serving.launch --host $(HOST) --port $(PORT)
 
 ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
+	@$(PY) -m training.mlflow_store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 test: install ## run the test suite

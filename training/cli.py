@@ -10,6 +10,7 @@ from pathlib import Path
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
 from training.config import DEFAULT_TRACKING_URI, TrainSettings
+from training.mlflow_store import StoreLocationError
 
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
@@ -85,6 +86,9 @@ def _train(args: argparse.Namespace) -> int:
             summary = run_training(settings)
         except SchemaValidationError as error:
             print(f"\n{error}", file=sys.stderr)
+            return 2
+        except StoreLocationError as error:
+            print(f"\nMLflow store: {error}", file=sys.stderr)
             return 2
         _print_summary(summary)
     return 0

@@ -28,6 +28,7 @@ from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.intervals import fit_replicates
+from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.ood import out_of_distribution_reference
 from training.promotion import (
@@ -211,6 +212,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
     folds = tuning_folds(development, schema.event_column, settings.n_folds, settings.seed)
     say(f"split: {split.design}; {len(folds)} tuning folds on {len(development)} development patients")
 
+    for note in relocate_store(settings.tracking_uri):  # a copied or moved folder writes into its own store
+        say(note)
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment = _experiment(mlflow, settings)
     with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
