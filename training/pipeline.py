@@ -44,6 +44,7 @@ from training.promotion import (
     read_champion,
 )
 from training.report import EvaluationReport, build_report, log_report
+from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
 from training.splits import hold_out_centres, tuning_folds
 from training.tune import TuningResult, out_of_fold_margin, tune_xgboost
 
@@ -311,6 +312,11 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             chosen.save(bundle_dir)
             _log_model_card(mlflow, chosen.model_card, scratch_path)
             _record_decision(mlflow, decision, settings.task, version, family, lineage_tags)
+            mlflow.set_tag(NOTE_TAG, run_note(
+                task=settings.task, endpoint=chosen.main_endpoint, horizon=schema.main_horizon_months,
+                data=cohort.description, split=split.design, metrics={n: e.metrics for n, e in evaluations.items()},
+                family=family, version=version, promoted=decision.promoted, reason=decision.reason,
+                gates=decision.gates, interval=_gate_interval(decision), not_learned=not_learned))
             if decision.promoted:
                 export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
                                 cohort.digest)
@@ -322,11 +328,19 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
 
 
 def _experiment(mlflow: Any, settings: TrainSettings) -> str:
+    """The task's experiment, marked as model training so that the MLflow UI opens its runs table."""
     existing = mlflow.get_experiment_by_name(settings.task)
     if existing:
+        mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
         return existing.experiment_id
     location = (settings.artifact_root / settings.task).as_uri()
-    return mlflow.create_experiment(settings.task, artifact_location=location)
+    return mlflow.create_experiment(settings.task, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+
+
+def _gate_interval(decision: PromotionDecision) -> tuple[float, float] | None:
+    low, high = decision.gates.get("uno_c_lower95"), decision.gates.get("uno_c_upper95")
+    return (low, high) if low is not None and high is not None else None
 
 
 def _run_name(settings: TrainSettings, cohort: Cohort) -> str:
