@@ -143,6 +143,6 @@ def not_learned_reasons(frame: pd.DataFrame, schema: TaskSchema, names: Collecti
         else:
             variation = dominant_state(frame[p.name], p.kind, p.name)
             reason = (f"{variation.describe()} in the training data" if variation.share >= NEAR_CONSTANT_SHARE
-                      else "it was dropped at training on request")
-        reasons.append({"name": p.name, "reason": reason + " (dropped with --drop-predictor)"})
+                      else "dropped on request, although it varies in the training data")
+        reasons.append({"name": p.name, "reason": reason})
     return reasons

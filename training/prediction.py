@@ -38,8 +38,9 @@ def not_learned_warnings(bundle: ModelBundle) -> list[dict[str, Any]]:
     """One warning per predictor the model could not learn from, in every answer: the clinician may have sent
     it and must not believe it counted."""
     return [{"code": "not_learned", "field": item["name"],
-             "message": f"this model could not learn from {item['name']} ({item['reason']}): a value sent for it "
-                        "has no effect on the estimate"} for item in getattr(bundle, "not_learned", None) or []]
+             "message": f"this model could not learn from {item['name']} ({item['reason']}): it was dropped at "
+                        "training, so a value sent for it has no effect on the estimate"}
+            for item in getattr(bundle, "not_learned", None) or []]
 
 
 def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:

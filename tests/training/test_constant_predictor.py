@@ -13,6 +13,7 @@ from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
 from serving.api import create_app
 from serving.champions import ChampionRegistry
+from serving.score import score_file
 from training import cli
 from training.bundle import ModelBundle
 from training.config import TrainSettings
@@ -152,3 +153,12 @@ def test_every_answer_says_so_and_the_dropped_field_has_no_effect(trained):
     info = client.get("/v1/ebmt-hsct/model", headers=HEADERS).json()
     assert info["lineage"]["not_learned_predictors"] == list(DROPS)
     assert "not_learned" in info["warning_codes"]
+
+
+def test_offline_scoring_accepts_a_file_without_the_dropped_predictor(trained, tmp_path):
+    settings, _, _ = trained
+    path = tmp_path / "patients.csv"
+    pd.DataFrame([PATIENT, {**PATIENT, "age_class": ">40"}]).to_csv(path, index=False)
+    result = score_file(TASK, path, tmp_path / "scored.csv", settings.models_dir, progress=lambda _: None)
+    assert list(result["status"]) == ["ok", "ok"]
+    assert all("not_learned" in codes for codes in result["warning_codes"])
