@@ -12,6 +12,7 @@ SEP ?=
 DECIMAL ?=
 ENCODING ?=
 FORMAT_OPTIONS = $(if $(SEP),--sep '$(SEP)') $(if $(DECIMAL),--decimal '$(DECIMAL)') $(if $(ENCODING),--encoding '$(ENCODING)')
+DROP ?=
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
@@ -41,12 +42,12 @@ help: ## list the targets
 
 install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
 
-train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, SEP=, DECIMAL=, ENCODING=)
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=)
 	@mkdir -p mlruns models data
-	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS)
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP))
 
-validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet [SEP= DECIMAL= ENCODING=] (exit 0 = usable)
-	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS)
+validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet [DROP=a,b SEP= DECIMAL= ENCODING=] (exit 0 = usable)
+	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP))
 
 data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
 	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))
@@ -55,6 +56,7 @@ serve: install ## serve the champion models on http://127.0.0.1:3000 (HOST=, POR
 	$(PY) -m serving.launch --host $(HOST) --port $(PORT)
 
 ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
+	@$(PY) -m training.mlflow_store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 test: install test-browser ## install what the tests need (the page test's browser included) and run the suite

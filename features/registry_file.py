@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from features.file_format import FileFormat, apply_decimal_mark, read_registry_table
 from features.grouping_checks import grouping_problems
+from features.predictor_variation import constant_predictor_problems, with_optional
 from features.task_schema import (
     UNIT_FACTORS_TO_DAYS,
     Problem,
@@ -169,17 +171,21 @@ def dotted_number_problems(dotted: dict[str, list[int]], frame: pd.DataFrame, sc
             for column, rows in dotted.items() if column in known for row in rows]
 
 
-def load_registry_file(path: str | Path, schema: TaskSchema, *, separator: str | None = None,
-                       decimal: str | None = None, encoding: str | None = None) -> LoadedRegistryFile:
+def load_registry_file(path: str | Path, schema: TaskSchema, drop_predictors: Collection[str] = (), *,
+                       separator: str | None = None, decimal: str | None = None, encoding: str | None = None
+                       ) -> LoadedRegistryFile:
     """Read (format detected unless given), match, convert and validate a registry export; raises
     SchemaValidationError with every problem, or `features.file_format.RegistryFileError` (one sentence) when the
-    file cannot be read at all."""
+    file cannot be read at all. `drop_predictors`: predictors the model will not use (they may be absent; others
+    must vary)."""
     raw, file_format = read_registry_table(path, separator=separator, decimal=decimal, encoding=encoding)
     raw, notes, problems = match_column_names(raw, schema)
     raw, dotted = apply_decimal_mark(raw, file_format.decimal)
     problems += dotted_number_problems(dotted, raw, schema)
     converted, conversions = convert_units(raw, schema)
     problems += unknown_column_problems(converted, schema)
+    problems += constant_predictor_problems(converted, schema, drop_predictors)
+    schema = with_optional(schema, drop_predictors)
     converted, grouping_issues, grouping_notes = grouping_problems(converted, schema)
     problems += grouping_issues
     notes += grouping_notes

@@ -48,6 +48,8 @@ class PublicExtract:
     source: str  # where it comes from and who to acknowledge
     caveat: str  # what it may and may not be used for
     mapping: tuple[tuple[str, str, str], ...] = ()  # (extract column, file column, how), for the data dictionary
+    # Predictors the extract cannot teach (constant in it): dropped when a task trains on its extract by default.
+    drop_predictors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ def _ebmt_extract(task: str, name: str) -> PublicExtract:
                + ebmt.MSTATE_REFERENCES[name],
         caveat=f"The mstate documentation says: \"{ebmt.MSTATE_DISCLAIMER}\" Models trained on it demonstrate "
                "the pipeline on real registry records; they are not clinical tools.",
+        # ebmt3 holds transplants of 1995-1998 only: the transplant period does not vary, so it cannot be learned.
+        drop_predictors=("transplant_year_class",) if name == "ebmt3" else (),
     )
 
 

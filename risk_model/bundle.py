@@ -135,6 +135,9 @@ class ModelBundle:
     ood_reference: dict[str, Any] = field(default_factory=dict)
     # UTC time (ISO 8601) the training run first saved the bundle; None in bundles saved before it was recorded.
     trained_at: str | None = None
+    # Predictors of the task the model could not learn from (dropped at training, e.g. constant in the file):
+    # [{"name", "reason"}]. Not in the encoding; a request may still send them, to no effect (`not_learned` warning).
+    not_learned: list[dict[str, str]] = field(default_factory=list)
     _background_cache: dict[str, Any] | None = field(default=None, repr=False)
     _ensemble_cache: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -351,7 +354,7 @@ class ModelBundle:
             "background": self.background, "background_weights": self.background_weights,
             "risk_cut_points": self.risk_cut_points, "training_summary": self.training_summary,
             "metrics": self.metrics, "lineage": self.lineage, "model_card": self.model_card,
-            "ood_reference": self.ood_reference, "trained_at": self.trained_at,
+            "ood_reference": self.ood_reference, "trained_at": self.trained_at, "not_learned": self.not_learned,
             "replicates": [{name: cause.to_json(folder, f"replicate{i:02d}_{name}") for name, cause in causes.items()}
                            for i, causes in enumerate(self.replicates)],
         }

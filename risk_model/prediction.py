@@ -50,6 +50,13 @@ def beyond_follow_up_warnings(bundle: ModelBundle, months: Any, what: str = "so 
     return [{"code": "horizon_beyond_follow_up", "field": None,
              "message": f"fewer than {bundle.min_at_risk} training patients were followed to {h:g} months, {what}"}
             for h in np.asarray(months, dtype=float) if h > bundle.last_reliable_month]
+def not_learned_warnings(bundle: ModelBundle) -> list[dict[str, Any]]:
+    """One warning per predictor the model could not learn from, in every answer: the clinician may have sent
+    it and must not believe it counted."""
+    return [{"code": "not_learned", "field": item["name"],
+             "message": f"this model could not learn from {item['name']} ({item['reason']}): it was dropped at "
+                        "training, so a value sent for it has no effect on the estimate"}
+            for item in getattr(bundle, "not_learned", None) or []]
 
 
 def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
@@ -108,6 +115,7 @@ def predict_patients(
     at_horizons = {name: values[:, : len(months)] for name, values in probabilities.items()}
     beyond = beyond_follow_up_warnings(bundle, months)
     cautions = patient_warnings(bundle, patients, encoded)
+    not_learned = not_learned_warnings(bundle)
     contributions = (_contributions(bundle, encoded, patients, explain or [(None, None)] * len(patients))
                      if with_contributions else [None] * len(patients))
     main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]
@@ -130,7 +138,7 @@ def predict_patients(
             "risk_group": risk_group(bundle, float(main_risk[row])),
             "contributions": contributions[row],
             "interval_method": INTERVAL_METHOD if bundle.replicates else None,
-            "warnings": [*cautions[row], *beyond],
+            "warnings": [*cautions[row], *beyond, *not_learned],
         })
     return answers
 
@@ -194,7 +202,8 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
                        "description": BACKGROUND_DESCRIPTION},
         "method": CONTRIBUTION_METHOD, "items": items,
         "warnings": [*patient_warnings(bundle, [patient], encoded)[0],
-                     *beyond_follow_up_warnings(bundle, [horizon], "so the explained probability extrapolates")],
+                     *beyond_follow_up_warnings(bundle, [horizon], "so the explained probability extrapolates"),
+                     *not_learned_warnings(bundle)],
     }
 
 

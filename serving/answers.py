@@ -35,6 +35,9 @@ WARNING_CODES = {
     "projection_outside_schema_range": "stop-timing only: waiting that long would take a value (age, TKI or "
                                        "deep-response years) past the schema's limit, so that option is not "
                                        "offered (field names it)",
+    "not_learned": "the model could not learn from this predictor (dropped at training, e.g. the same value for "
+                   "nearly every training patient): a value sent for it is accepted and has no effect (field names "
+                   "it; in every answer of that model)",
 }
 
 PROBABILITY = {"minimum": 0, "maximum": 1}

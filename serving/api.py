@@ -290,7 +290,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
     # hopping to a thread pool, which cost latency and, at 32 concurrent clients, ~50 MB of per-thread buffers.
     # The batch route stays a plain function (a thread) so a long batch does not hold up other requests.
     slug = schema.task.replace("_", "-")
-    request_model = patient_request_model(schema)
+    request_model = patient_request_model(schema, not_learned=lambda: champions.not_learned(schema.task))
     batch_model = _batch_request_model(schema, request_model)
 
     def champion() -> tuple[LoadedChampion | None, Response | None]:

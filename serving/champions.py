@@ -144,3 +144,8 @@ class ChampionRegistry:
     def get(self, task: str) -> LoadedChampion | None:
         self.refresh()
         return self.loaded.get(task)
+
+    def not_learned(self, task: str) -> list[str]:
+        """The predictors the serving model of a task could not learn from: a request may leave them out."""
+        loaded = self.get(task)
+        return [item["name"] for item in getattr(loaded.bundle, "not_learned", None) or []] if loaded else []

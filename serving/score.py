@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.predictor_variation import with_optional
 from features.registry_file import PSEUDO_ID_COLUMN, convert_units, read_table, unknown_column_problems
 from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import TASKS
@@ -85,10 +86,11 @@ def flatten(answer: dict[str, Any]) -> dict[str, Any]:
 
 def score_file(task: str, data: str | Path, out: str | Path, models_dir: str | Path, explain: bool = False,
                chunk_rows: int = CHUNK_ROWS, progress: Any = None) -> pd.DataFrame:
-    schema = TASKS[task].schema
     loaded = ChampionRegistry(models_dir, [task]).get(task)
     if loaded is None:
         raise RuntimeError(f"no champion for {task} in {models_dir}/: run `make train TASK={task}` first")
+    # A predictor the champion could not learn from may be left out of the file, as out of a request.
+    schema = with_optional(TASKS[task].schema, [item["name"] for item in loaded.bundle.not_learned])
     raw = read_table(data)
     raw.columns = [str(c).strip() for c in raw.columns]
     converted, _ = convert_units(raw, schema)

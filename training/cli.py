@@ -10,11 +10,14 @@ from pathlib import Path
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
 from training.config import DEFAULT_TRACKING_URI, TrainSettings
+from training.mlflow_store import StoreLocationError
 
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
 DEFAULT_TASKS = ("cml_tfr", "all_hsct")
 DATA_DIR = Path("data")
+DROP_HELP = ("a predictor the model must not use, e.g. one with the same value for nearly every patient (repeatable, "
+             "or comma-separated); the file may leave it out")
 
 
 def _task_list() -> str:
@@ -57,14 +60,15 @@ def _read_options(args: argparse.Namespace) -> dict[str, str | None]:
     return {"separator": args.sep, "decimal": args.decimal, "encoding": args.encoding}
 
 
-def check_file(task_name: str, data: str, options: dict[str, str | None]) -> object | None:
+def check_file(task_name: str, data: str, options: dict[str, str | None], drops: tuple[str, ...] = ()
+               ) -> object | None:
     """Read and validate a registry file and print the one report `validate` and `train` share: what is usable
     and how it was read (standard output), or every problem (standard error). None when it cannot be used."""
     from features.file_format import RegistryFileError
     from features.registry_file import load_registry_file
 
     try:
-        loaded = load_registry_file(data, TASKS[task_name].schema, **options)
+        loaded = load_registry_file(data, TASKS[task_name].schema, drops, **options)
     except SchemaValidationError as error:
         print(f"{error}".replace("; nothing was trained", ""), file=sys.stderr)
         print(f"\nNOT USABLE: {data} cannot be used for {task_name}; fix every problem above "
@@ -78,11 +82,20 @@ def check_file(task_name: str, data: str, options: dict[str, str | None]) -> obj
         return None
     print(_usable_report(task_name, data, loaded), flush=True)
     return loaded
+def _drops(task_name: str, args: argparse.Namespace) -> tuple[str, ...]:
+    """The predictors the model must not use: `--drop-predictor` (repeatable or comma-separated, `DROP=a,b`) and,
+    when a task trains on its public extract by default, those the extract cannot teach."""
+    named = [name.strip() for value in args.drop_predictor or () for name in value.split(",") if name.strip()]
+    extract = TASKS[task_name].public_extract
+    if not args.data and extract is not None and extract.drop_predictors:
+        print(f"  {extract.name} does not vary in {', '.join(extract.drop_predictors)}: dropped (not learned from)")
+        named += [name for name in extract.drop_predictors if name not in named]
+    return tuple(named)
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.data and not args.task:
-        print(f"--data needs --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
+    if (args.data or args.drop_predictor) and not args.task:
+        print(f"--data and --drop-predictor need --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
         return 2
     import logging
     import warnings
@@ -94,20 +107,24 @@ def _train(args: argparse.Namespace) -> int:
 
     tasks = [args.task] if args.task else [t for t in DEFAULT_TASKS if t in TASKS]
     for task in tasks:
-        data = _data_for(task, args.data)
+        data, drops = _data_for(task, args.data), _drops(task, args)
         # The same check and report as `make validate`, before anything is tuned or logged.
-        if data is not None and check_file(task, data, _read_options(args)) is None:
+        if data is not None and check_file(task, data, _read_options(args), drops) is None:
             print("nothing was trained.", file=sys.stderr)
             return 2
         settings = TrainSettings(
             task=task, data_path=data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI), **_read_options(args),
+            drop_predictors=drops,
         )
         print(f"=== training {task} ===", flush=True)
         try:
             summary = run_training(settings)
         except SchemaValidationError as error:
             print(f"\n{error}", file=sys.stderr)
+            return 2
+        except StoreLocationError as error:
+            print(f"\nMLflow store: {error}", file=sys.stderr)
             return 2
         _print_summary(summary)
     return 0
@@ -148,7 +165,13 @@ def _validate(args: argparse.Namespace) -> int:
     if data is None:
         print(f"validate needs --data (DATA=file.csv or file.parquet) for {args.task}", file=sys.stderr)
         return 2
-    return 0 if check_file(args.task, data, _read_options(args)) is not None else 2
+    drops = _drops(args.task, args)
+    loaded = check_file(args.task, data, _read_options(args), drops)
+    if loaded is None:
+        return 2
+    if drops:
+        print(f"  dropped, so not learned from: {', '.join(drops)}")
+    return 0
 
 
 def _usable_report(task_name: str, data: str, loaded: object) -> str:
@@ -216,12 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
     _add_format_options(train)
+    train.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
     train.set_defaults(handler=_train)
     validate = commands.add_parser("validate", help="check a registry file against a task's schema, train nothing")
     validate.add_argument("--task", choices=sorted(TASKS), default=None)
     validate.add_argument("--data", help="registry file (.csv or .parquet); default for a real-data task: its "
                                          "public extract")
     _add_format_options(validate)
+    validate.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
     validate.set_defaults(handler=_validate)
     dictionary = commands.add_parser("data-dictionary", help="print a task's data dictionary; without --task, "
                                                              "write every task's to docs/data-dictionary/")

@@ -27,6 +27,8 @@ class TrainSettings:
     separator: str | None = None
     decimal: str | None = None
     encoding: str | None = None
+    # Predictors the model must not use (`--drop-predictor`, `DROP=`): e.g. one that is constant in the file.
+    drop_predictors: tuple[str, ...] = ()
 
     @property
     def artifact_root(self) -> Path:

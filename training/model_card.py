@@ -89,6 +89,7 @@ class ModelCardInputs:
     decision_curves: dict[str, str]  # endpoint -> sentence on net benefit at the main horizon
     synthetic: bool
     unit_conversions: list[str] = field(default_factory=list)
+    not_learned: list[dict[str, str]] = field(default_factory=list)  # dropped predictors and why
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -203,6 +204,7 @@ def _predictor_section(inputs: ModelCardInputs) -> list[str]:
             p.monotone, "")
         lines.append(f"| `{p.name}` | {p.description} | {unit} | {'yes' if p.required else 'no'} | {missing} | "
                      f"{monotone} |")
+    lines += _not_learned_lines(inputs.not_learned)
     lines += ["", "## Missing data", "",
               "- xgboost takes missing values natively (each split learns a default direction).",
               "- The Cox baseline imputes the median (numbers) or the mode (categories) and adds a missing-indicator "
@@ -211,6 +213,17 @@ def _predictor_section(inputs: ModelCardInputs) -> list[str]:
               "- Patients are never dropped for a missing optional predictor; the outcome columns must be complete.",
               ""]
     return lines
+
+
+def _not_learned_lines(not_learned: list[dict[str, str]]) -> list[str]:
+    if not not_learned:
+        return []
+    lines = ["", "### Predictors the model could not learn from", "",
+             "Dropped at training: they are not in the model. A request may still send them; the value has no "
+             "effect, and every answer of this model says so (warning `not_learned`). Patients who differ only in "
+             "these predictors get the same estimate.", "",
+             "| predictor | why |", "|---|---|"]
+    return lines + [f"| `{item['name']}` | {item['reason']} |" for item in not_learned]
 
 
 def _model_section(inputs: ModelCardInputs) -> list[str]:
@@ -359,6 +372,9 @@ def _limitations_section(inputs: ModelCardInputs) -> list[str]:
         lines.append("- Trained and validated on a synthetic cohort: the numbers show that the pipeline works and "
                      "what a reviewer will see, not clinical performance. Do not use for patient care before "
                      "training and validating on registry data.")
+    if inputs.not_learned:
+        lines.append(f"- Not learned from: {', '.join(i['name'] for i in inputs.not_learned)} (see Predictors): the "
+                     "estimates ignore them, whatever a patient's value.")
     lines += [
         f"- {inputs.validation.note[0].upper() + inputs.validation.note[1:]}.",
         "- Cause-specific proportional hazards (Cox) or boosted log-hazards with a common baseline per cause: "

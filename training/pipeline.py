@@ -11,15 +11,16 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.predictor_variation import constant_predictor_problems, not_learned_reasons, without_predictors
 from features.registry_file import load_registry_file
-from features.task_schema import TaskSchema, validate_frame
+from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
@@ -27,6 +28,7 @@ from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily
+from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.promotion import (
     PromotionDecision,
@@ -42,6 +44,7 @@ from training.promotion import (
 )
 from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
+from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
 from training.splits import hold_out_centres, tuning_folds
 from training.tune import TuningResult, tune_xgboost
 
@@ -89,7 +92,7 @@ def data_digest(frame: pd.DataFrame) -> str:
 def load_cohort(settings: TrainSettings, schema: TaskSchema) -> Cohort:
     """The registry file when given, else the task's synthetic cohort (written under data/, git-ignored)."""
     if settings.data_path:
-        loaded = load_registry_file(settings.data_path, schema, separator=settings.separator,
+        loaded = load_registry_file(settings.data_path, schema, settings.drop_predictors, separator=settings.separator,
                                     decimal=settings.decimal, encoding=settings.encoding)
         return Cohort(loaded.frame, loaded.source, data_digest(loaded.frame), loaded.unit_conversions,
                       description=f"registry file {Path(loaded.source).name}",
@@ -97,6 +100,9 @@ def load_cohort(settings: TrainSettings, schema: TaskSchema) -> Cohort:
     task = get_task(settings.task)
     n = settings.n_patients or task.default_cohort_size
     frame = validate_frame(task.generate_cohort(n, settings.seed), schema)
+    problems = constant_predictor_problems(frame, schema, settings.drop_predictors)
+    if problems:
+        raise SchemaValidationError(schema.task, problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / f"{settings.task}_synthetic_n{n}_seed{settings.seed}.parquet"
     frame.to_parquet(path, index=False)
@@ -184,9 +190,14 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
 
     say = Progress(settings.quiet)
     task = get_task(settings.task)
-    schema = task.schema
-    cohort = load_cohort(settings, schema)
+    cohort = load_cohort(settings, task.schema)
     frame = cohort.frame
+    # Dropped predictors leave the model's schema: not in its encoding, its card, or what it asks for.
+    not_learned = not_learned_reasons(frame, task.schema, settings.drop_predictors)
+    task = replace(task, schema=without_predictors(task.schema, settings.drop_predictors))
+    schema = task.schema
+    if not_learned:
+        say("not learned from (dropped): " + "; ".join(f"{i['name']}: {i['reason']}" for i in not_learned))
     say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
     advice = events_per_predictor_advice(frame, schema)
     if advice:
@@ -199,6 +210,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
     folds = tuning_folds(development, schema.event_column, settings.n_folds, settings.seed)
     say(f"split: {split.design}; {len(folds)} tuning folds on {len(development)} development patients")
 
+    for note in relocate_store(settings.tracking_uri):  # a copied or moved folder writes into its own store
+        say(note)
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment = _experiment(mlflow, settings)
     with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
@@ -212,6 +225,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             mlflow.set_tag("unit_conversions", "; ".join(cohort.unit_conversions))
         if cohort.file_format:
             mlflow.set_tag("file_format", cohort.file_format)
+        if not_learned:
+            mlflow.set_tag("not_learned_predictors", ",".join(item["name"] for item in not_learned))
         mlflow.log_input(mlflow.data.from_pandas(frame, source=cohort.source, name=f"{settings.task}_cohort",
                                                  digest=cohort.digest), context="training")
         mlflow.log_params({"n_patients": len(frame), "n_development": len(development),
@@ -252,6 +267,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         chosen, metrics = bundles[family], evaluations[family].metrics
         say(f"bootstrap ensemble for the 95 % intervals: {settings.n_replicates} refits of {family}")
         chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
+        chosen.not_learned = not_learned
         mlflow.set_tag("registered_family", family)
         for name, run_id in family_runs.items():
             mlflow.MlflowClient().set_tag(run_id, "registered", str(name == family).lower())
@@ -273,7 +289,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             chosen.metrics = {**metrics, **{k: v for k, v in report_metrics.items() if not k.endswith("_seconds")}}
             chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
                               "data_source": cohort.description, "split_design": split.design,
-                              "validation_design": report.validation.design.description}
+                              "validation_design": report.validation.design.description,
+                              "not_learned_predictors": [item["name"] for item in not_learned]}
             card_inputs = ModelCardInputs(
                 schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
                 family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
@@ -283,7 +300,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                 metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
                 validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
                 decision_curves=report.usefulness, synthetic=not settings.data_path,
-                unit_conversions=cohort.unit_conversions)
+                unit_conversions=cohort.unit_conversions, not_learned=not_learned)
             chosen.lineage["version"] = card_inputs.version
             chosen.model_card = build_model_card(card_inputs)
             bundle_dir = scratch_path / "bundle"
@@ -294,6 +311,11 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             chosen.save(bundle_dir)
             _log_model_card(mlflow, chosen.model_card, scratch_path)
             _record_decision(mlflow, decision, settings.task, version, family, lineage_tags)
+            mlflow.set_tag(NOTE_TAG, run_note(
+                task=settings.task, endpoint=chosen.main_endpoint, horizon=schema.main_horizon_months,
+                data=cohort.description, split=split.design, metrics={n: e.metrics for n, e in evaluations.items()},
+                family=family, version=version, promoted=decision.promoted, reason=decision.reason,
+                gates=decision.gates, interval=_gate_interval(decision), not_learned=not_learned))
             if decision.promoted:
                 export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
                                 cohort.digest)
@@ -305,11 +327,19 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
 
 
 def _experiment(mlflow: Any, settings: TrainSettings) -> str:
+    """The task's experiment, marked as model training so that the MLflow UI opens its runs table."""
     existing = mlflow.get_experiment_by_name(settings.task)
     if existing:
+        mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
         return existing.experiment_id
     location = (settings.artifact_root / settings.task).as_uri()
-    return mlflow.create_experiment(settings.task, artifact_location=location)
+    return mlflow.create_experiment(settings.task, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+
+
+def _gate_interval(decision: PromotionDecision) -> tuple[float, float] | None:
+    low, high = decision.gates.get("uno_c_lower95"), decision.gates.get("uno_c_upper95")
+    return (low, high) if low is not None and high is not None else None
 
 
 def _run_name(settings: TrainSettings, cohort: Cohort) -> str:

@@ -28,6 +28,7 @@ from features.tasks import EndpointTarget
 from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, ModelBundle
 from training.bootstrap import bootstrap_indices
 from training.evaluate import concordance_with_se, evaluate_bundle, net_benefit, subset_target, uno_tau
+from training.mlflow_store import relocate_store
 
 GATES_FILE = Path(__file__).with_name("promotion_gates.toml")
 CHAMPION_FILE = "champion.json"
@@ -274,6 +275,7 @@ def promote_version(task: str, version: str, models_dir: str | Path = "models",
     export as an automatic promotion (models/<task>/<version>/ and an atomic champion.json)."""
     from mlflow import MlflowClient
 
+    relocate_store(tracking_uri)  # a copied or moved folder reads its own artifacts
     client = MlflowClient(tracking_uri)
     version = str(version)
     details = client.get_model_version(task, version)  # raises when the version does not exist
@@ -289,6 +291,7 @@ def rollback(task: str, models_dir: str | Path = "models", tracking_uri: str | N
     (the registered model's champion history), with the same export."""
     from mlflow import MlflowClient
 
+    relocate_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     current = current_champion(client, task)
     history = champion_history(client, task)

@@ -28,6 +28,7 @@ def _client(args: argparse.Namespace):  # noqa: ANN202 - mlflow is imported lazi
 def _promote(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
+    from training.mlflow_store import StoreLocationError
     from training.promotion import promote_version
 
     try:
@@ -35,17 +36,21 @@ def _promote(args: argparse.Namespace) -> int:
     except MlflowException as error:
         print(f"{args.task} version {args.version}: {error.message}", file=sys.stderr)
         return 1
+    except StoreLocationError as error:
+        print(f"MLflow store: {error}", file=sys.stderr)
+        return 1
     print(f"{args.task}: version {result['champion']} is now the champion (its gate decision at training: "
           f"{result['gate_decision']}); exported to {Path(args.models_dir) / args.task / result['champion']}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from training.mlflow_store import StoreLocationError
     from training.promotion import rollback
 
     try:
         result = rollback(args.task, args.models_dir, args.tracking_uri)
-    except LookupError as error:
+    except (LookupError, StoreLocationError) as error:
         print(str(error), file=sys.stderr)
         return 1
     print(f"{args.task}: rolled back from version {result['rolled_back_from']} to version {result['champion']}; "

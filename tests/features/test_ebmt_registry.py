@@ -34,7 +34,7 @@ def ebmt2() -> pd.DataFrame:
 def rfs_loaded(ebmt3, tmp_path_factory):
     path = tmp_path_factory.mktemp("ebmt") / "ebmt3.csv"
     ebmt3_registry_file(ebmt3).to_csv(path, index=False)
-    return load_registry_file(path, EBMT_HSCT_SCHEMA)
+    return load_registry_file(path, EBMT_HSCT_SCHEMA, TASKS["ebmt_hsct"].public_extract.drop_predictors)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ def ebmt_run(tmp_path_factory):
     data = public_extract_file("ebmt_hsct", root / "data")
     settings = TrainSettings(task="ebmt_hsct", data_path=str(data), seed=42, n_trials=2, n_folds=3,
                              tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
-                             data_dir=root / "data", quiet=True)
+                             data_dir=root / "data", quiet=True,
+                             drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors)
     summary = run_training(settings)
     return summary, MlflowClient(settings.tracking_uri)
 

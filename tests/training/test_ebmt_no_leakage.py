@@ -26,7 +26,8 @@ def extract() -> pd.DataFrame:
 def rfs(extract, tmp_path_factory):
     path = tmp_path_factory.mktemp("ebmt3") / "ebmt3.csv"
     ebmt3_registry_file(extract).to_csv(path, index=False)
-    return load_registry_file(path, TASKS["ebmt_hsct"].schema).frame
+    task = TASKS["ebmt_hsct"]
+    return load_registry_file(path, task.schema, task.public_extract.drop_predictors).frame
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -45,7 +46,7 @@ def test_a_file_carrying_platelet_recovery_is_refused(extract, tmp_path):
     path = tmp_path / "with_platelets.csv"
     file.to_csv(path, index=False)
     with pytest.raises(SchemaValidationError) as raised:
-        load_registry_file(path, TASKS["ebmt_hsct"].schema)
+        load_registry_file(path, TASKS["ebmt_hsct"].schema, TASKS["ebmt_hsct"].public_extract.drop_predictors)
     assert {p.column for p in raised.value.problems} == set(PLATELET)
 
 

@@ -1,0 +1,92 @@
+"""Which predictors count as constant: one value, category, flag or an empty cell for 99 % or more of the rows
+(values compared as the schema reads them), and what a request may leave out for a model that dropped one."""
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.cml_tfr_schema import CML_TFR_SCHEMA
+from features.ebmt_hsct_schema import EBMT_HSCT_SCHEMA
+from features.predictor_variation import (
+    constant_predictor_problems,
+    near_constant_predictors,
+    with_optional,
+    without_predictors,
+)
+from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+from serving.request_models import patient_request_model
+
+
+@pytest.fixture(scope="module")
+def cohort() -> pd.DataFrame:
+    return generate_cml_tfr_cohort(400, seed=3).astype(object)
+
+
+def test_a_varied_cohort_has_no_constant_predictor(cohort):
+    assert constant_predictor_problems(cohort, CML_TFR_SCHEMA) == []
+
+
+def test_a_number_held_by_99_percent_is_reported_written_as_the_schema_reads_it(cohort):
+    frame = cohort.copy()
+    frame["tki_years"] = ["7", "7.0", " 7 ", 7.0] * 100  # the same number, written four ways
+    frame.loc[0, "tki_years"] = "8"  # 1 of 400 differs: 99.75 %
+    [found] = near_constant_predictors(frame, CML_TFR_SCHEMA)
+    assert (found.predictor, found.value, found.count) == ("tki_years", 7.0, 399)
+    assert found.describe() == "the same value (7) for 99.8 % of the 400 patients"
+    frame.loc[:3, "tki_years"] = "8"  # 4 of 400 differ: 99.0 % -- still at the threshold
+    assert [v.predictor for v in near_constant_predictors(frame, CML_TFR_SCHEMA)] == ["tki_years"]
+    frame.loc[:4, "tki_years"] = "8"  # 5 of 400: 98.75 %, varies enough
+    assert near_constant_predictors(frame, CML_TFR_SCHEMA) == []
+
+
+def test_flags_compare_as_booleans_and_an_empty_column_is_constant(cohort):
+    frame = cohort.copy()
+    frame["prior_interferon"] = ["yes", "TRUE", "1", True] * 100
+    frame["nk_cell_level"] = None  # optional, empty for everyone
+    found = {v.predictor: v for v in near_constant_predictors(frame, CML_TFR_SCHEMA)}
+    assert set(found) == {"prior_interferon", "nk_cell_level"}
+    assert found["prior_interferon"].describe() == "the same value (true) for all 400 patients"
+    assert found["nk_cell_level"].describe() == "empty for all 400 patients"
+
+
+def test_an_absent_optional_column_counts_as_empty_an_absent_required_one_is_left_to_the_schema(cohort):
+    frame = cohort.drop(columns=["nk_cell_level", "tki_years"])
+    assert [v.predictor for v in near_constant_predictors(frame, CML_TFR_SCHEMA)] == ["nk_cell_level"]
+
+
+def test_dropped_names_are_skipped_and_unknown_ones_reported(cohort):
+    frame = cohort.assign(sokal_risk="low")
+    assert [p.column for p in constant_predictor_problems(frame, CML_TFR_SCHEMA)] == ["sokal_risk"]
+    assert constant_predictor_problems(frame, CML_TFR_SCHEMA, ("sokal_risk",)) == []
+    [unknown] = constant_predictor_problems(frame, CML_TFR_SCHEMA, ("sokal_risk", "sokal"))
+    assert unknown.column == "sokal" and "names no predictor of cml_tfr" in unknown.rule
+    everything = constant_predictor_problems(frame, CML_TFR_SCHEMA, CML_TFR_SCHEMA.predictor_names)
+    assert any("every predictor is dropped" in p.rule for p in everything)
+
+
+def test_schemas_for_a_dropped_predictor():
+    relaxed = with_optional(EBMT_HSCT_SCHEMA, ["disease_subclass"])
+    assert not relaxed.predictor("disease_subclass").required and relaxed.predictor("age_class").required
+    assert "disease_subclass" not in without_predictors(EBMT_HSCT_SCHEMA, ["disease_subclass"]).predictor_names
+    assert EBMT_HSCT_SCHEMA.predictor("disease_subclass").required  # the task's own schema is untouched
+
+
+def test_a_request_may_leave_out_what_the_serving_model_did_not_learn_and_the_document_still_requires_it():
+    not_learned: list[str] = []
+    model = patient_request_model(EBMT_HSCT_SCHEMA, not_learned=lambda: not_learned)
+    patient = {"age_class": "20-40", "donor_recipient_gender_mismatch": False, "transplant_year_class": "1995-1998"}
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate(patient)
+    assert [(e["loc"], e["msg"]) for e in raised.value.errors()] == [(("disease_subclass",), "Field required")]
+    with pytest.raises(ValidationError) as raised:  # a bad value is still refused, with the missing field
+        model.model_validate({**patient, "age_class": "old"})
+    assert {e["loc"] for e in raised.value.errors()} == {("age_class",), ("disease_subclass",)}
+    not_learned.append("disease_subclass")
+    assert model.model_validate(patient).disease_subclass is None
+    assert model.model_validate({**patient, "disease_subclass": "CML"}).disease_subclass == "CML"
+    with pytest.raises(ValidationError):
+        model.model_validate({**patient, "disease_subclass": "MDS"})
+    document = model.model_json_schema()
+    strict = patient_request_model(EBMT_HSCT_SCHEMA).model_json_schema()
+    assert document["required"] == strict["required"] and "disease_subclass" in document["required"]
+    assert document["properties"]["disease_subclass"] == strict["properties"]["disease_subclass"]
