@@ -84,10 +84,12 @@ def check_file(task_name: str, data: str, options: dict[str, str | None], drops:
     return loaded
 def _drops(task_name: str, args: argparse.Namespace) -> tuple[str, ...]:
     """The predictors the model must not use: `--drop-predictor` (repeatable or comma-separated, `DROP=a,b`) and,
-    when a task trains on its public extract by default, those the extract cannot teach."""
+    when a task trains on its public extract (by default, or as the file written from it), those the extract cannot
+    teach."""
     named = [name.strip() for value in args.drop_predictor or () for name in value.split(",") if name.strip()]
     extract = TASKS[task_name].public_extract
-    if not args.data and extract is not None and extract.drop_predictors:
+    is_extract = extract is not None and (not args.data or Path(args.data).name == extract.file_name)
+    if is_extract and extract.drop_predictors:
         print(f"  {extract.name} does not vary in {', '.join(extract.drop_predictors)}: dropped (not learned from)")
         named += [name for name in extract.drop_predictors if name not in named]
     return tuple(named)
