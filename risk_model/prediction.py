@@ -210,9 +210,9 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
 ENDPOINT_WORDS = {"relapse": "relapse", "relapse_free": "staying relapse-free", "nrm": "non-relapse death",
                   "os": "being alive", "lfs": "being alive without relapse",
                   "grfs": "being alive without relapse or significant GVHD"}
-BACKGROUND_DESCRIPTION = ("k-means cluster summaries of the training patients (numbers at the cluster median, "
-                          "categories at its mode; every cluster holds at least 10 patients), weighted by cluster "
-                          "size; no patient's own row")
+BACKGROUND_DESCRIPTION = ("synthetic patients that reproduce the training cohort: every number a mean of at least "
+                          "10 training patients, category shares, means and the mean predicted probability of the "
+                          "training patients kept by the weights (each at least 10 patients); no patient's own row")
 CONTRIBUTION_METHOD = ("interventional Shapley values of the probability itself against the background, fast "
                        "path: each cause's exact margin shares, mapped to the probability scale through the "
                        "gradient at the midpoint and rescaled so they add up exactly to probability - base_value")

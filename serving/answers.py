@@ -137,7 +137,7 @@ class ExplainedContribution(Contribution):
 
 
 class ExplanationBackground(BaseModel):
-    rows: int = Field(description="background rows (cluster summaries)")
+    rows: int = Field(description="background rows (synthetic patients, each standing for at least 10)")
     patients: int = Field(description="training patients they summarise (the weights add up to this)")
     description: str
 

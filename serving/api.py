@@ -437,8 +437,9 @@ def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseM
               summary=f"{schema.title}: why this estimate — every predictor's contribution in percentage points",
               description="The patient as for /predict; `explain: {endpoint, horizon_months}` chooses the explained "
                           "probability (default: the first endpoint at the main horizon). Contributions are "
-                          "interventional Shapley values of the probability against a background of cluster "
-                          "summaries of the training patients; they add up to 100 x (probability - base_value). "
+                          "interventional Shapley values of the probability against a background of synthetic "
+                          "patients that reproduce the training cohort (base_value is its mean prediction); they add "
+                          "up to 100 x (probability - base_value). "
                           "Send `Accept: image/png` for a waterfall chart of the same numbers.")
     async def explain(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
         loaded, predictors, failure = one_patient(patient, request)

@@ -1,5 +1,6 @@
-"""Explanation background (cluster summaries, no patient rows), training summary, and the per-run explanation
-plots (beeswarm, mean-|contribution| bar chart and table, dependence plots) of every endpoint and horizon."""
+"""Explanation background (synthetic patients that reproduce the cohort, no patient rows), training summary, and
+the per-run explanation plots (beeswarm, mean-|contribution| bar chart and table, dependence plots) of every
+endpoint and horizon."""
 
 from __future__ import annotations
 
@@ -10,59 +11,383 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import lsq_linear
 
-from features.task_schema import TaskSchema
+from features.task_schema import CrossFieldRule, Predictor, TaskSchema
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
 
 MAX_BACKGROUND_ROWS = 50
-MIN_CLUSTER_SIZE = 10
+MIN_CLUSTER_SIZE = 10  # fewest training patients a background row, and each of its numbers, may stand for
+NUMBER_BINS = 4  # a number's quartile bin joins the joint fit, so its spread and its non-linear links are kept
+CALIBRATION_STRENGTH = 1e3  # how much the cohort's shares and means weigh against keeping row weights equal
+SWAPS_PER_ROW = 20  # bound on the joint fit's swaps (it usually stops well before)
+CANDIDATE_SWAPS = 32  # best swaps whose rules are checked, in order, before the fit stops
+MISSING = "missing"
 
 
-def build_background(frame: pd.DataFrame, schema: TaskSchema, seed: int = 0
+@dataclass
+class Background:
+    """Synthetic patients that stand for the training cohort (no patient's own row)."""
+
+    rows: list[dict[str, Any]]
+    weights: list[float]  # patients each row stands for: whole numbers adding up to the cohort size
+    patients: list[int]  # per row, the fewest training patients behind its weight or any of its numbers
+
+
+def build_background(frame: pd.DataFrame, schema: TaskSchema, seed: int = 0, bundle: ModelBundle | None = None
                      ) -> tuple[list[dict[str, Any]], list[float]]:
-    """k-means clusters of training patients, each summarised as one possible patient, weighted by size.
+    """The explanation background's rows and weights (see `cohort_background`)."""
+    background = cohort_background(frame, schema, seed, bundle)
+    return background.rows, background.weights
 
-    Numbers take the cluster median, categories and flags the cluster mode, and an optional predictor stays
-    missing where most of the cluster lacks it. Every cluster holds at least 10 patients, so no row is a person.
+
+def cohort_background(frame: pd.DataFrame, schema: TaskSchema, seed: int = 0, bundle: ModelBundle | None = None
+                      ) -> Background:
+    """At most 50 weighted synthetic patients whose shares, means and two-way tables are the cohort's, and, given
+    the bundle, whose weighted mean prediction of every endpoint at every explained horizon is the cohort's.
+
+    Summaries of clusters shrink minority categories and the spread of numbers, so their mean prediction is not
+    the cohort's. Here each of the k rows starts from a k-means cluster, but takes its values from the cohort's
+    own distribution: each category's levels (missing included) go to as many rows as its share asks, to the
+    clusters that hold most of them; each number's sorted values are cut into slices of at least 10 patients
+    whose means go to the rows in the order of their clusters' means. Swapping one predictor's value between two
+    rows keeps all that; swaps are taken while they bring the rows' two-way tables (levels, missingness and
+    quartile bins) closer to the cohort's, without breaking a cross-field rule. Last, whole-patient weights of at
+    least 10, as equal as possible, make every share and mean the cohort's, and the mean predictions too (50
+    points cannot hold every interaction a boosted model uses; without this step they land within about half a
+    point). The base value of an explanation is then the cohort's mean prediction.
     """
+    if len(frame) < MIN_CLUSTER_SIZE:
+        raise ValueError(f"the explanation background needs at least {MIN_CLUSTER_SIZE} training patients")
+    derived = {name for name, _ in schema.derived_predictors}
+    predictors = [p for p in schema.predictors if p.name not in derived]
+    rules = [r for r in schema.cross_field_rules if set(r.columns) <= {p.name for p in predictors}]
+    k = max(1, min(MAX_BACKGROUND_ROWS, len(frame) // (2 * MIN_CLUSTER_SIZE)))
+    labels = _clusters(frame, schema, k, seed)
+    rows, smallest_slice = _placed_rows(frame, schema, predictors, labels, k, rules)
+    fit = _JointFit(_Coding.fit(frame, predictors, NUMBER_BINS), frame, rows, rules)
+    fit.repair()
+    fit.improve(SWAPS_PER_ROW * k)
+    rows = schema.add_derived(fit.rows.drop(columns=list(derived)))
+    predictions = _explained_predictions(bundle, frame, rows) if bundle is not None else None
+    weights = _calibrated_weights(_Coding.fit(frame, list(schema.predictors), 0), frame, rows, predictions)
+    patients = [min([int(weight), *(n for name, n in smallest_slice.items() if pd.notna(row[name]))])
+                for weight, (_, row) in zip(weights, rows.iterrows(), strict=True)]
+    return Background(_records(rows, schema), [float(w) for w in weights], patients)
+
+
+def _clusters(frame: pd.DataFrame, schema: TaskSchema, k: int, seed: int) -> np.ndarray:
+    """k-means labels on the standardised model matrix: where each row starts in the cohort."""
     from sklearn.cluster import KMeans
 
+    if k == 1:
+        return np.zeros(len(frame), dtype=int)
     matrix = Preprocessor(impute=True).fit(frame, schema).transform(frame)
-    scaled = (matrix - matrix.mean(axis=0)) / np.where(matrix.std(axis=0) > 0, matrix.std(axis=0), 1.0)
-    k = max(1, min(MAX_BACKGROUND_ROWS, len(frame) // (2 * MIN_CLUSTER_SIZE)))
-    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(scaled)
-    labels = _merge_small_clusters(scaled, labels)
-    records, weights = [], []
-    for label in np.unique(labels):
-        members = frame.iloc[np.flatnonzero(labels == label)]
-        records.append({p.name: _summarise(members[p.name], p.kind) for p in schema.predictors})
-        weights.append(float(len(members)))
-    return records, weights
+    spread = matrix.std(axis=0)
+    scaled = (matrix - matrix.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(scaled)
 
 
-def _merge_small_clusters(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    labels = labels.copy()
-    while True:
-        sizes = pd.Series(labels).value_counts()
-        small = sizes[sizes < MIN_CLUSTER_SIZE]
-        if small.empty or len(sizes) == 1:
-            return labels
-        smallest = small.idxmin()
-        others = [c for c in sizes.index if c != smallest]
-        centres = np.array([points[labels == c].mean(axis=0) for c in others])
-        centre = points[labels == smallest].mean(axis=0)
-        labels[labels == smallest] = others[int(np.argmin(((centres - centre) ** 2).sum(axis=1)))]
+def _placed_rows(frame: pd.DataFrame, schema: TaskSchema, predictors: list[Predictor], labels: np.ndarray, k: int,
+                 rules: list[CrossFieldRule]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """k rows whose values follow the cohort's distribution, each near its cluster; and per number the fewest
+    patients averaged into one of its values."""
+    rows = pd.DataFrame({p.name: pd.Series([None] * k, dtype=object if p.kind == "category" else float)
+                         for p in schema.predictors})
+    smallest_slice = {}
+    for p in predictors:
+        own_rules = [r for r in rules if p.name in r.columns]
+        if p.kind == "number":
+            smallest_slice[p.name] = _place_number(frame[p.name], p, labels, rows, own_rules)
+        else:
+            _place_levels(frame[p.name], p, labels, rows, own_rules)
+    return rows, smallest_slice
 
 
-def _summarise(values: pd.Series, kind: str) -> Any:
-    observed = values.dropna()
-    if len(observed) < 0.5 * len(values):
-        return None
-    if kind == "number":
-        return float(np.round(observed.median(), 2))
-    mode = observed.mode().iloc[0]
-    return bool(mode) if kind == "boolean" else str(mode)
+def _place_levels(values: pd.Series, p: Predictor, labels: np.ndarray, rows: pd.DataFrame,
+                  rules: list[CrossFieldRule]) -> None:
+    """Each level (missing included) to as many rows as its share asks, rarest first, to the rows whose clusters
+    hold most of it and where no rule forbids it; the commonest level takes the rest."""
+    keys = pd.Series(_level_keys(values), index=values.index)
+    shares = keys.value_counts(normalize=True).sort_values(kind="stable")
+    wanted = _largest_remainder(shares.to_numpy(), len(rows))
+    held = pd.crosstab(labels, keys.to_numpy(), normalize="index").reindex(
+        index=range(len(rows)), columns=shares.index, fill_value=0.0)
+    chosen = np.full(len(rows), None, dtype=object)
+    for level, count in zip(shares.index[:-1], wanted[:-1], strict=True):
+        allowed = _allowed(rows, p.name, _level_value(level), rules)
+        order = [r for r in np.argsort(-held[level].to_numpy(), kind="stable") if chosen[r] is None and allowed[r]]
+        chosen[order[:count]] = level
+    chosen[[c is None for c in chosen]] = shares.index[-1]
+    rows[p.name] = pd.Series([_level_value(c) for c in chosen], dtype=rows[p.name].dtype)
+
+
+def _place_number(values: pd.Series, p: Predictor, labels: np.ndarray, rows: pd.DataFrame,
+                  rules: list[CrossFieldRule]) -> int:
+    """The observed values, sorted and cut into slices of at least MIN_CLUSTER_SIZE patients (as many as the
+    observed share of the rows), their means to the rows in the order of their clusters' means; other rows stay
+    missing. Returns the patients in the smallest slice."""
+    k, x = len(rows), values.to_numpy(dtype=float)
+    seen = ~np.isnan(x)
+    n_seen = min(int(round(seen.mean() * k)), int(seen.sum()) // MIN_CLUSTER_SIZE)
+    if n_seen == 0:
+        return 0
+    share_seen = pd.Series(seen).groupby(labels).mean().reindex(range(k), fill_value=0.0).to_numpy()
+    allowed = _allowed(rows, p.name, float(np.median(x[seen])), rules)
+    order = np.lexsort((-share_seen, ~allowed))[:n_seen]
+    centre = pd.Series(x).groupby(labels).mean().reindex(range(k)).to_numpy()
+    order = order[np.argsort(np.where(np.isnan(centre[order]), np.nanmean(x), centre[order]), kind="stable")]
+    slices = np.array_split(np.sort(x[seen]), n_seen)
+    low, high = p.minimum if p.minimum is not None else -np.inf, p.maximum if p.maximum is not None else np.inf
+    rows.loc[order, p.name] = np.clip(np.round([s.mean() for s in slices], 2), low, high)
+    return min(len(s) for s in slices)
+
+
+def _level_keys(values: pd.Series) -> list[Any]:
+    """A patient's level: the category, 0.0/1.0 for a flag, or MISSING."""
+    return [MISSING if pd.isna(v) else v for v in values.to_numpy(dtype=object)]
+
+
+def _level_value(level: Any) -> Any:
+    return None if level == MISSING else level
+
+
+def _largest_remainder(shares: np.ndarray, k: int) -> np.ndarray:
+    """Whole counts adding up to k, each share x k rounded up or down (largest remainders up)."""
+    raw = shares * k
+    counts = np.floor(raw).astype(int)
+    counts[np.argsort(-(raw - counts), kind="stable")[: k - counts.sum()]] += 1
+    return counts
+
+
+def _allowed(rows: pd.DataFrame, name: str, value: Any, rules: list[CrossFieldRule]) -> np.ndarray:
+    """Per row, whether it could take this value without breaking a rule (given what is placed so far)."""
+    trial = rows.copy()
+    trial[name] = pd.Series([value] * len(rows), dtype=rows[name].dtype)
+    return _holds(trial, rules)
+
+
+def _holds(rows: pd.DataFrame, rules: list[CrossFieldRule]) -> np.ndarray:
+    ok = np.ones(len(rows), dtype=bool)
+    for rule in rules:
+        ok &= rule.holds(rows.reset_index(drop=True)).fillna(True).to_numpy(dtype=bool)
+    return ok
+
+
+@dataclass
+class _Coding:
+    """Columns for fitting the background: one per level of a category or flag (missing included); per number
+    its value (the cohort mean when missing), whether it is missing and, with bins, its quantile bin. Their means
+    are the shares and means; their cross-products are the two-way tables."""
+
+    predictors: list[Predictor]
+    edges: dict[str, np.ndarray]
+    levels: dict[str, list[Any]]
+    fill: dict[str, float]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, predictors: list[Predictor], bins: int) -> _Coding:
+        edges, levels, fill = {}, {}, {}
+        for p in predictors:
+            x = frame[p.name]
+            if p.kind == "number":
+                seen = x.dropna().to_numpy(dtype=float)
+                fill[p.name] = float(seen.mean()) if len(seen) else 0.0
+                quantiles = np.linspace(0, 1, bins + 1)[1:-1]
+                edges[p.name] = np.quantile(seen, quantiles) if len(seen) and bins else np.array([])
+            else:
+                levels[p.name] = [*(list(p.categories) if p.kind == "category" else [0.0, 1.0]), MISSING]
+        return cls(predictors, edges, levels, fill)
+
+    def blocks(self) -> dict[str, np.ndarray]:
+        """The columns of each predictor, in `columns` order."""
+        out, start = {}, 0
+        for p in self.predictors:
+            width = self._width(p)
+            out[p.name], start = np.arange(start, start + width), start + width
+        return out
+
+    def _width(self, p: Predictor) -> int:
+        if p.kind != "number":
+            return len(self.levels[p.name])
+        edges = len(self.edges[p.name])
+        return 2 + (edges + 1 if edges else 0)
+
+    def columns(self, frame: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for p in self.predictors:
+            if p.kind == "number":
+                x = pd.to_numeric(frame[p.name], errors="coerce").to_numpy(dtype=float)
+                parts += [np.where(np.isnan(x), self.fill[p.name], x)[:, None], np.isnan(x)[:, None]]
+                if len(self.edges[p.name]):
+                    where = np.searchsorted(self.edges[p.name], x, side="right")
+                    bins = np.arange(len(self.edges[p.name]) + 1)
+                    parts.append((where[:, None] == bins[None, :]) & ~np.isnan(x)[:, None])
+            else:
+                keys = np.array(_level_keys(frame[p.name]), dtype=object)
+                parts.append(np.column_stack([keys == level for level in self.levels[p.name]]))
+        return np.column_stack(parts).astype(float)
+
+
+class _JointFit:
+    """Swaps of one predictor's value between two equally weighted rows keep every share and mean; the fit takes
+    the swaps that bring the rows' cross-products of standardised columns closest to the cohort's (loss: squared
+    Frobenius distance), never breaking a cross-field rule."""
+
+    def __init__(self, coding: _Coding, frame: pd.DataFrame, rows: pd.DataFrame, rules: list[CrossFieldRule]):
+        cohort = coding.columns(frame)
+        self.coding, self.rows, self.rules, self.blocks = coding, rows.copy(), rules, coding.blocks()
+        self.centre = cohort.mean(axis=0)
+        spread = cohort.std(axis=0)
+        self.scale = np.where(spread > 1e-12, 1.0 / np.where(spread > 1e-12, spread, 1.0), 0.0)
+        standard = (cohort - self.centre) * self.scale
+        self.target = standard.T @ standard / len(standard)
+        self._restandardise()
+
+    def _restandardise(self) -> None:
+        self.z = (self.coding.columns(self.rows) - self.centre) * self.scale
+        self._update()
+
+    def _update(self) -> None:
+        self.gap = self.z.T @ self.z / len(self.z) - self.target
+        self.through_gap = self.z @ self.gap
+        self.distance2 = ((self.z[:, None, :] - self.z[None, :, :]) ** 2).sum(axis=2)
+
+    def loss_changes(self, name: str) -> np.ndarray:
+        """(rows x rows) change of the loss if rows r and s swapped this predictor's value.
+
+        With u = z_r - z_s split into a (this predictor's columns) and b (the rest), the swap changes the
+        cross-product matrix by -(b a' + a b') / k, so the loss changes by -4 a'Gb / k + 2 |a|^2 |b|^2 / k^2."""
+        k, block, through = len(self.z), self.blocks[name], self.through_gap
+        a = self.z[:, None, block] - self.z[None, :, block]
+        a_gap_u = np.einsum("rsi,rsi->rs", a, through[:, None, block] - through[None, :, block])
+        a_gap_a = np.einsum("rsi,ij,rsj->rs", a, self.gap[np.ix_(block, block)], a)
+        a2 = (a ** 2).sum(axis=2)
+        b2 = self.distance2 - a2
+        return -4.0 / k * (a_gap_u - a_gap_a) + 2.0 / k ** 2 * a2 * b2
+
+    def swap(self, name: str, r: int, s: int) -> None:
+        column = self.rows.columns.get_loc(name)
+        self.rows.iloc[[r, s], column] = self.rows.iloc[[s, r], column].to_numpy()
+        block = self.blocks[name]  # a predictor's columns depend on its value only: they swap with it
+        self.z[np.ix_([r, s], block)] = self.z[np.ix_([s, r], block)]
+        self._update()
+
+    def improve(self, max_swaps: int) -> None:
+        """Take the swap that lowers the loss most and breaks no rule, until none lowers it."""
+        names = [p.name for p in self.coding.predictors]
+        upper = np.triu(np.ones((len(self.z), len(self.z)), dtype=bool), k=1)  # a swap (r, s) is the swap (s, r)
+        for _ in range(max_swaps):
+            changes = np.stack([np.where(upper, self.loss_changes(name), np.inf) for name in names])
+            for flat in np.argsort(changes, axis=None)[:CANDIDATE_SWAPS]:
+                if changes.flat[flat] >= -1e-9:
+                    return
+                which, r, s = (int(i) for i in np.unravel_index(flat, changes.shape))
+                if self._holds_after(names[which], r, s, only_own=True):
+                    self.swap(names[which], r, s)
+                    break
+            else:
+                return
+
+    def repair(self) -> None:
+        """Rows that break a cross-field rule (placement checks only what was placed before) swap a value of
+        that rule with another row so that both hold, at the least loss; an optional value that cannot be
+        swapped is left missing."""
+        for _ in range(len(self.rows) * max(1, len(self.rules)) + 1):
+            broken = np.flatnonzero(~_holds(self.rows, self.rules))
+            if not len(broken):
+                return
+            r = int(broken[0])
+            rule = next(rule for rule in self.rules if not _holds(self.rows.iloc[[r]], [rule]).all())
+            if not self._swap_to_fix(rule, r):
+                self._leave_missing(rule, r)
+        raise ValueError("the explanation background could not satisfy the cross-field rules")
+
+    def _swap_to_fix(self, rule: CrossFieldRule, r: int) -> bool:
+        options = sorted((float(change), name, s) for name in rule.columns
+                         for s, change in enumerate(self.loss_changes(name)[r]) if s != r)
+        for _, name, s in options:
+            if self._holds_after(name, r, s, only_own=False):
+                self.swap(name, r, s)
+                return True
+        return False
+
+    def _leave_missing(self, rule: CrossFieldRule, r: int) -> None:
+        optional = [name for name in rule.columns if not self._predictor(name).required]
+        if not optional:
+            raise ValueError(f"no background row can satisfy the rule: {rule.name}")
+        self.rows.loc[r, optional[0]] = None
+        self._restandardise()
+
+    def _holds_after(self, name: str, r: int, s: int, only_own: bool) -> bool:
+        """Whether rows r and s satisfy the rules (only those on this predictor, or all) after the swap."""
+        rules = [rule for rule in self.rules if name in rule.columns] if only_own else self.rules
+        if not rules:
+            return True
+        pair = self.rows.iloc[[r, s]].copy()
+        pair[name] = pair[name].to_numpy()[::-1]
+        return bool(_holds(pair, rules).all())
+
+    def _predictor(self, name: str) -> Predictor:
+        return next(p for p in self.coding.predictors if p.name == name)
+
+
+def _calibrated_weights(coding: _Coding, frame: pd.DataFrame, rows: pd.DataFrame,
+                        predictions: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Whole-patient weights of at least MIN_CLUSTER_SIZE, adding up to the cohort size, as equal as they can be
+    while the rows' weighted shares and means (and, given the model's predictions for the cohort and the rows,
+    its mean predictions) are the cohort's: a bounded calibration, as survey weights are calibrated to known
+    totals."""
+    k, n = len(rows), len(frame)
+    standard = _standardised(coding.columns(frame), coding.columns(rows))
+    if predictions is not None:
+        standard = np.hstack([standard, _standardised(*predictions)])
+    root = np.sqrt(CALIBRATION_STRENGTH)
+    equal = np.full(k, 1.0 / k)
+    design = np.vstack([np.diag(1.0 / np.sqrt(equal)), root * standard.T, root * np.ones((1, k))])
+    target = np.concatenate([np.sqrt(equal), np.zeros(standard.shape[1]), [root]])
+    share = lsq_linear(design, target, bounds=(MIN_CLUSTER_SIZE / n, np.inf), method="bvls").x
+    # Whole patients: MIN_CLUSTER_SIZE each, the rest shared in proportion to what each row holds above it.
+    above = np.clip(share / share.sum() * n - MIN_CLUSTER_SIZE, 0.0, None)
+    above = above / above.sum() if above.sum() > 0 else np.full(k, 1.0 / k)
+    return (MIN_CLUSTER_SIZE + _largest_remainder(above, n - k * MIN_CLUSTER_SIZE)).astype(float)
+
+
+def _standardised(cohort: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rows' columns centred on the cohort's means, in the cohort's standard deviations (constant columns
+    dropped)."""
+    spread = cohort.std(axis=0)
+    keep = spread > 1e-12
+    return (rows[:, keep] - cohort.mean(axis=0)[keep]) / spread[keep]
+
+
+def _explained_predictions(bundle: ModelBundle, frame: pd.DataFrame, rows: pd.DataFrame
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probability of every endpoint at every explained horizon, for the cohort and for the rows."""
+    months = np.asarray(explained_horizons(bundle), dtype=float)
+
+    def predicted(patients: pd.DataFrame) -> np.ndarray:
+        return np.hstack(list(bundle.endpoint_probabilities(patients, months).values()))
+
+    return predicted(frame), predicted(rows)
+
+
+def _records(rows: pd.DataFrame, schema: TaskSchema) -> list[dict[str, Any]]:
+    """Plain rows as a request would send them: flags as booleans, missing as None."""
+    records = []
+    for _, row in rows.iterrows():
+        record = {}
+        for p in schema.predictors:
+            value = row[p.name]
+            if pd.isna(value):
+                record[p.name] = None
+            elif p.kind == "boolean":
+                record[p.name] = bool(value)
+            else:
+                record[p.name] = float(value) if p.kind == "number" else str(value)
+        records.append(record)
+    return records
 
 
 def training_summary(frame: pd.DataFrame, schema: TaskSchema) -> dict[str, Any]:

@@ -238,7 +238,10 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
              "centres, early stopping on the validation fold's partial likelihood; the held-out centres are never "
              "seen.",
              "- Output: S(t | x) = exp(-H0(t) exp(margin)) per cause, combined into each endpoint's probability at "
-             "every month; risk groups are training tertiles of main-horizon risk.", ""]
+             "every month; risk groups are training tertiles of main-horizon risk.",
+             "- Explanations: Shapley contributions against at most 50 weighted synthetic patients that reproduce "
+             "the training cohort's category shares, means and mean predicted probability (no patient's row; each "
+             "stands for at least 10 patients), so the base value is the training patients' mean prediction.", ""]
     if inputs.tuned:
         lines += ["| cause | xgboost settings (boosting rounds) |", "|---|---|"]
         for cause, params in inputs.tuned.items():

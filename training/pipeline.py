@@ -163,7 +163,7 @@ def choose_family(evaluations: dict[str, Evaluation]) -> str:
 
 def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: TaskSchema, seed: int) -> ModelBundle:
     """Add what serving needs beyond the model: background, risk-group cut-points, training summary."""
-    bundle.background, bundle.background_weights = build_background(development, schema, seed)
+    bundle.background, bundle.background_weights = build_background(development, schema, seed, bundle)
     main_risk = bundle.event_probability(development, np.array([schema.main_horizon_months]))[:, 0]
     bundle.risk_cut_points = [float(q) for q in np.quantile(main_risk, [1 / 3, 2 / 3])]
     bundle.training_summary = training_summary(development, schema)

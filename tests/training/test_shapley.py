@@ -20,8 +20,10 @@ from training.pipeline import complete_bundle
 # Bounds on the fast path: largest absolute difference in percentage points of 12-month relapse risk, and the
 # Spearman rank agreement. The margin shares are exact per background row for both families (linear parts;
 # interventional TreeSHAP); only the mapping of the margin gap onto the non-linear probability approximates.
-# Seen when written: Cox <= 0.04 pp and rank >= 0.99; xgboost <= 0.27 pp and rank >= 0.98.
-BOUNDS = {"cox_ph": (0.25, 0.95), "xgboost_cox": (0.5, 0.95)}
+# Seen with a background of central cluster medians: Cox <= 0.04 pp, xgboost <= 0.27 pp. With a background that
+# spans the cohort's spread (as it now must, to reproduce its shares and mean prediction) the mapping works on
+# wider margin gaps: xgboost up to 0.74 pp (rank 0.995); with 20 real training patients as background 0.5-1.5 pp.
+BOUNDS = {"cox_ph": (0.25, 0.95), "xgboost_cox": (1.0, 0.95)}
 
 
 def small_bundle(family: str) -> ModelBundle:
