@@ -159,9 +159,11 @@ def _usable_report(task_name: str, data: str, loaded: object) -> str:
 
     task = TASKS[task_name]
     schema, frame = task.schema, loaded.frame
-    events = int(np.nansum(frame[schema.event_column].to_numpy(float)))
-    lines = [f"OK: {data} is usable for {task_name}: {len(frame)} patients, {events} events "
-             f"({schema.event_column} = 1)."]
+    # An event column may hold cause codes 1..K: count rows with an event, not the sum of the codes.
+    events = int(np.sum(frame[schema.event_column].to_numpy(float) > 0))
+    codes = "1" if schema.event_codes == 1 else f"1..{schema.event_codes}"
+    coded = f"{schema.event_column} = {codes}"
+    lines = [f"OK: {data} is usable for {task_name}: {len(frame)} patients, {events} events ({coded})."]
     counts = []
     for name, target in task.endpoint_targets(frame).items():
         code = np.asarray(target.code)

@@ -263,3 +263,16 @@ def test_a_single_event_folder_without_python_gives_one_cause(tmp_path):
     months, event = task.cause_targets(validate_frame(frame, task.schema))["relapse"]
     assert event.sum() == int(frame["event_code"].sum())
     assert list(task.endpoint_targets(validate_frame(frame, task.schema))) == ["relapse"]
+
+
+def test_make_validate_checks_a_file_against_a_folder_without_python(tmp_path, monkeypatch, capsys):
+    from training import cli
+
+    monkeypatch.setitem(TASKS, "three_causes", load_task(_folder(tmp_path, GOOD_SPEC)))
+    monkeypatch.chdir(tmp_path)
+    _three_cause_file().to_csv("three.csv", index=False)
+    assert cli.main(["validate", "--task", "three_causes", "--data", "three.csv"]) == 0
+    out = capsys.readouterr().out
+    # 30 rows, codes 0,1,2,3 in turn: 22 events (not the sum of the codes), 7 or 8 of each cause
+    assert "30 patients, 22 events (event_code = 1..3)" in out
+    assert "relapse 8, death_in_remission 7, graft_failure 7, event_free 22" in out
