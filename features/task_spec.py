@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,8 @@ class TaskSpec(_Spec):
     version: str = "1"
     position: int = 100  # where the task is listed (page, data dictionary), lowest first
     default_cohort_size: int = Field(default=2000, ge=50)
+    # Trained by a plain `make train` on the folder's synthetic generator (which it must register).
+    trained_by_default: bool = False
     time_zero: str = Field(min_length=1)
     use: UseSpec
     outcome: OutcomeSpec
@@ -179,9 +182,8 @@ class TaskSpec(_Spec):
 
 
 def _repeats(where: str, names: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
-    seen: set[str] = set()
-    repeated = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
-    return [((where,), f"name {name!r} is used more than once") for name in dict.fromkeys(repeated)]
+    counts = Counter(names)
+    return [((where,), f"name {name!r} is used more than once") for name, count in counts.items() if count > 1]
 
 
 # --- the code a folder registers ----------------------------------------------------------------------------
@@ -370,6 +372,9 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
             derive = _registered(text, ("predictors", i, "derived_by"), column.derived_by, code.derived,
                                  "derived predictor", problems)
             derived.append((column.name, derive))
+    if spec.trained_by_default and code.generate_cohort is None:
+        problems.append(_located(text, ("trained_by_default",), "needs a synthetic generator registered by the "
+                                                                "folder's TASK_CODE (generate_cohort)"))
     check = None
     if spec.outcome.check:
         check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)

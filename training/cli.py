@@ -13,7 +13,8 @@ from training.config import DEFAULT_TRACKING_URI, TrainSettings
 
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
-DEFAULT_TASKS = ("cml_tfr", "all_hsct")
+# A plain `make train` trains the tasks whose spec says so (synthetic cohorts); real-data tasks only by name.
+DEFAULT_TASKS = tuple(name for name, task in TASKS.items() if task.spec and task.spec.trained_by_default)
 DATA_DIR = Path("data")
 
 

@@ -276,3 +276,15 @@ def test_make_validate_checks_a_file_against_a_folder_without_python(tmp_path, m
     # 30 rows, codes 0,1,2,3 in turn: 22 events (not the sum of the codes), 7 or 8 of each cause
     assert "30 patients, 22 events (event_code = 1..3)" in out
     assert "relapse 8, death_in_remission 7, graft_failure 7, event_free 22" in out
+
+
+def test_trained_by_default_without_a_generator_is_refused_with_its_line(tmp_path):
+    text = GOOD_SPEC.replace("default_cohort_size = 60", "default_cohort_size = 60\ntrained_by_default = true")
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'trained_by_default')}, trained_by_default: needs"):
+        load_task(_folder(tmp_path, text))
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    text = GOOD_SPEC.replace('name = "risk_group"', 'name = "age_years"')
+    with pytest.raises(TaskSpecError, match="predictors: name 'age_years' is used more than once"):
+        load_spec(_folder(tmp_path, text))
