@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
-from features.task_spec import SPEC_FILE, TaskCode, TaskSpec, build_schema, load_spec
+from features.task_spec import SPEC_FILE, TaskCode, TaskSpec, TaskSpecError, build_schema, load_spec
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -155,7 +155,16 @@ def discover_tasks(root: Path = TASKS_DIR) -> dict[str, Task]:
     return {task.schema.task: task for task in tasks}
 
 
-TASKS: dict[str, Task] = discover_tasks()
+def tasks_or_exit(root: Path = TASKS_DIR) -> dict[str, Task]:
+    """The tasks, or, when a spec has problems, an exit with their list and no traceback: every entry point
+    (make train, validate, serve) imports TASKS, and a broken task.toml is the human's to fix, not a crash."""
+    try:
+        return discover_tasks(root)
+    except TaskSpecError as error:
+        raise SystemExit(str(error)) from None
+
+
+TASKS: dict[str, Task] = tasks_or_exit()
 
 
 def get_task(name: str) -> Task:

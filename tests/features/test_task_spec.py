@@ -288,3 +288,16 @@ def test_a_column_named_twice_is_refused(tmp_path):
     text = GOOD_SPEC.replace('name = "risk_group"', 'name = "age_years"')
     with pytest.raises(TaskSpecError, match="predictors: name 'age_years' is used more than once"):
         load_spec(_folder(tmp_path, text))
+
+
+def test_a_broken_spec_among_the_tasks_ends_the_command_with_its_problems_not_a_traceback(tmp_path):
+    from features.tasks import tasks_or_exit
+
+    _folder(tmp_path, GOOD_SPEC)
+    _folder(tmp_path, GOOD_SPEC.replace("main_horizon_months = 12", "main_horizon_months = 13"), "broken")
+    with pytest.raises(SystemExit) as caught:
+        tasks_or_exit(tmp_path)
+    message = caught.value.code  # SystemExit(str): Python prints it to stderr, exits 1, shows no traceback
+    assert isinstance(message, str) and "broken/task.toml" in message
+    assert f"line {_line(GOOD_SPEC, 'main_horizon_months')}, main_horizon_months: must be one of" in message
+    assert list(tasks_or_exit(tmp_path / "none")) == []
