@@ -64,9 +64,21 @@ class ColumnSpec(_Spec):
             problems.append("unit_suffixes need a unit that the name ends with (e.g. tki_years, unit years)")
         if self.example is not None and self.categories and self.example not in self.categories:
             problems.append(f"example {self.example!r} is not one of the categories")
+        if len(set(self.categories)) != len(self.categories):
+            problems.append("a category is listed more than once")
+        if self.kind == "boolean" and self.example is not None and not isinstance(self.example, bool):
+            problems.append(f"the example of a boolean is true or false, not {self.example!r}")
+        if self.kind == "number" and self.example is not None and not _within(self.example, self):
+            problems.append(f"example {self.example!r} is not a number within minimum and maximum")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _within(value: object, column: ColumnSpec) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (column.minimum is None or value >= column.minimum) and (column.maximum is None or value <= column.maximum)
 
 
 class CauseSpec(_Spec):
@@ -372,6 +384,12 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
             derive = _registered(text, ("predictors", i, "derived_by"), column.derived_by, code.derived,
                                  "derived predictor", problems)
             derived.append((column.name, derive))
+    if (code.cause_targets is None) != (code.endpoint_targets is None):
+        problems.append(f"{path.parent}/__init__.py: TASK_CODE registers cause_targets and endpoint_targets together")
+    if (spec.outcome.event_coding == "binary" and len(spec.causes) > 1 and code.cause_codes is None
+            and code.cause_targets is None):
+        problems.append(_located(text, ("outcome", "event_coding"), "'binary' with several causes needs the "
+                                 "folder's TASK_CODE to derive the cause codes (cause_codes)"))
     if spec.trained_by_default and code.generate_cohort is None:
         problems.append(_located(text, ("trained_by_default",), "needs a synthetic generator registered by the "
                                                                 "folder's TASK_CODE (generate_cohort)"))

@@ -301,3 +301,19 @@ def test_a_broken_spec_among_the_tasks_ends_the_command_with_its_problems_not_a_
     assert isinstance(message, str) and "broken/task.toml" in message
     assert f"line {_line(GOOD_SPEC, 'main_horizon_months')}, main_horizon_months: must be one of" in message
     assert list(tasks_or_exit(tmp_path / "none")) == []
+
+
+def test_examples_must_fit_their_column(tmp_path):
+    text = GOOD_SPEC.replace("example = 50.0", "example = 95.0").replace('example = "low"', 'example = "medium"')
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, text))
+    assert [p.split(": ", 1)[0] for p in caught.value.problems] == [
+        f"line {_line(text, '[[predictors]]', 0)}, predictors[0]",
+        f"line {_line(text, '[[predictors]]', 1)}, predictors[1]"]
+    assert "example 95.0 is not a number within minimum and maximum" in caught.value.problems[0]
+
+
+def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_path):
+    text = GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\nevent_coding = "binary"')
+    with pytest.raises(TaskSpecError, match=r"outcome\.event_coding: 'binary' with several causes needs"):
+        load_task(_folder(tmp_path, text))
