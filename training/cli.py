@@ -14,7 +14,8 @@ from training.mlflow_store import StoreLocationError
 
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
 # `make train` with no TASK trains these (the registry-data tasks only when asked for by name).
-DEFAULT_TASKS = ("cml_tfr", "all_hsct")
+# A plain `make train` trains the tasks whose spec says so (synthetic cohorts); real-data tasks only by name.
+DEFAULT_TASKS = tuple(name for name, task in TASKS.items() if task.spec and task.spec.trained_by_default)
 DATA_DIR = Path("data")
 DROP_HELP = ("a predictor the model must not use, e.g. one with the same value for nearly every patient (repeatable, "
              "or comma-separated); the file may leave it out")
@@ -184,9 +185,11 @@ def _usable_report(task_name: str, data: str, loaded: object) -> str:
 
     task = TASKS[task_name]
     schema, frame = task.schema, loaded.frame
-    events = int(np.nansum(frame[schema.event_column].to_numpy(float)))
-    lines = [f"OK: {data} is usable for {task_name}: {len(frame)} patients, {events} events "
-             f"({schema.event_column} = 1)."]
+    # An event column may hold cause codes 1..K: count rows with an event, not the sum of the codes.
+    events = int(np.sum(frame[schema.event_column].to_numpy(float) > 0))
+    codes = "1" if schema.event_codes == 1 else f"1..{schema.event_codes}"
+    coded = f"{schema.event_column} = {codes}"
+    lines = [f"OK: {data} is usable for {task_name}: {len(frame)} patients, {events} events ({coded})."]
     counts = []
     for name, target in task.endpoint_targets(frame).items():
         code = np.asarray(target.code)

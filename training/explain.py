@@ -140,7 +140,8 @@ def _place_number(values: pd.Series, p: Predictor, labels: np.ndarray, rows: pd.
     order = order[np.argsort(np.where(np.isnan(centre[order]), np.nanmean(x), centre[order]), kind="stable")]
     slices = np.array_split(np.sort(x[seen]), n_seen)
     low, high = p.minimum if p.minimum is not None else -np.inf, p.maximum if p.maximum is not None else np.inf
-    rows.loc[order, p.name] = np.clip(np.round([s.mean() for s in slices], 2), low, high)
+    # A whole-number predictor (a calendar year) keeps whole values, so every row stays a possible patient.
+    rows.loc[order, p.name] = np.clip(np.round([s.mean() for s in slices], 0 if p.whole_number else 2), low, high)
     return min(len(s) for s in slices)
 
 

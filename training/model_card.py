@@ -16,34 +16,25 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
+from features.tasks import TASKS
 from training.bootstrap import HEADLINE, BootstrapIntervals
 from training.evaluate import endpoint_prefix
 from training.promotion import PromotionDecision, PromotionGates
 from training.subgroups import SMALL_GROUP_EVENTS, SMALL_GROUP_PATIENTS
 from training.validation import ValidationResult
 
-INTENDED_USE = {
-    "cml_tfr": (
-        "Estimate, for an adult with chronic-phase CML in sustained deep molecular response who is considering "
-        "stopping the tyrosine-kinase inhibitor, the probability of molecular relapse (loss of MMR) 6 to 60 "
-        "months after the stop, to inform a shared decision about the stop and the intensity of PCR monitoring "
-        "after it.",
-        "Haematologists and CML nurse specialists in a clinic, with the patient; registry researchers comparing "
-        "models. Not for patients who do not meet the stopping criteria, children, or advanced-phase disease; "
-        "not a replacement for monthly PCR monitoring after a stop.",
-    ),
-    "all_hsct": (
-        "Estimate, for an adult with ALL about to receive an allogeneic stem-cell transplant, the cumulative "
-        "incidence of relapse and non-relapse mortality and the probabilities of overall, leukaemia-free and "
-        "GVHD-free relapse-free survival 1 to 5 years after the transplant, to inform counselling and the "
-        "discussion of donor, conditioning and post-transplant strategy.",
-        "Transplant physicians and multidisciplinary teams; registry researchers comparing models. Not for "
-        "children, second transplants or diseases other than ALL; the estimates describe patients like those in "
-        "the registry, not the effect of choosing one treatment over another (the model is not causal).",
-    ),
-}
 DEFAULT_INTENDED_USE = ("Estimate the task's outcome probabilities at its horizons for patients like those in the "
                         "training data.", "Clinicians and researchers; not a causal model.")
+
+
+def intended_use(task: str) -> tuple[str, str]:
+    """(intended use, users and limits) from the task's spec; a task no folder declares gets the generic pair."""
+    known = TASKS.get(task)
+    if known is None or known.spec is None:
+        return DEFAULT_INTENDED_USE
+    return known.spec.use.intended_use, known.spec.use.users_and_limits
+
+
 TRIPOD_AI_ITEMS = (
     ("3a, 4", "background and objectives", "Intended use and users"),
     ("5a, 6a-c", "data source, participants, setting and eligibility", "Data"),
@@ -112,7 +103,7 @@ def _endpoints(inputs: ModelCardInputs) -> list[str]:
 
 def build_markdown(inputs: ModelCardInputs) -> str:
     s, h = inputs.schema, inputs.schema.main_horizon_months
-    use, users = INTENDED_USE.get(s.task, DEFAULT_INTENDED_USE)
+    use, users = intended_use(s.task)
     status = "champion (served)" if inputs.decision.promoted else "challenger (not served)"
     out = [
         f"# Model card: {s.title}",

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
-from features.tasks import EndpointTarget
+from features.task_spec import ReportSpec
+from features.tasks import TASKS, EndpointTarget
 from training.evaluate import (
     MIN_AT_RISK,
     at_risk,
@@ -28,14 +29,15 @@ from training.evaluate import (
 
 SMALL_GROUP_PATIENTS = 100
 SMALL_GROUP_EVENTS = 20
-# Task-specific clinical groups (issue 6); any task also gets sex, age band, centre and country when present.
-TASK_GROUPS: dict[str, tuple[str, ...]] = {
-    "cml_tfr": ("tki_at_stop", "transcript_type", "sokal_risk"),
-    "all_hsct": ("donor_type", "disease_stage", "ph_chromosome"),
-}
-# Age bands (years, lower bounds): CML stops happen late in life, adult ALL transplants earlier.
-AGE_BANDS: dict[str, tuple[int, ...]] = {"cml_tfr": (45, 65), "all_hsct": (40, 55)}
+# Age bands (years, lower bounds) when a task's spec declares none.
 DEFAULT_AGE_BANDS = (40, 60)
+
+
+def _report(task: str) -> ReportSpec:
+    """The task spec's `[report]`: its age bands and clinical groups (issue 6); any task also gets sex, age band,
+    centre and country when present."""
+    known = TASKS.get(task)
+    return known.spec.report if known is not None and known.spec is not None else ReportSpec()
 
 
 def age_column(schema: TaskSchema) -> str | None:
@@ -56,8 +58,8 @@ def subgroup_variables(frame: pd.DataFrame, schema: TaskSchema) -> dict[str, pd.
         variables["sex"] = frame["sex"]
     age = age_column(schema)
     if age and age in frame:
-        variables["age band"] = age_bands(frame[age], AGE_BANDS.get(schema.task, DEFAULT_AGE_BANDS))
-    clinical = TASK_GROUPS.get(schema.task)
+        variables["age band"] = age_bands(frame[age], tuple(_report(schema.task).age_bands) or DEFAULT_AGE_BANDS)
+    clinical = tuple(_report(schema.task).subgroups) or None
     if clinical is None:  # a task without its own list: every categorical predictor
         clinical = tuple(p.name for p in schema.predictors if p.kind == "category" and p.name != "sex")
     for name in ("centre", "country", *clinical):

@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.all_hsct_schema import (
+from features.task_schema import SchemaValidationError, validate_frame
+from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
+from tasks.all_hsct.generator import generate_all_hsct_cohort
+from tasks.all_hsct.rules import (
     ALL_HSCT_OUTCOME_COLUMNS,
-    ALL_HSCT_SCHEMA,
     derive_endpoints,
     mrd_log_reduction,
     outcome_problems_all_hsct,
 )
-from features.synthetic_all_hsct import generate_all_hsct_cohort
-from features.task_schema import SchemaValidationError, validate_frame
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.ebmt_hsct_schema import EBMT_HSCT_DEATH_CAUSE_SCHEMA, EBMT_HSCT_SCHEMA
 from features.ebmt_registry import (
     EBMT3_TRANSPLANT_YEARS,
     ebmt2_registry_file,
@@ -16,6 +15,8 @@ from features.ebmt_registry import (
 from features.registry_file import load_registry_file
 from features.task_schema import DAYS_PER_MONTH, SchemaValidationError, validate_frame
 from features.tasks import TASKS
+from tasks.ebmt_hsct import SCHEMA as EBMT_HSCT_SCHEMA
+from tasks.ebmt_hsct_death_cause import SCHEMA as EBMT_HSCT_DEATH_CAUSE_SCHEMA
 
 DROPPED = {"rownames", "id", "prtime", "prstat"}
 
@@ -128,7 +129,7 @@ def test_death_cause_outcome_rules_are_checked(ebmt2, tmp_path):
 
 
 def test_example_patients_are_synthetic_predictors_only():
-    examples = example_patients(50, seed=3)
+    examples = example_patients(50, 3, EBMT_HSCT_SCHEMA.predictors)
     assert list(examples.columns) == EBMT_HSCT_SCHEMA.predictor_names
     validated = validate_frame(examples, EBMT_HSCT_SCHEMA, require_outcome=False)
     assert len(validated) == 50

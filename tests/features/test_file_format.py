@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.file_format import RegistryFileError, detect_separator
 from features.registry_file import load_registry_file
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import SchemaValidationError
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 
 NUMBERS = ["age_at_stop_years", "tki_years", "dmr_years", "months_to_relapse_or_last_pcr"]
 

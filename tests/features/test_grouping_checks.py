@@ -4,13 +4,13 @@ into MLflow artifacts and tags), without echoing them; real registries with many
 import pandas as pd
 import pytest
 
-from features.all_hsct_schema import ALL_HSCT_SCHEMA
-from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.grouping_checks import looks_like_number_identifier, looks_like_person
 from features.registry_file import load_registry_file
-from features.synthetic_all_hsct import generate_all_hsct_cohort
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import SchemaValidationError
+from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
+from tasks.all_hsct.generator import generate_all_hsct_cohort
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 
 FIRST = ["Anna", "Jean", "Marie", "Lukas", "Sofia", "Pierre", "Elena", "Jan", "Laura", "Paul", "Ines", "Tomas",
          "Clara", "Hugo", "Eva", "Mateo", "Nora", "Felix", "Lea", "Oskar"]

@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.ebmt_hsct_schema import EBMT_HSCT_SCHEMA
 from features.predictor_variation import (
     constant_predictor_problems,
     near_constant_predictors,
     with_optional,
     without_predictors,
 )
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from serving.request_models import patient_request_model
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tasks.ebmt_hsct import SCHEMA as EBMT_HSCT_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.registry_file import PSEUDO_ID_COLUMN, load_registry_file
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import SchemaValidationError
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 
 N = 40
 

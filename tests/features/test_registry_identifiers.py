@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.ebmt_hsct_schema import EBMT_HSCT_SCHEMA
 from features.ebmt_registry import example_patients
 from features.registry_file import date_valued_rows, is_identifier_like, load_registry_file
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import DAYS_PER_YEAR, SchemaValidationError
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tasks.ebmt_hsct import SCHEMA as EBMT_HSCT_SCHEMA
 
 IDENTIFIER_NAMES = ["first_name", "surname", "patient_name", "initials", "date_of_birth", "dob", "birth_year",
                     "nhs_number", "ssn", "national_id", "hospital_number", "hospital_id", "mrn",
@@ -79,7 +79,7 @@ def test_dates_inside_a_schema_column_are_named(cohort, tmp_path):
 
 
 def test_event_time_in_days_or_years_is_converted_and_recorded(tmp_path):
-    file = example_patients(40, seed=1)
+    file = example_patients(40, 1, EBMT_HSCT_SCHEMA.predictors)
     rng = np.random.default_rng(1)
     days = rng.uniform(10, 2000, 40)
     for suffix, values in (("days", days), ("years", days / DAYS_PER_YEAR)):

@@ -16,14 +16,15 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 from sksurv.nonparametric import cumulative_incidence_competing_risks
 
-from features.all_hsct_schema import ALL_HSCT_OUTCOME_COLUMNS, ALL_HSCT_SCHEMA, derive_endpoints
 from features.registry_file import is_identifier_like
-from features.synthetic_all_hsct import (
+from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
+from tasks.all_hsct.generator import (
     CALIBRATION_TARGETS,
     FITTED_SCALES,
     calibration_summary,
     generate_all_hsct_cohort,
 )
+from tasks.all_hsct.rules import ALL_HSCT_OUTCOME_COLUMNS, derive_endpoints
 
 N = 20_000
 SEED = 2024

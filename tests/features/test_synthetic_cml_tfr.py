@@ -11,9 +11,9 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.registry_file import is_identifier_like
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 
 N = 20_000
 SEED = 2024

@@ -68,7 +68,7 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     # version folder that no champion.json names, and the requirements exported from uv.lock.
     context = tmp_path / "context"
     context.mkdir()
-    for package in ("serving", "features", "risk_model", "training"):
+    for package in ("serving", "features", "tasks", "risk_model", "training"):
         shutil.copytree(REPO / package, context / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "bentofile.yaml", context / "bentofile.yaml")
     (context / "tests").mkdir()
@@ -97,7 +97,8 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     packed = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
     champion = json.loads((models / "cml_tfr" / "champion.json").read_text())
     assert {"models/cml_tfr/champion.json", f"models/cml_tfr/{champion['path']}/bundle.json",
-            "serving/service.py", "risk_model/prediction.py", "features/tasks.py"} <= packed
+            "serving/service.py", "risk_model/prediction.py", "features/tasks.py",
+            "tasks/cml_tfr/task.toml", "tasks/cml_tfr/rules.py"} <= packed
     assert not [p for p in packed if p.startswith(("training/", "tests/", "secrets/", "mlruns/", "data/", "logs/",
                                                    "models/cml_tfr/not-a-champion"))], sorted(packed)
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.all_hsct_schema import ALL_HSCT_SCHEMA
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_all_hsct import generate_all_hsct_cohort
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import TaskSchema, validate_frame
 from features.tasks import TASKS
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
+from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
+from tasks.all_hsct.generator import generate_all_hsct_cohort
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.explain import MAX_BACKGROUND_ROWS, MIN_CLUSTER_SIZE, Background, cohort_background
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle, kaplan_meier_curve

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
 from risk_model.bundle import ModelBundle
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.families import XGBoostCoxFamily
 from training.pipeline import fit_family
 from training.splits import hold_out_centres

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.tasks import TASKS
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training import cli
 
 

@@ -14,8 +14,8 @@ from sksurv.metrics import (
 )
 from sksurv.util import Surv
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import (
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import (
     baseline_cumulative_hazard,
     generate_cml_tfr_cohort,
     true_relapse_free_probability,

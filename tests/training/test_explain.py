@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from features.all_hsct_schema import ALL_HSCT_SCHEMA
 from features.task_schema import validate_frame
 from features.tasks import get_task
+from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
 from training import pipeline
 from training.explain import (
     LEADING_PREDICTORS,

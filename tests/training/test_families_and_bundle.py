@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
 from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, CURVE_MONTHS, BundleFormatError, ModelBundle
 from risk_model.preprocessing import Preprocessor
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import HALVING_TIME_MEDIAN_DAYS, generate_cml_tfr_cohort, true_relapse_free_probability
 from features.task_schema import validate_frame
 from features.tasks import TASKS
 from risk_model.bundle import ModelBundle
 from risk_model.intervals import endpoint_intervals
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import HALVING_TIME_MEDIAN_DAYS, generate_cml_tfr_cohort, true_relapse_free_probability
 from training.families import CoxFamily
 from training.pipeline import complete_bundle
 from training.replicates import fit_replicates

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
 from risk_model.preprocessing import Preprocessor
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.families import CoxFamily, XGBoostCoxFamily
 
 # Words that mark a field as measured after time zero (follow-up, the event, death, re-treatment).

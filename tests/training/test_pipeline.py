@@ -57,7 +57,7 @@ def test_registry_aliases_and_export(trained_store, client):
 
 
 def test_registered_pyfunc_predicts_probabilities(trained_store):
-    from features.synthetic_cml_tfr import generate_cml_tfr_cohort
+    from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 
     model = mlflow.pyfunc.load_model(f"models:/cml_tfr/{trained_store.summary.version}")
     answer = model.predict(generate_cml_tfr_cohort(20, seed=99))

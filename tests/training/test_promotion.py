@@ -133,10 +133,10 @@ def test_the_model_card_travels_in_the_bundle_and_old_bundles_still_load(trained
 
 
 def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_cox_baseline(tmp_path):
-    from features.cml_tfr_schema import CML_TFR_SCHEMA
-    from features.synthetic_cml_tfr import generate_cml_tfr_cohort
     from features.task_schema import validate_frame
     from features.tasks import TASKS
+    from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+    from tasks.cml_tfr.generator import generate_cml_tfr_cohort
     from training.evaluate import evaluate_bundle
     from training.pipeline import _gate, complete_bundle, fit_family
     from training.tune import TuningResult

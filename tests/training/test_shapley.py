@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
 from risk_model.bundle import ModelBundle
 from risk_model.shapley import exact_contributions
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
 

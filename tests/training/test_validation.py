@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
-from features.synthetic_cml_tfr import generate_cml_tfr_cohort
 from features.task_schema import validate_frame
 from features.tasks import TASKS
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training import validation
 from training.bootstrap import bootstrap_headline, bootstrap_indices
 from training.evaluate import evaluable_horizons

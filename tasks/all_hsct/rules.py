@@ -1,9 +1,11 @@
-"""The `all_hsct` task: outcome after allogeneic stem-cell transplant in adult ALL (clinical-evidence B.2 and C).
+"""Code of the `all_hsct` task (outcome after allogeneic stem-cell transplant in adult ALL, clinical-evidence B.2
+and C): cross-field rules, the derived MRD log reduction, outcome checks and endpoint targets that `task.toml`
+beside this file names.
 
 Time zero is the transplant day. Relapse and non-relapse mortality (NRM) compete; overall survival (OS),
 leukaemia-free survival (LFS) and GVHD-free relapse-free survival (GRFS) are derived endpoints. A row carries six
 raw outcome columns (clarifications section 2), from which `derive_endpoints` builds each endpoint's
-(months, event code). The schema's single time/event pair is the primary outcome, relapse; the other four raw
+(months, event code). The spec's single time/event pair is the primary outcome, relapse; the other four raw
 columns are listed in `ALL_HSCT_OUTCOME_COLUMNS`. Event times in months.
 
 Names avoid the words the leakage test reserves for follow-up fields ("status", months as a predictor unit):
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.survival_target import check_survival_target
-from features.task_schema import CrossFieldRule, Predictor, Problem, TaskSchema
+from features.task_schema import Problem
 
 TIME_TO_RELAPSE = "months_to_relapse_or_last_contact"
 RELAPSED = "relapsed"
@@ -31,7 +33,6 @@ ALL_HSCT_OUTCOME_COLUMNS = (TIME_TO_RELAPSE, RELAPSED, TIME_TO_DEATH, DEAD, TIME
 # Event codes of the derived endpoints (0 is always "censored": event-free when last seen).
 COMPETING_CAUSES = {1: "relapse", 2: "nrm"}
 GRFS_CAUSES = {1: "relapse", 2: "nrm", 3: "agvhd34", 4: "systemic_cgvhd"}
-DURATION_SUFFIXES = ("years", "months", "days")
 # Rounding allowance when a registry reports the log reduction with two decimals.
 LOG_REDUCTION_TOLERANCE = 0.011
 
@@ -91,20 +92,20 @@ def mrd_log_reduction(frame: pd.DataFrame) -> pd.Series:
 
 # --- cross-field rules (True = row is fine; a missing value never fails a rule) ----------------------------
 
-def _tki_only_for_ph_positive(frame: pd.DataFrame) -> pd.Series:
+def tki_only_for_ph_positive(frame: pd.DataFrame) -> pd.Series:
     return ~((_flag(frame, "tki_before_hct") == 1.0) & _is(frame, "ph_chromosome", "negative"))
 
 
-def _female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
+def female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
     return ~((_flag(frame, "female_donor_to_male_recipient") == 1.0) & _is(frame, "sex", "female"))
 
 
-def _diagnosis_not_before_birth(frame: pd.DataFrame) -> pd.Series:
+def diagnosis_not_before_birth(frame: pd.DataFrame) -> pd.Series:
     """The leukaemia was diagnosed after birth: the time from diagnosis to transplant cannot exceed the age."""
     return ~(_number(frame, "diagnosis_to_hct_years") > _number(frame, "age_at_hct_years") + 1e-9)
 
 
-def _level_only_when_detectable(time_point: str):
+def level_only_when_detectable(time_point: str):
     def holds(frame: pd.DataFrame) -> pd.Series:
         value = _number(frame, f"mrd_{time_point}_log10")
         return ~(value.notna() & (_flag(frame, f"mrd_{time_point}_detectable") == 0.0))
@@ -112,7 +113,7 @@ def _level_only_when_detectable(time_point: str):
     return holds
 
 
-def _level_not_below_sensitivity(time_point: str):
+def level_not_below_sensitivity(time_point: str):
     def holds(frame: pd.DataFrame) -> pd.Series:
         value = _number(frame, f"mrd_{time_point}_log10")
         sensitivity = _number(frame, "mrd_assay_sensitivity_log10")
@@ -121,130 +122,11 @@ def _level_not_below_sensitivity(time_point: str):
     return holds
 
 
-def _log_reduction_is_derived(frame: pd.DataFrame) -> pd.Series:
+def log_reduction_is_derived(frame: pd.DataFrame) -> pd.Series:
     given, derived = _number(frame, "mrd_log_reduction"), mrd_log_reduction(frame)
     both_missing = given.isna() & derived.isna()
     agree = (given - derived).abs() <= LOG_REDUCTION_TOLERANCE
     return both_missing | agree
-
-
-_MRD_KINETICS = ("mrd_eoi_log10", "mrd_eoi_detectable", "mrd_eoc_log10", "mrd_eoc_detectable",
-                 "mrd_assay_sensitivity_log10")
-
-ALL_HSCT_SCHEMA = TaskSchema(
-    task="all_hsct",
-    title="Adult ALL after allogeneic stem-cell transplant: relapse, NRM, OS, LFS and GRFS",
-    time_zero="the day of the allogeneic stem-cell transplant",
-    event_description="relapse of ALL (primary outcome; non-relapse mortality competes; death, grade III-IV "
-                      "acute GVHD and chronic GVHD needing systemic therapy are recorded beside it)",
-    time_column=TIME_TO_RELAPSE,
-    event_column=RELAPSED,
-    extra_outcome_columns=(
-        Predictor(TIME_TO_DEATH, "number", "Months from transplant to death or last contact", unit="months",
-                  minimum=0, maximum=600),
-        Predictor(DEAD, "number", "1 = died (any cause), 0 = alive at last contact", minimum=0, maximum=1),
-        Predictor(TIME_TO_AGVHD34, "number", "Months to grade III-IV acute GVHD; empty = did not happen",
-                  unit="months", minimum=0, maximum=600, required=False),
-        Predictor(TIME_TO_CGVHD, "number", "Months to chronic GVHD needing systemic therapy; empty = did not "
-                  "happen", unit="months", minimum=0, maximum=600, required=False),
-    ),
-    derived_predictors=(("mrd_log_reduction", lambda frame: mrd_log_reduction(frame)),),
-    outcome_check=lambda frame: outcome_problems_all_hsct(frame),
-    horizons_months=(12, 24, 36, 60),
-    main_horizon_months=24,
-    endpoint_names={"relapse": "incidence", "nrm": "incidence", "os": "survival", "lfs": "survival",
-                    "grfs": "survival"},
-    endpoint_descriptions={
-        "relapse": "cumulative incidence of relapse by t months (non-relapse mortality competes)",
-        "nrm": "cumulative incidence of non-relapse mortality (death without a prior relapse) by t months",
-        "os": "overall survival: probability of being alive at t months",
-        "lfs": "leukaemia-free survival: alive without relapse at t months (1 minus relapse minus NRM)",
-        "grfs": "GVHD-free relapse-free survival: alive without relapse, grade III-IV acute GVHD or chronic GVHD "
-                "needing systemic therapy at t months",
-    },
-    predictors=(
-        Predictor("age_at_hct_years", "number", "Age on the day of the transplant", unit="years",
-                  minimum=18, maximum=80, example=38.0),
-        Predictor("sex", "category", "Sex of the recipient", categories=("female", "male"), example="male"),
-        Predictor("ph_chromosome", "category", "Philadelphia chromosome (BCR::ABL1) at diagnosis",
-                  categories=("negative", "positive"), example="negative"),
-        Predictor("tki_before_hct", "boolean",
-                  "Tyrosine-kinase inhibitor given before the transplant (Ph+ ALL; always false for Ph-negative)",
-                  example=False),
-        Predictor("lineage", "category", "Immunophenotype: B- or T-lineage ALL", categories=("B", "T"),
-                  example="B"),
-        Predictor("disease_stage", "category",
-                  "Disease at transplant: first complete remission (CR1), second (CR2), or active disease / "
-                  "third or later remission", categories=("CR1", "CR2", "active_or_CR3plus"), example="CR1"),
-        Predictor("mrd_pre_hct", "category",
-                  "Measurable residual disease in the last marrow before the transplant (optional; not "
-                  "applicable with active disease)", categories=("negative", "positive"), required=False,
-                  example="negative"),
-        Predictor("donor_type", "category",
-                  "Donor: matched sibling (MSD), 8/8 matched unrelated (MUD_8_8), 7/8 mismatched unrelated "
-                  "(MMUD_7_8), haploidentical (haplo) or umbilical cord blood (UCB)",
-                  categories=("MSD", "MUD_8_8", "MMUD_7_8", "haplo", "UCB"), example="MSD"),
-        Predictor("conditioning_intensity", "category", "Conditioning: myeloablative (MAC) or reduced intensity (RIC)",
-                  categories=("MAC", "RIC"), example="MAC"),
-        Predictor("tbi", "boolean", "Total-body irradiation in the conditioning", example=True),
-        Predictor("hct_ci", "category", "HCT comorbidity index (Sorror) before the transplant (optional)",
-                  categories=("0", "1-2", "3+"), required=False, example="0"),
-        Predictor("karnofsky_lt_90", "boolean", "Karnofsky performance score below 90 before the transplant",
-                  example=False),
-        Predictor("cmv_recipient_positive", "boolean", "Recipient CMV IgG seropositive", example=True),
-        Predictor("female_donor_to_male_recipient", "boolean", "Female donor for a male recipient",
-                  example=False),
-        Predictor("diagnosis_to_hct_years", "number", "Time from diagnosis of ALL to the transplant",
-                  unit="years", minimum=0.04, maximum=20, example=0.46, unit_suffixes=DURATION_SUFFIXES),
-        Predictor("transplant_year", "number", "Calendar year of the transplant", unit="calendar year",
-                  minimum=2000, maximum=2030, example=2018, whole_number=True),
-        Predictor("mrd_eoi_log10", "number",
-                  "MRD at the end of induction, log10 of the leukaemic-cell fraction (e.g. -3 = 0.1 %); empty "
-                  "when undetectable (optional)", unit="log10", minimum=-6, maximum=0, required=False,
-                  example=None),
-        Predictor("mrd_eoi_detectable", "boolean", "MRD detectable at the end of induction (optional)",
-                  required=False, example=None),
-        Predictor("mrd_eoc_log10", "number",
-                  "MRD at the end of consolidation, log10 of the leukaemic-cell fraction; empty when "
-                  "undetectable (optional)", unit="log10", minimum=-6, maximum=0, required=False, example=None),
-        Predictor("mrd_eoc_detectable", "boolean", "MRD detectable at the end of consolidation (optional)",
-                  required=False, example=None),
-        Predictor("mrd_assay_sensitivity_log10", "number",
-                  "Sensitivity of the MRD assay, log10 (e.g. -4 for flow cytometry, -5 for PCR/NGS) (optional)",
-                  unit="log10", minimum=-6, maximum=-2, required=False, example=None),
-        Predictor("mrd_log_reduction", "number",
-                  "Derived: log10 MRD reduction from end of induction to end of consolidation (eoi - eoc, the "
-                  "assay sensitivity standing in for an undetectable value); empty when not computable",
-                  unit="log10", minimum=-6, maximum=6, required=False, example=None),
-    ),
-    grouping=(
-        Predictor("centre", "text", "Transplant centre code (grouping and reporting only, never a predictor)",
-                  required=False, example=None),
-        Predictor("country", "text", "Country code, ISO 3166 alpha-2 (grouping and reporting only)",
-                  required=False, example=None),
-    ),
-    cross_field_rules=(
-        CrossFieldRule("a TKI before transplant applies to Ph-positive ALL only (tki_before_hct must be false "
-                       "when ph_chromosome is negative)", ("tki_before_hct", "ph_chromosome"),
-                       _tki_only_for_ph_positive),
-        CrossFieldRule("female_donor_to_male_recipient can be true only for a male recipient",
-                       ("female_donor_to_male_recipient", "sex"), _female_donor_to_male_needs_male),
-        CrossFieldRule("the time from diagnosis to transplant cannot be longer than the patient's age "
-                       "(diagnosis_to_hct_years <= age_at_hct_years)", ("diagnosis_to_hct_years", "age_at_hct_years"),
-                       _diagnosis_not_before_birth),
-        CrossFieldRule("an end-of-induction MRD level is given only when MRD was detectable",
-                       ("mrd_eoi_log10", "mrd_eoi_detectable"), _level_only_when_detectable("eoi")),
-        CrossFieldRule("an end-of-consolidation MRD level is given only when MRD was detectable",
-                       ("mrd_eoc_log10", "mrd_eoc_detectable"), _level_only_when_detectable("eoc")),
-        CrossFieldRule("a detectable end-of-induction MRD level cannot lie below the assay sensitivity",
-                       ("mrd_eoi_log10", "mrd_assay_sensitivity_log10"), _level_not_below_sensitivity("eoi")),
-        CrossFieldRule("a detectable end-of-consolidation MRD level cannot lie below the assay sensitivity",
-                       ("mrd_eoc_log10", "mrd_assay_sensitivity_log10"), _level_not_below_sensitivity("eoc")),
-        CrossFieldRule("mrd_log_reduction must equal mrd_eoi_log10 - mrd_eoc_log10 (the assay sensitivity for an "
-                       "undetectable value): fill it when both time points are known, leave it empty otherwise",
-                       ("mrd_log_reduction", *_MRD_KINETICS), _log_reduction_is_derived),
-    ),
-)
 
 
 # --- outcome columns: registry checks and derived endpoints ------------------------------------------------

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from features.cml_tfr_schema import CML_TFR_SCHEMA
 from features.survival_target import check_survival_target
+from features.task_spec import load_spec
 
 # Piecewise-constant monthly baseline hazards of A.4: (start month, hazard per month).
 BASELINE_HAZARD = ((0, 0.0118), (1, 0.061), (2, 0.169), (3, 0.116), (4, 0.087), (5, 0.050), (6, 0.0143),
@@ -247,8 +248,9 @@ def generate_cml_tfr_cohort(n_patients: int = 2000, seed: int = 42, *, keep_trut
     months, relapsed = _observe(rng, complete, eta)
     check_survival_target(months, relapsed)
     cohort = _mask_optional(rng, complete)
-    cohort[CML_TFR_SCHEMA.time_column] = months
-    cohort[CML_TFR_SCHEMA.event_column] = relapsed
+    outcome = load_spec(Path(__file__).resolve().parent).outcome
+    cohort[outcome.time_column] = months
+    cohort[outcome.event_column] = relapsed
     if keep_truth:
         cohort["true_linear_predictor"] = eta - baseline_shift()
         cohort["true_bcr_abl1_halving_time_days"] = complete["bcr_abl1_halving_time_days"]

@@ -53,13 +53,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from features.all_hsct_schema import (
-    ALL_HSCT_SCHEMA,
+from features.task_schema import DAYS_PER_MONTH, DAYS_PER_YEAR
+from features.task_spec import load_spec
+from tasks.all_hsct.rules import (
     DEAD,
     RELAPSED,
     TIME_TO_AGVHD34,
@@ -69,7 +71,6 @@ from features.all_hsct_schema import (
     derive_endpoints,
     mrd_log_reduction,
 )
-from features.task_schema import DAYS_PER_MONTH, DAYS_PER_YEAR
 
 WEIBULL_SHAPES = {"relapse": 0.58, "nrm": 0.46}  # B.2, fixed
 B2_WEIBULL_SCALES_YEARS = {"relapse": 26.3, "nrm": 77.7}  # B.2 taken literally (no covariates, no GVHD)
@@ -645,7 +646,8 @@ def generate_all_hsct_cohort(n_patients: int = 4000, seed: int = 42, *, keep_tru
     for name in kinetics.columns:
         if not name.startswith("_"):
             cohort[name] = kinetics[name]
-    columns = [*ALL_HSCT_SCHEMA.predictor_names, *ALL_HSCT_SCHEMA.grouping_names]
+    spec = load_spec(Path(__file__).resolve().parent)
+    columns = [*(p.name for p in spec.predictors), *(g.name for g in spec.grouping)]
     cohort = pd.concat([cohort[columns], outcome], axis=1)
     derive_endpoints(cohort, allow_all_censored=True)  # the one gate for every derived target
     if keep_truth:

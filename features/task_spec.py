@@ -1,0 +1,415 @@
+"""The declarative spec of a task (`tasks/<task>/task.toml`), one typed model that checks it, and the schema
+built from it.
+
+A task is a folder: `task.toml` says what the task is (time zero, outcome, causes, endpoints, predictors,
+wording); Python the data need (a synthetic generator, cross-field rules, derived predictors, outcome checks,
+target functions) lives beside it and is registered by the folder's `__init__.py` as `TASK_CODE`, under the names
+the spec uses. A spec with problems is refused with every problem at once, each with its path and line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.task_schema import CrossFieldRule, Predictor, TaskSchema
+
+SPEC_FILE = "task.toml"
+NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class _Spec(BaseModel):
+    # Unknown keys are refused: a misspelt key (`minumum`) must not pass silently.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Spec):
+    """A predictor, grouping column or extra raw outcome column."""
+
+    name: str = Field(pattern=NAME)
+    kind: Literal["number", "category", "boolean", "text"]
+    description: str = Field(min_length=1)
+    unit: str | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    categories: list[str] = []
+    required: bool = True
+    example: bool | int | float | str | None = None
+    monotone: Literal[-1, 0, 1] = 0
+    unit_suffixes: list[str] = []
+    whole_number: bool = False
+    # The name of a derived-predictor function the folder registers: filled when a file or request lacks it.
+    derived_by: str | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ColumnSpec:
+        problems = []
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            problems.append(f"minimum {self.minimum} is above maximum {self.maximum}")
+        if self.kind == "category" and not self.categories:
+            problems.append("a category needs its categories")
+        if self.kind != "category" and self.categories:
+            problems.append(f"categories are only for kind 'category', not {self.kind!r}")
+        if self.kind != "number" and (self.minimum is not None or self.maximum is not None):
+            problems.append("minimum and maximum are only for kind 'number'")
+        if self.unit_suffixes and not (self.unit and self.name.endswith(f"_{self.unit}")):
+            problems.append("unit_suffixes need a unit that the name ends with (e.g. tki_years, unit years)")
+        if self.example is not None and self.categories and self.example not in self.categories:
+            problems.append(f"example {self.example!r} is not one of the categories")
+        if len(set(self.categories)) != len(self.categories):
+            problems.append("a category is listed more than once")
+        if self.kind == "boolean" and self.example is not None and not isinstance(self.example, bool):
+            problems.append(f"the example of a boolean is true or false, not {self.example!r}")
+        if self.kind == "number" and self.example is not None and not _within(self.example, self):
+            problems.append(f"example {self.example!r} is not a number within minimum and maximum")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _within(value: object, column: ColumnSpec) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (column.minimum is None or value >= column.minimum) and (column.maximum is None or value <= column.maximum)
+
+
+class CauseSpec(_Spec):
+    code: int = Field(ge=1)
+    name: str = Field(pattern=NAME)
+    description: str = Field(min_length=1)
+
+
+class EndpointSpec(_Spec):
+    name: str = Field(pattern=NAME)
+    kind: Literal["incidence", "survival"]
+    description: str = Field(min_length=1)
+    plot_title: str = Field(min_length=1)  # plots and explanation headings, e.g. "Relapse incidence"
+    answer_phrase: str = Field(min_length=1)  # "the probability of <phrase> by 12 months"
+    # A survival endpoint that is one minus an incidence: the same curve, not evaluated on its own.
+    complement_of: str | None = None
+    # A survival endpoint ended by the first of these causes (all causes when empty), evaluated on its own.
+    event_free_of: list[str] = []
+
+
+class OutcomeSpec(_Spec):
+    kind: Literal["single_event", "competing_risks"]
+    time_column: str = Field(pattern=NAME)
+    event_column: str = Field(pattern=NAME)
+    event_description: str = Field(min_length=1)
+    # Units a registry file may send the time column in, by suffix (`rfs_days` for `rfs_months`).
+    time_unit_suffixes: list[str] = []
+    # "cause_codes": the event column holds 0 (censored) or a cause code 1..K; "binary": it holds 0/1 and the
+    # folder's code derives the causes from further outcome columns.
+    event_coding: Literal["cause_codes", "binary"] = "cause_codes"
+    columns: list[ColumnSpec] = []  # raw outcome columns beyond time and event
+    check: str | None = None  # a registered row-level check across the outcome columns
+
+
+class RuleSpec(_Spec):
+    code: str = Field(pattern=NAME)  # the registered function (True = row is fine)
+    columns: list[str] = Field(min_length=1)
+    message: str = Field(min_length=1)
+
+
+class ReportSpec(_Spec):
+    age_bands: list[int] = []  # lower bounds in years of the age bands subgroup reports use
+    subgroups: list[str] = []  # categorical predictors the subgroup report splits by
+
+
+class UseSpec(_Spec):
+    intended_use: str = Field(min_length=1)
+    users_and_limits: str = Field(min_length=1)  # who uses it and what it must not be used for
+
+
+class TaskSpec(_Spec):
+    title: str = Field(min_length=1)
+    version: str = "1"
+    position: int = 100  # where the task is listed (page, data dictionary), lowest first
+    default_cohort_size: int = Field(default=2000, ge=50)
+    # Trained by a plain `make train` on the folder's synthetic generator (which it must register).
+    trained_by_default: bool = False
+    time_zero: str = Field(min_length=1)
+    use: UseSpec
+    outcome: OutcomeSpec
+    causes: list[CauseSpec] = Field(min_length=1)
+    horizons_months: list[int] = Field(min_length=1)
+    main_horizon_months: int
+    endpoints: list[EndpointSpec] = Field(min_length=1)
+    explained_endpoint: str
+    predictors: list[ColumnSpec] = Field(min_length=1)
+    grouping: list[ColumnSpec] = []
+    rules: list[RuleSpec] = []
+    report: ReportSpec = ReportSpec()
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems across fields, each with its path; empty when the spec holds together."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if self.main_horizon_months not in self.horizons_months:
+            found.append((("main_horizon_months",), "must be one of horizons_months"))
+        if self.horizons_months != sorted(set(self.horizons_months)) or min(self.horizons_months) <= 0:
+            found.append((("horizons_months",), "must be positive, increasing and without repeats"))
+        codes = [c.code for c in self.causes]
+        if sorted(codes) != list(range(1, len(codes) + 1)):
+            found.append((("causes",), f"cause codes must be 1..{len(codes)}, each once; got {codes}"))
+        if self.outcome.kind == "single_event" and len(self.causes) != 1:
+            found.append((("causes",), "a single-event task has exactly one cause"))
+        if self.outcome.kind == "competing_risks" and len(self.causes) < 2:
+            found.append((("causes",), "competing risks need at least two causes"))
+        found += _repeats("causes", [c.name for c in self.causes])
+        found += _repeats("endpoints", [e.name for e in self.endpoints])
+        columns = [*self.predictors, *self.grouping, *self.outcome.columns]
+        names = [c.name for c in columns] + [self.outcome.time_column, self.outcome.event_column]
+        found += _repeats("predictors", names)
+        endpoints = {e.name: e for e in self.endpoints}
+        if self.explained_endpoint not in endpoints:
+            found.append((("explained_endpoint",), f"{self.explained_endpoint!r} is not an endpoint"))
+        elif self.explained_endpoint != self.endpoints[0].name:
+            # Bundles explain (and gate promotion on) the first endpoint; the spec must say the same.
+            found.append((("explained_endpoint",), "must be the first endpoint listed"))
+        causes = {c.name for c in self.causes}
+        for i, endpoint in enumerate(self.endpoints):
+            target = endpoints.get(endpoint.complement_of or "")
+            if endpoint.complement_of and (target is None or target.kind != "incidence"):
+                found.append((("endpoints", i, "complement_of"), "must name an incidence endpoint"))
+            for cause in endpoint.event_free_of:
+                if cause not in causes:
+                    found.append((("endpoints", i, "event_free_of"), f"{cause!r} is not a cause"))
+        for i, rule in enumerate(self.rules):
+            for column in rule.columns:
+                if column not in names:
+                    found.append((("rules", i, "columns"), f"{column!r} is not a column of the task"))
+        categorical = {p.name for p in self.predictors if p.kind == "category"}
+        for column in self.report.subgroups:
+            if column not in categorical:
+                found.append((("report", "subgroups"), f"{column!r} is not a categorical predictor"))
+        return found
+
+
+def _repeats(where: str, names: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    counts = Counter(names)
+    return [((where,), f"name {name!r} is used more than once") for name, count in counts.items() if count > 1]
+
+
+# --- the code a folder registers ----------------------------------------------------------------------------
+
+Frame = pd.DataFrame
+
+
+@dataclass(frozen=True)
+class TaskCode:
+    """What a task folder registers in its `__init__.py` as `TASK_CODE`; the spec names the entries."""
+
+    rules: Mapping[str, Callable[[Frame], pd.Series]] = field(default_factory=dict)
+    derived: Mapping[str, Callable[[Frame], pd.Series]] = field(default_factory=dict)
+    checks: Mapping[str, Callable[[Frame], list]] = field(default_factory=dict)
+    generate_cohort: Callable[..., Frame] | None = None  # (n_patients, seed) -> synthetic cohort
+    # (frame, allow_all_censored) -> (months, cause code 0..K) when the causes come from several outcome columns;
+    # the cause and endpoint targets then follow from the spec as for an event column holding the codes.
+    cause_codes: Callable[[Frame, bool], tuple] | None = None
+    # Targets when even that is not enough (e.g. GRFS, whose causes differ from the competing ones).
+    cause_targets: Callable[[Frame], dict] | None = None
+    endpoint_targets: Callable[[Frame], dict] | None = None
+    post_relapse_target: Callable[[Frame], tuple] | None = None
+    public_extract: Callable[[str], Any] | None = None  # task name -> PublicExtract
+
+
+def folder_attribute(module: str) -> Callable[[str], Any]:
+    """A task folder's module `__getattr__`: `tasks.<task>.SCHEMA` is the schema the registry built from the
+    folder's task.toml (looked up lazily: the registry imports the folder while it builds)."""
+
+    def attribute(name: str) -> Any:
+        if name == "SCHEMA":
+            from features.tasks import get_task
+
+            return get_task(module.rsplit(".", 1)[-1]).schema
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return attribute
+
+
+# --- errors with paths and lines ----------------------------------------------------------------------------
+
+class TaskSpecError(ValueError):
+    """Every problem of one spec file, each as `line N, path: reason`, so it is fixed in one pass."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in {path}; the task was not loaded:\n{listed}")
+
+
+def dotted(location: tuple[str | int, ...]) -> str:
+    """`("predictors", 3, "minimum")` -> `predictors[3].minimum`."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def line_of(text: str, location: tuple[str | int, ...]) -> int | None:
+    """The 1-based line a path points at, found by scanning the TOML text (tomllib keeps no positions):
+    the key's line when present, else the line of the table that should hold it."""
+    lines = text.splitlines()
+    headers = [(i, m.group(1) == "[[", m.group(2).replace(" ", "")) for i, line in enumerate(lines)
+               if (m := _HEADER.match(line))]
+
+    def region_from(start: int) -> tuple[int, int]:
+        after = [i for i, _, _ in headers if i > start]
+        return start, after[0] if after else len(lines)
+
+    region = (0, headers[0][0] if headers else len(lines))
+    prefix: list[str] = []
+    best: int | None = None
+    position = 0
+    while position < len(location):
+        part = str(location[position])
+        name = ".".join([*prefix, part])
+        arrays = [i for i, is_array, h in headers if is_array and h == name]
+        tables = [i for i, is_array, h in headers if not is_array and h == name]
+        following = location[position + 1] if position + 1 < len(location) else None
+        if arrays and isinstance(following, int) and following < len(arrays):
+            best, region = arrays[following], region_from(arrays[following])
+            prefix, position = [*prefix, part], position + 2
+            continue
+        if arrays or tables:
+            best = (arrays or tables)[0]
+            region = region_from(best)
+            prefix, position = [*prefix, part], position + 1
+            continue
+        key = re.compile(rf"^\s*{re.escape(part)}\s*=")
+        found = next((i for i in range(*region) if key.match(lines[i])), None)
+        if found is not None:
+            best = found
+        break  # a key's line (or its table's when the key is missing) is as close as a human needs
+    return None if best is None else best + 1
+
+
+def _located(text: str, location: tuple[str | int, ...], reason: str) -> str:
+    line = line_of(text, location)
+    return f"{'line ' + str(line) + ', ' if line else ''}{dotted(location)}: {reason}"
+
+
+def _reason(error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key (misspelt?)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return message
+
+
+_UNION_MEMBERS = {"int", "float", "bool", "str", "none"}
+
+
+def _validation_problems(text: str, error: ValidationError) -> list[str]:
+    """One problem per path: a value refused by every member of a union (`int | float`) is one problem."""
+    by_location: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
+    for e in error.errors():
+        location = tuple(e["loc"])
+        while location and location[-1] in _UNION_MEMBERS:
+            location = location[:-1]
+        by_location.setdefault(location, []).append(e)
+    problems = []
+    for location, errors in by_location.items():
+        if len(errors) == 1:
+            reason = _reason(errors[0])
+        else:
+            kinds = [str(e["loc"][-1]) for e in errors]
+            reason = f"must be {' or '.join(kinds)}, not {errors[0].get('input')!r}"
+        problems.append(_located(text, location, reason))
+    return problems
+
+
+def load_spec(folder: Path) -> TaskSpec:
+    """The validated spec of a task folder, or TaskSpecError with every problem, its path and line."""
+    path = folder / SPEC_FILE
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise TaskSpecError(path, [f"not valid TOML: {error}"]) from None
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as error:
+        raise TaskSpecError(path, _validation_problems(text, error)) from None
+    problems = [_located(text, location, reason) for location, reason in spec.problems()]
+    if problems:
+        raise TaskSpecError(path, problems)
+    return spec
+
+
+# --- the schema built from the spec and the folder's code ---------------------------------------------------
+
+def _predictor(column: ColumnSpec) -> Predictor:
+    return Predictor(
+        column.name, column.kind, column.description, unit=column.unit, minimum=column.minimum,
+        maximum=column.maximum, categories=tuple(column.categories), required=column.required,
+        example=column.example, monotone=column.monotone, unit_suffixes=tuple(column.unit_suffixes),
+        whole_number=column.whole_number,
+    )
+
+
+def _registered(text: str, location: tuple[str | int, ...], name: str, table: Mapping[str, Any],
+                what: str, problems: list[str]) -> Any:
+    if name not in table:
+        known = ", ".join(sorted(table)) or "none"
+        problems.append(_located(text, location, f"no {what} {name!r} is registered by the folder's TASK_CODE "
+                                                 f"(registered: {known})"))
+    return table.get(name)
+
+
+def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskSchema:
+    """The TaskSchema the rest of the project uses, from the spec and the folder's registered code."""
+    text = path.read_text(encoding="utf-8")
+    problems: list[str] = []
+    rules = []
+    for i, rule in enumerate(spec.rules):
+        holds = _registered(text, ("rules", i, "code"), rule.code, code.rules, "rule", problems)
+        rules.append(CrossFieldRule(rule.message, tuple(rule.columns), holds))
+    derived = []
+    for i, column in enumerate(spec.predictors):
+        if column.derived_by:
+            derive = _registered(text, ("predictors", i, "derived_by"), column.derived_by, code.derived,
+                                 "derived predictor", problems)
+            derived.append((column.name, derive))
+    if (code.cause_targets is None) != (code.endpoint_targets is None):
+        problems.append(f"{path.parent}/__init__.py: TASK_CODE registers cause_targets and endpoint_targets together")
+    if (spec.outcome.event_coding == "binary" and len(spec.causes) > 1 and code.cause_codes is None
+            and code.cause_targets is None):
+        problems.append(_located(text, ("outcome", "event_coding"), "'binary' with several causes needs the "
+                                 "folder's TASK_CODE to derive the cause codes (cause_codes)"))
+    if spec.trained_by_default and code.generate_cohort is None:
+        problems.append(_located(text, ("trained_by_default",), "needs a synthetic generator registered by the "
+                                                                "folder's TASK_CODE (generate_cohort)"))
+    check = None
+    if spec.outcome.check:
+        check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)
+    if problems:
+        raise TaskSpecError(path, problems)
+    return TaskSchema(
+        task=task, title=spec.title, version=spec.version,
+        predictors=tuple(_predictor(p) for p in spec.predictors),
+        grouping=tuple(_predictor(g) for g in spec.grouping),
+        time_column=spec.outcome.time_column, event_column=spec.outcome.event_column,
+        event_description=spec.outcome.event_description, time_zero=spec.time_zero,
+        horizons_months=tuple(spec.horizons_months), main_horizon_months=spec.main_horizon_months,
+        cross_field_rules=tuple(rules),
+        endpoint_names={e.name: e.kind for e in spec.endpoints},
+        endpoint_descriptions={e.name: e.description for e in spec.endpoints},
+        extra_outcome_columns=tuple(_predictor(c) for c in spec.outcome.columns),
+        outcome_check=check, derived_predictors=tuple(derived),
+        time_unit_suffixes=tuple(spec.outcome.time_unit_suffixes),
+        event_codes=len(spec.causes) if spec.outcome.event_coding == "cause_codes" else 1,
+    )

@@ -1,0 +1,319 @@
+"""Task folders: every task is a folder with a declarative task.toml. The spec is checked by one typed model
+that reports every problem with its path and line; the schemas built from the four specs equal, field by field,
+the ones the Python modules built before the move (snapshot taken from the old code)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.task_schema import SchemaValidationError, validate_frame
+from features.task_spec import TaskSpecError, line_of, load_spec
+from features.tasks import TASKS, TASKS_DIR, discover_tasks, load_task
+
+SNAPSHOT = json.loads((Path(__file__).parent / "snapshots" / "schemas_before_spec.json").read_text())
+
+
+def _plain(value):
+    """Tuples as lists, as the JSON snapshot holds them."""
+    return json.loads(json.dumps(value, default=list))
+
+
+def test_every_task_folder_is_discovered_in_the_old_order():
+    assert list(TASKS) == list(SNAPSHOT)
+    assert sorted(p.parent.name for p in TASKS_DIR.glob("*/task.toml")) == sorted(SNAPSHOT)
+
+
+@pytest.mark.parametrize("name", list(SNAPSHOT))
+def test_schema_built_from_the_spec_equals_the_old_python_schema(name):
+    before, task = SNAPSHOT[name], TASKS[name]
+    schema = task.schema
+    assert _plain(schema.to_json()) == before["to_json"]
+    for group in ("predictors", "grouping", "extra_outcome_columns"):
+        assert _plain([dataclasses.asdict(p) for p in getattr(schema, group)]) == before[group], group
+    # int vs float matters where a value is printed (data dictionary, OpenAPI): 18 must stay 18, 58.0 stay 58.0
+    for p, old in zip(schema.predictors, before["predictors"], strict=True):
+        for key in ("minimum", "maximum", "example"):
+            assert type(getattr(p, key)) is type(old[key]), (p.name, key)
+    assert [[r.name, list(r.columns)] for r in schema.cross_field_rules] == before["cross_field_rules"]
+    assert [n for n, _ in schema.derived_predictors] == before["derived_predictors"]
+    assert (schema.outcome_check is not None) == before["has_outcome_check"]
+    for key in ("title", "time_column", "event_column", "main_horizon_months", "endpoint_descriptions",
+                "time_unit_suffixes"):
+        assert _plain(getattr(schema, key)) == before[key], key
+    assert task.default_cohort_size == before["default_cohort_size"]
+    assert task.outcome == before["outcome"]
+    assert (task.post_relapse_target is not None) == before["has_post_relapse_target"]
+    extract = None if task.public_extract is None else {
+        k: v for k, v in dataclasses.asdict(task.public_extract).items() if k != "load"}
+    assert _plain(extract) == before["public_extract"]
+
+
+# --- a broken spec: every problem at once, with its path and line --------------------------------------------
+
+GOOD_SPEC = """\
+title = "Three-cause demo"
+time_zero = "the day of diagnosis"
+horizons_months = [12, 24]
+main_horizon_months = 12
+explained_endpoint = "relapse"
+default_cohort_size = 60
+
+[use]
+intended_use = "Demonstrate a task folder without Python."
+users_and_limits = "Developers; not a clinical tool."
+
+[outcome]
+kind = "competing_risks"
+time_column = "months_to_event"
+event_column = "event_code"
+event_description = "the first of relapse, death in remission or graft failure"
+
+[[causes]]
+code = 1
+name = "relapse"
+description = "relapse"
+
+[[causes]]
+code = 2
+name = "death_in_remission"
+description = "death without a prior relapse"
+
+[[causes]]
+code = 3
+name = "graft_failure"
+description = "graft failure"
+
+[[endpoints]]
+name = "relapse"
+kind = "incidence"
+description = "cumulative incidence of relapse"
+plot_title = "Relapse incidence"
+answer_phrase = "relapse"
+
+[[endpoints]]
+name = "death_in_remission"
+kind = "incidence"
+description = "cumulative incidence of death in remission"
+plot_title = "Death in remission"
+answer_phrase = "death in remission"
+
+[[endpoints]]
+name = "graft_failure"
+kind = "incidence"
+description = "cumulative incidence of graft failure"
+plot_title = "Graft failure"
+answer_phrase = "graft failure"
+
+[[endpoints]]
+name = "event_free"
+kind = "survival"
+description = "alive in remission with a working graft"
+plot_title = "Event-free survival"
+answer_phrase = "staying event-free"
+
+[[predictors]]
+name = "age_years"
+kind = "number"
+description = "Age at diagnosis"
+unit = "years"
+minimum = 18
+maximum = 90
+example = 50.0
+
+[[predictors]]
+name = "risk_group"
+kind = "category"
+description = "Risk group"
+categories = ["low", "high"]
+example = "low"
+
+[[grouping]]
+name = "centre"
+kind = "text"
+description = "Centre code (grouping only)"
+required = false
+"""
+
+
+def _folder(tmp_path: Path, text: str, name: str = "three_causes") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "task.toml").write_text(text)
+    return folder
+
+
+def _line(text: str, fragment: str, occurrence: int = 0) -> int:
+    return [i for i, line in enumerate(text.splitlines(), start=1) if fragment in line][occurrence]
+
+
+HAZARD = 'kind = "hazard"'
+
+
+def test_a_broken_spec_reports_every_problem_with_its_path_and_line(tmp_path):
+    broken = (GOOD_SPEC
+              .replace("maximum = 90", "maximum = \"ninety\"")  # predictors[0].maximum: not a number
+              .replace('categories = ["low", "high"]', "categories = []")  # predictors[1]: a category without any
+              .replace('kind = "survival"', 'kind = "hazard"')  # endpoints[3].kind
+              .replace("default_cohort_size = 60", "default_cohort_size = 60\nhorizon = 12")  # misspelt key
+              .replace('users_and_limits = "Developers; not a clinical tool."\n', ""))  # missing key
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, broken))
+    problems = caught.value.problems
+    assert len(problems) == 5, problems
+    expected = {
+        f"line {_line(broken, 'maximum = ')}, predictors[0].maximum: must be int or float, not 'ninety'",
+        f"line {_line(broken, '[[predictors]]', 1)}, predictors[1]: a category needs its categories",
+        f"line {_line(broken, HAZARD)}, endpoints[3].kind:",
+        f"line {_line(broken, 'horizon = 12')}, horizon: unknown key",
+        f"line {_line(broken, '[use]')}, use.users_and_limits: required key is missing",
+    }
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+    message = str(caught.value)
+    assert message.startswith("5 problem(s) in ") and "the task was not loaded" in message
+    assert "Traceback" not in message
+
+
+def test_cross_field_problems_of_a_spec_come_together_with_their_lines(tmp_path):
+    broken = (GOOD_SPEC.replace("main_horizon_months = 12", "main_horizon_months = 18")
+              .replace("code = 3", "code = 4")
+              .replace('explained_endpoint = "relapse"', 'explained_endpoint = "relapse_free"'))
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, broken))
+    problems = caught.value.problems
+    assert f"line {_line(broken, 'main_horizon_months')}, main_horizon_months: must be one of horizons_months" \
+        in problems
+    assert any(p.startswith(f"line {_line(broken, '[[causes]]')}, causes: cause codes must be 1..3") for p in problems)
+    assert any(p.startswith(f"line {_line(broken, 'explained_endpoint')}, explained_endpoint:") for p in problems)
+
+
+def test_a_rule_the_folder_does_not_register_is_named_with_its_line(tmp_path):
+    text = GOOD_SPEC + '\n[[rules]]\ncode = "age_below_limit"\ncolumns = ["age_years"]\nmessage = "too old"\n'
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'age_below_limit')}, rules\[0\]\.code: no rule "
+                                            "'age_below_limit' is registered"):
+        load_task(_folder(tmp_path, text))
+
+
+def test_line_of_points_at_keys_tables_and_array_entries():
+    text = GOOD_SPEC
+    assert line_of(text, ("predictors", 1, "categories")) == _line(text, 'categories = ["low", "high"]')
+    assert line_of(text, ("endpoints", 2)) == _line(text, "[[endpoints]]", 2)
+    assert line_of(text, ("outcome", "kind")) == _line(text, 'kind = "competing_risks"')
+    assert line_of(text, ("predictors", 0, "whole_number")) == _line(text, "[[predictors]]", 0)  # absent key
+    assert line_of(text, ("title",)) == 1
+
+
+def test_invalid_toml_is_one_clear_problem(tmp_path):
+    with pytest.raises(TaskSpecError, match=r"(?s)1 problem\(s\).*not valid TOML.*line 2"):
+        load_spec(_folder(tmp_path, 'title = "x"\nthis is not toml\n'))
+
+
+# --- a task folder with only a task.toml: three competing causes, no Python -----------------------------------
+
+def _three_cause_file(n: int = 30) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    return pd.DataFrame({
+        "age_years": rng.uniform(20, 80, n).round(1), "risk_group": rng.choice(["low", "high"], n),
+        "centre": rng.choice(["A", "B"], n), "months_to_event": rng.uniform(1, 40, n).round(1),
+        "event_code": np.arange(n) % 4,  # 0 censored, then causes 1, 2, 3
+    })
+
+
+def test_a_folder_with_only_a_spec_loads_and_validates_a_three_cause_file(tmp_path):
+    _folder(tmp_path, GOOD_SPEC)
+    tasks = discover_tasks(tmp_path)
+    task = tasks["three_causes"]
+    assert task.outcome == "competing_risks"
+    frame = _three_cause_file()
+    clean = validate_frame(frame, task.schema)
+    assert list(clean["event_code"].unique()) == [0, 1, 2, 3]
+    causes = task.cause_targets(clean)
+    assert list(causes) == ["relapse", "death_in_remission", "graft_failure"]
+    for number, (months, event) in enumerate(causes.values(), start=1):
+        assert event.sum() == int((frame["event_code"] == number).sum())
+        assert np.allclose(months, frame["months_to_event"])
+    endpoints = task.endpoint_targets(clean)
+    assert endpoints["graft_failure"].event_of_interest == 3 and endpoints["graft_failure"].competing
+    assert endpoints["event_free"].code.sum() == int((frame["event_code"] > 0).sum())
+    with pytest.raises(ValueError, match="no synthetic generator"):
+        task.generate_cohort(10, 0)
+
+
+def test_a_three_cause_file_with_an_unknown_cause_code_is_refused_with_its_row(tmp_path):
+    task = load_task(_folder(tmp_path, GOOD_SPEC))
+    frame = _three_cause_file()
+    frame.loc[6, "event_code"] = 4
+    with pytest.raises(SchemaValidationError) as caught:
+        validate_frame(frame, task.schema)
+    assert [(p.row, p.column) for p in caught.value.problems] == [(7, "event_code")]
+    assert "0 (censored) to 3" in caught.value.problems[0].rule
+
+
+def test_a_single_event_folder_without_python_gives_one_cause(tmp_path):
+    single = GOOD_SPEC.replace('kind = "competing_risks"', 'kind = "single_event"')
+    single = single.split("[[causes]]\ncode = 2")[0]  # keep cause 1 only
+    single += (GOOD_SPEC[GOOD_SPEC.index("[[endpoints]]"):GOOD_SPEC.index("[[endpoints]]\nname = \"death")]
+               + GOOD_SPEC[GOOD_SPEC.index("[[predictors]]"):])
+    task = load_task(_folder(tmp_path, single, "one_cause"))
+    frame = _three_cause_file().assign(event_code=lambda f: (f["event_code"] > 0).astype(int))
+    months, event = task.cause_targets(validate_frame(frame, task.schema))["relapse"]
+    assert event.sum() == int(frame["event_code"].sum())
+    assert list(task.endpoint_targets(validate_frame(frame, task.schema))) == ["relapse"]
+
+
+def test_make_validate_checks_a_file_against_a_folder_without_python(tmp_path, monkeypatch, capsys):
+    from training import cli
+
+    monkeypatch.setitem(TASKS, "three_causes", load_task(_folder(tmp_path, GOOD_SPEC)))
+    monkeypatch.chdir(tmp_path)
+    _three_cause_file().to_csv("three.csv", index=False)
+    assert cli.main(["validate", "--task", "three_causes", "--data", "three.csv"]) == 0
+    out = capsys.readouterr().out
+    # 30 rows, codes 0,1,2,3 in turn: 22 events (not the sum of the codes), 7 or 8 of each cause
+    assert "30 patients, 22 events (event_code = 1..3)" in out
+    assert "relapse 8, death_in_remission 7, graft_failure 7, event_free 22" in out
+
+
+def test_trained_by_default_without_a_generator_is_refused_with_its_line(tmp_path):
+    text = GOOD_SPEC.replace("default_cohort_size = 60", "default_cohort_size = 60\ntrained_by_default = true")
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'trained_by_default')}, trained_by_default: needs"):
+        load_task(_folder(tmp_path, text))
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    text = GOOD_SPEC.replace('name = "risk_group"', 'name = "age_years"')
+    with pytest.raises(TaskSpecError, match="predictors: name 'age_years' is used more than once"):
+        load_spec(_folder(tmp_path, text))
+
+
+def test_a_broken_spec_among_the_tasks_ends_the_command_with_its_problems_not_a_traceback(tmp_path):
+    from features.tasks import tasks_or_exit
+
+    _folder(tmp_path, GOOD_SPEC)
+    _folder(tmp_path, GOOD_SPEC.replace("main_horizon_months = 12", "main_horizon_months = 13"), "broken")
+    with pytest.raises(SystemExit) as caught:
+        tasks_or_exit(tmp_path)
+    message = caught.value.code  # SystemExit(str): Python prints it to stderr, exits 1, shows no traceback
+    assert isinstance(message, str) and "broken/task.toml" in message
+    assert f"line {_line(GOOD_SPEC, 'main_horizon_months')}, main_horizon_months: must be one of" in message
+    assert list(tasks_or_exit(tmp_path / "none")) == []
+
+
+def test_examples_must_fit_their_column(tmp_path):
+    text = GOOD_SPEC.replace("example = 50.0", "example = 95.0").replace('example = "low"', 'example = "medium"')
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, text))
+    assert [p.split(": ", 1)[0] for p in caught.value.problems] == [
+        f"line {_line(text, '[[predictors]]', 0)}, predictors[0]",
+        f"line {_line(text, '[[predictors]]', 1)}, predictors[1]"]
+    assert "example 95.0 is not a number within minimum and maximum" in caught.value.problems[0]
+
+
+def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_path):
+    text = GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\nevent_coding = "binary"')
+    with pytest.raises(TaskSpecError, match=r"outcome\.event_coding: 'binary' with several causes needs"):
+        load_task(_folder(tmp_path, text))
