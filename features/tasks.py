@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.survival_target import check_survival_target
-from features.task_schema import TaskSchema
+from features.task_schema import Predictor, TaskSchema
 from features.task_spec import SPEC_FILE, TaskCode, TaskSpec, TaskSpecError, build_schema, load_spec
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -110,6 +110,25 @@ def _no_generator(task: str) -> Callable[..., pd.DataFrame]:
         raise ValueError(f"the task {task!r} has no synthetic generator: give a registry file (DATA=...)")
 
     return generate
+
+
+def example_patients(task: Task, n_patients: int, seed: int = 12345) -> pd.DataFrame:
+    """Synthetic example patients (never a real row): the task's generator, or, for a task folder without one,
+    the spec's example values (a number without one: the middle of its range; a category: its first level)."""
+    try:
+        return task.generate_cohort(n_patients, seed)
+    except ValueError:
+        pass
+
+    def example(p: Predictor) -> object:
+        if p.example is not None or not p.required:
+            return p.example
+        if p.kind == "number":
+            low, high = p.minimum if p.minimum is not None else 0.0, p.maximum if p.maximum is not None else 1.0
+            return (low + high) / 2
+        return p.categories[0] if p.kind == "category" else False
+
+    return pd.DataFrame([{p.name: example(p) for p in task.schema.predictors}] * n_patients)
 
 
 # --- discovery -----------------------------------------------------------------------------------------------

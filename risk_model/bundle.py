@@ -3,11 +3,13 @@
 A bundle holds one cause-specific survival model per cause (a margin model plus a Breslow baseline):
 - `single_event` tasks (cml_tfr, ebmt_hsct): one cause; S(t | x) = exp(-H0(t) exp(margin)), reported as the
   schema's incidence endpoint (1 - S) and survival endpoint (S).
-- `competing_risks` tasks (all_hsct): causes `relapse` and `nrm` combine into cumulative incidences with the
-  product-limit form (so with no covariates they equal Aalen-Johansen and LFS + CIR + NRM = 1 exactly); OS adds
-  P(relapsed and alive) from a post-relapse survival curve; GRFS comes from four causes (`grfs_*`) and is
-  clipped to LFS, so OS >= LFS >= GRFS. Another task may name its two causes otherwise (ebmt_hsct_death_cause:
-  death from relapse vs other causes) and declare fewer endpoints; only the declared ones are computed.
+- `competing_risks` tasks (all_hsct): any number of causes (`relapse` and `nrm` there) combine into cumulative
+  incidences with the product-limit form (so with no covariates they equal Aalen-Johansen and event-free + the
+  incidences = 1 exactly); OS adds P(first cause and alive) from a post-relapse survival curve; GRFS comes from
+  four causes (`grfs_*`) and is clipped to LFS, so OS >= LFS >= GRFS. Another task names its causes otherwise
+  (ebmt_hsct_death_cause: death from relapse vs other causes; a registry's own task: three or more) and declares
+  its endpoints; only the declared ones are computed, and a survival endpoint other than OS and GRFS is the
+  probability of being free of every cause.
 A bundle is a folder: `bundle.json` (preprocessing, baselines, coefficients or booster file names, horizons,
 risk-group cut-points, training summary, explanation background of cluster summaries (no patient rows),
 metrics, lineage) and one `<cause>.ubj` per boosted cause. Only numpy, pandas and xgboost are needed here.
@@ -266,8 +268,8 @@ class ModelBundle:
         """The causes whose margins an endpoint depends on."""
         if self.outcome == "single_event":
             return list(self.causes)
-        first, second = (name for name in self.causes if name not in GRFS_CAUSES)
-        return [first, second, *GRFS_CAUSES] if endpoint == "grfs" else [first, second]
+        main = main_causes(self)
+        return [*main, *GRFS_CAUSES] if endpoint == "grfs" else main
 
     def contributions(self, patients: pd.DataFrame | np.ndarray | list[dict[str, Any]], horizon_months: float,
                       endpoint: str | None = None) -> tuple[np.ndarray, float]:
@@ -487,27 +489,36 @@ def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: 
     return padded[..., index + 1]
 
 
+def main_causes(bundle: ModelBundle) -> list[str]:
+    """The competing causes, in the order of their event codes (the GRFS causes are a model of their own)."""
+    return [name for name in bundle.causes if name not in GRFS_CAUSES]
+
+
 def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray], months: np.ndarray,
                              only: str | None = None, members: list[dict[str, CauseModel]] | None = None
                              ) -> dict[str, np.ndarray]:
-    """The two competing causes (the bundle's first two non-GRFS causes, event codes 1 and 2: relapse and NRM
-    for all_hsct) give one cumulative incidence each, named like the cause, and the event-free probability
-    `lfs`. `os` (event-free plus alive after the first cause) and `grfs` are computed only when the schema
-    declares them; only the declared ones are returned (or `only` and what it needs). Margins are (members x
-    patients), one member per entry of `members` (default: the bundle's own causes); results add the month axis.
+    """The competing causes (the bundle's non-GRFS causes in event-code order: relapse and NRM for all_hsct; any
+    number) give one cumulative incidence each, named like the cause, and the probability of being free of all of
+    them, under every declared survival endpoint that is neither `os` nor `grfs` (all_hsct: `lfs`). `os`
+    (event-free plus alive after the first cause) and `grfs` are computed only when the schema declares them; only
+    the declared ones are returned (or `only` and what it needs). Margins are (members x patients), one member
+    per entry of `members` (default: the bundle's own causes); results add the month axis.
     """
     members = members or [bundle.causes]
-    first, second = (name for name in bundle.causes if name not in GRFS_CAUSES)
+    main = tuple(main_causes(bundle))
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
     upto = float(months.max())
-    grid, steps = _grid_steps(bundle, (first, second), members, upto)
-    lfs_after, (d_first, d_second) = _product_limit(
-        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in (first, second)])
-    result = {
-        first: _at_months(grid, np.cumsum(d_first, axis=-1), months, 0.0),
-        second: _at_months(grid, np.cumsum(d_second, axis=-1), months, 0.0),
-        "lfs": _at_months(grid, lfs_after, months, 1.0),
-    }
+    grid, steps = _grid_steps(bundle, main, members, upto)
+    free_after, increments = _product_limit(
+        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in main])
+    d_first = increments[0]
+    result = {name: _at_months(grid, np.cumsum(step, axis=-1), months, 0.0) for name, step in zip(
+        main, increments, strict=True)}
+    event_free = _at_months(grid, free_after, months, 1.0)
+    result["lfs"] = event_free
+    for name, kind in bundle.endpoint_kinds.items():
+        if kind == "survival" and name not in ("os", "grfs"):
+            result[name] = event_free
     if "os" in wanted:
         post = bundle.post_relapse_survival
         post_months, post_survival = np.asarray(post["months"]), np.asarray(post["survival"])
