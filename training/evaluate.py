@@ -3,9 +3,10 @@
 Brier scores and the single-event AUC come from scikit-survival; censoring weights are estimated on the
 evaluation set itself. Concordance (Harrell, Uno, Wolbers) is computed here in O(n log n) (training/concordance.py)
 with the definitions of scikit-survival and hazardous, which the tests hold it equal to. Calibration at horizon t
-uses jackknife pseudo-observations of the Kaplan-Meier risk F(t): O/E = (1 - KM(t)) / mean predicted risk; slope
-and intercept from a GLM with cloglog link on the pseudo-observations with cloglog(predicted risk) as covariate
-(the intercept with the slope fixed at 1);
+uses jackknife pseudo-observations of the Kaplan-Meier risk F(t) (each patient's leave-one-out estimate by
+closed-form risk-set updates, O(n log n), never a patients x event-times matrix): O/E = (1 - KM(t)) / mean
+predicted risk; slope and intercept from a GLM with cloglog link on the pseudo-observations with
+cloglog(predicted risk) as covariate (the intercept with the slope fixed at 1);
 ICI, E50 and E90 from a loess of the pseudo-observations on the predicted risk (Austin et al. 2020).
 A horizon counts only where at least 20 patients are still at risk; otherwise its metrics are NaN with a reason.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -96,7 +98,9 @@ def uno_c(time: np.ndarray, event: np.ndarray, risk_score: np.ndarray, tau: floa
 
 def uno_tau(time: np.ndarray, horizons: list[int]) -> float:
     """The largest horizon with at least 10 % of patients still at risk (clarifications §4)."""
-    eligible = [h for h in horizons if at_risk(time, h) >= TAU_MIN_SHARE_AT_RISK * len(time) and h < max(time)]
+    time = np.asarray(time, dtype=float)
+    last = float(np.max(time)) if len(time) else -np.inf  # once, in numpy (per bootstrap draw on 45,000 patients)
+    eligible = [h for h in horizons if at_risk(time, h) >= TAU_MIN_SHARE_AT_RISK * len(time) and h < last]
     return float(max(eligible)) if eligible else float(np.quantile(time, 0.5))
 
 
@@ -224,6 +228,14 @@ def smoothed_calibration(pseudo: np.ndarray, predicted_risk: np.ndarray) -> np.n
     return np.clip(np.asarray(fitted, dtype=float), 0.0, 1.0)
 
 
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """Found once: looking up the BLAS libraries on every call costs ~10 ms, a limit through this ~0.02 ms."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1
                 ) -> dict[str, float]:
     """O/E, slope, intercept, ICI, E50 and E90 of predicted F_cause(month), with standard errors for pooling.
@@ -240,7 +252,9 @@ def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, 
     x = _cloglog(predicted_risk)
     family = sm.families.Binomial(link=sm.families.links.CLogLog())
     slope, slope_se = np.nan, np.nan
-    with warnings.catch_warnings():
+    # One BLAS thread: a two-column GLM gains nothing from more, and on busy cores their synchronisation made the
+    # fits 4x slower (45,000 patients: 1.4 s against 0.33 s for the two fits).
+    with warnings.catch_warnings(), _blas_controller().limit(limits=1, user_api="blas"):
         # Pseudo-observations lie slightly outside [0, 1]: a quasi-likelihood fit, as in the literature.
         warnings.simplefilter("ignore")
         # Started at perfect calibration (intercept 0, slope 1): from the default start, IRLS can diverge when
