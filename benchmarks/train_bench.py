@@ -194,7 +194,7 @@ def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int,
             evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
         family = pipeline.choose_family(evaluations) if family == "auto" else family
         chosen = bundles[family]
-        with stage(f"interval refits ({replicates} of {family})"):
+        with stage(f"interval refits ({replicates})"):
             chosen.replicates = fit_replicates(chosen, task, development, tuned, seed, replicates)
         with stage("explanations (plots of 200 patients)"):
             explanation_plots(chosen, held_out, scratch / "explanations")
@@ -271,7 +271,7 @@ def exponent(sizes: list[int], values: list[float]) -> float:
 
 def table(task: str, sizes: list[int], results: dict[int, dict[str, Any]]) -> list[str]:
     """One markdown table per task: per size the seconds, CPU use (100 % = one core busy) and peak RSS."""
-    names = [row["stage"] for row in results[sizes[0]]["rows"]]
+    names = list(dict.fromkeys(row["stage"] for n in sizes for row in results[n]["rows"]))  # every size's, in order
     by = {n: {row["stage"]: row for row in results[n]["rows"]} for n in sizes}
     head = " | ".join(f"{n:,}: s | {n:,}: CPU | {n:,}: peak MB" for n in sizes)
     lines = [f"### {task}", "", f"| stage | {head} | time exponent |", "|---|" + "---:|" * (3 * len(sizes) + 1)]
@@ -286,17 +286,22 @@ def table(task: str, sizes: list[int], results: dict[int, dict[str, Any]]) -> li
             cpu = 100 * row["cpu_seconds"] / row["seconds"] if row["seconds"] > 0 else float("nan")
             cells.append(f"{_seconds(row['seconds'])} | {cpu:.0f} % | {row['peak_rss_mb']:,.0f}")
         present = [n for n in sizes if name in by[n]]
-        lines.append(f"| {name} | {' | '.join(cells)} | {exponent(present, seconds):.2f} |")
+        lines.append(f"| {name} | {' | '.join(cells)} | {_exponent(present, seconds)} |")
     totals = [sum(r["seconds"] for r in results[n]["rows"] if r["stage"] != "tuning, per trial") for n in sizes]
     cells = " | ".join(f"{_seconds(t)} | | {results[n]['process_peak_rss_mb']:,.0f}" for n, t in zip(sizes, totals,
                                                                                                      strict=True))
-    lines.append(f"| **total** (peak: the process's ru_maxrss) | {cells} | {exponent(sizes, totals):.2f} |")
+    lines.append(f"| **total** (peak: the process's ru_maxrss) | {cells} | {_exponent(sizes, totals)} |")
     families = {n: results[n]["family"] for n in sizes}
     note = f"Registered family: {', '.join(f'{n:,} patients {f}' for n, f in families.items())}"
     if len(set(families.values())) > 1:
         note += (" (it differs between sizes, so the refits, explanations and registration compare different "
                  "models: `--family` fixes it)")
     return [*lines, "", note + ".", ""]
+
+
+def _exponent(sizes: list[int], values: list[float]) -> str:
+    value = exponent(sizes, values)
+    return f"{value:.2f}" if np.isfinite(value) else "-"
 
 
 def _seconds(value: float) -> str:
