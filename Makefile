@@ -109,6 +109,14 @@ soak: install ## this service at concurrency 32 for 60 s: errors (must be 0) and
 bench-concordance: install ## time per call of the concordance with its SE at 5,000 / 20,000 / 180,000 patients
 	$(PY) -m benchmarks.concordance_scaling
 
+SIZES ?=
+TRIALS ?=
+FAMILY ?=
+.PHONY: bench-train
+bench-train: install ## time, CPU and peak memory of each training stage at 2,000 / 20,000 / 180,000 patients (TASK=, SIZES=, TRIALS=, FAMILY=)
+	$(PY) -m benchmarks.train_bench $(if $(TASK),--task $(TASK)) $(if $(SIZES),--sizes $(SIZES)) \
+	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(FAMILY),--family $(FAMILY))
+
 bento: install ## build a Bento: the service, its code, the current champions; requirements from uv.lock
 	$(UV) export --frozen --no-hashes --no-dev --no-emit-project --quiet --format requirements-txt -o requirements-bento.txt
 	$(PY) -m benchmarks.bento_ignore models

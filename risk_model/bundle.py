@@ -237,7 +237,15 @@ class ModelBundle:
 
     def endpoint_probabilities(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray, only: str | None = None
                                ) -> dict[str, np.ndarray]:
-        return self.endpoints_from_margins(self.margins(frame), months, only)
+        """Every endpoint (patients x months), in chunks of patients: with competing causes each patient carries
+        one value per event time, and all_hsct's 45,000 held-out patients of a 180,000 cohort at once took 8.9 GB."""
+        margins = self.margins(frame)
+        n = len(next(iter(margins.values())))
+        if n <= ENSEMBLE_ROWS:
+            return self.endpoints_from_margins(margins, months, only)
+        parts = [self.endpoints_from_margins({c: m[i:i + ENSEMBLE_ROWS] for c, m in margins.items()}, months, only)
+                 for i in range(0, n, ENSEMBLE_ROWS)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def ensemble_endpoints(self, patients: pd.DataFrame | np.ndarray, months: np.ndarray, only: str | None = None
                            ) -> dict[str, np.ndarray]:
