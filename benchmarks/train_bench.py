@@ -155,9 +155,9 @@ def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int,
     from training.config import TrainSettings
     from training.evaluate import evaluate_bundle
     from training.explain import explanation_plots
-    from training.intervals import fit_replicates
     from training.model_card import ModelCardInputs, build_model_card
     from training.promotion import load_gates
+    from training.replicates import fit_replicates
     from training.report import build_report
     from training.splits import hold_out_centres, tuning_folds
     from training.tune import tune_xgboost
