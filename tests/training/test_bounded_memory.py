@@ -8,8 +8,8 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
+from risk_model import bundle as bundle_module
 from tests.training.test_competing_risks import toy_bundle
-from training import bundle as bundle_module
 
 
 def daily_cohort(n: int, seed: int) -> pd.DataFrame:
