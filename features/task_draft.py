@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from features.registry_file import IDENTIFIER_RULE, date_valued_rows, is_identifier_like, read_table
 from features.task_schema import UNIT_FACTORS_TO_DAYS
-from features.task_spec import NAME, SPEC_FILE, TaskSpec
+from features.task_spec import NAME, SPEC_FILE, TaskSpec, dotted
 
 UNITS = ("days", "months", "years")
 _TRUE_FALSE = {"true", "false", "yes", "no", "y", "n", "t", "f", "0", "1"}
@@ -279,8 +280,20 @@ def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str) -> Draft:
     if not draft.predictors:
         raise DraftError(["no column is left as a predictor (every one looks recorded after time zero): keep the "
                           "columns known at time zero in the file"])
-    TaskSpec.model_validate(tomllib.loads(draft.text))  # a draft that does not load is a bug here, not the user's
+    _check_loads(draft.text)
     return draft
+
+
+def _check_loads(text: str) -> None:
+    """A draft is only written when it loads as written (e.g. a file column `rfs_months` beside TIME=rfs_days
+    would make two columns of one name)."""
+    try:
+        problems = [f"{dotted(where)}: {reason}" for where, reason in
+                    TaskSpec.model_validate(tomllib.loads(text)).problems()]
+    except ValidationError as error:
+        problems = [f"{dotted(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
+    if problems:
+        raise DraftError([f"the draft would not load: {p}" for p in problems])
 
 
 def write_draft(draft: Draft, task: str, tasks_dir: Path) -> Path:

@@ -127,3 +127,11 @@ def test_the_cli_prints_the_draft_or_every_problem(tmp_path, capsys):
     assert '[[predictors]]\nname = "score"' in out
     assert "months_to_remission: a time to an event (after time zero)" in out
     assert (tmp_path / "tasks" / "good" / "task.toml").exists()
+
+
+def test_a_draft_that_would_not_load_is_not_written(tmp_path):
+    # followup_days is read as followup_months: a file column of that name would make two columns of one name.
+    frame = registry().assign(followup_months=np.resize([1.0, 2.0], N))
+    with pytest.raises(DraftError, match="name 'followup_months' is used more than once"):
+        _draft(tmp_path, frame)
+    assert not (tmp_path / "tasks").exists()
