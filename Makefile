@@ -27,7 +27,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train validate data-dictionary serve ui test test-browser lint format
+.PHONY: help install train validate task data-dictionary serve ui test test-browser lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ train: install ## build the default cohort, tune, train, evaluate, explain, regi
 
 validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet [DROP=a,b SEP= DECIMAL= ENCODING=] (exit 0 = usable)
 	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP))
+
+task: install ## draft tasks/NAME/task.toml from a registry file for review: NAME=, DATA=, TIME=, EVENT= (0/1, or cause codes 1..K)
+	@$(PY) -m training.cli task --name '$(NAME)' --data '$(DATA)' --time '$(TIME)' --event '$(EVENT)' $(FORMAT_OPTIONS)
 
 data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
 	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))

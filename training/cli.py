@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from features.task_schema import SchemaValidationError
-from features.tasks import TASKS
+from features.tasks import TASKS, TASKS_DIR
 from training.config import DEFAULT_TRACKING_URI, TrainSettings
 from training.mlflow_store import StoreLocationError
 
@@ -233,6 +233,23 @@ def _add_format_options(command: argparse.ArgumentParser) -> None:
                                                           "(default: detected)")
 
 
+def _draft_task(args: argparse.Namespace) -> int:
+    from features.file_format import RegistryFileError
+    from features.task_draft import DraftError, draft_task
+
+    try:
+        draft, path = draft_task(args.data, args.name, args.time, args.event, args.tasks_dir, **_read_options(args))
+    except (DraftError, RegistryFileError, FileNotFoundError) as error:
+        print(f"NOT DRAFTED: {error}", file=sys.stderr)
+        return 1
+    print(draft.text)
+    leaking = "".join(f"\n  - {line}" for line in draft.leaking) or " none"
+    print(f"LEAKING THE FUTURE (kept out of the predictors until a human confirms):{leaking}\n"
+          f"Written to {path}. Review every '# CONFIRM' line, then:\n"
+          f"  make validate TASK={args.name} DATA={args.data}\n  make train TASK={args.name} DATA={args.data}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
                                                              "write every task's to docs/data-dictionary/")
     dictionary.add_argument("--task", choices=sorted(TASKS), default=None)
     dictionary.set_defaults(handler=_data_dictionary)
+    draft = commands.add_parser("task", help="draft tasks/<name>/task.toml from a registry file, for review")
+    draft.add_argument("--name", required=True, help="the new task's name (lower-case letters, digits, _)")
+    draft.add_argument("--data", required=True, help="registry file (.csv or .parquet)")
+    draft.add_argument("--time", required=True, help="the follow-up time column (unit by suffix: _days, _months, "
+                                                     "_years; none = months)")
+    draft.add_argument("--event", required=True, help="the event column: 0 = censored, 1 = the event, or cause "
+                                                      "codes 1..K for competing risks")
+    draft.add_argument("--tasks-dir", type=Path, default=TASKS_DIR, help="where the task folder is written")
+    _add_format_options(draft)
+    draft.set_defaults(handler=_draft_task)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,0 +1,137 @@
+"""`make task`: a spec drafted from a registry file loads as written, keeps identifiers and the future out, and
+validates the file it was drafted from."""
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.registry_file import load_registry_file
+from features.task_draft import DraftError, draft_task, leak_reason
+from features.task_spec import load_spec
+from features.tasks import load_task
+from training.cli import main
+
+N = 80
+
+
+def registry(n: int = N, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(1.5, 9.4, n).round(1)
+    score[:5] = np.nan  # an optional predictor
+    return pd.DataFrame({
+        "score": score,
+        "risk_group": rng.choice(["low", "intermediate", "high"], n),
+        "smoker": rng.choice(["yes", "no"], n),
+        "disease_months": rng.integers(2, 40, n),
+        "months_to_remission": rng.uniform(0, 30, n).round(1),  # known only after time zero
+        "followup_days": rng.uniform(10, 1500, n).round(0),
+        "event_code": np.resize([0, 1, 2], n),  # 0 censored, 1 and 2 competing causes
+    })
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame) -> Path:
+    path = tmp_path / "registry.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _draft(tmp_path: Path, frame: pd.DataFrame, name: str = "drafted"):
+    return draft_task(_csv(tmp_path, frame), name, "followup_days", "event_code", tmp_path / "tasks")
+
+
+def test_the_draft_infers_types_ranges_missingness_units_and_causes(tmp_path):
+    draft, path = _draft(tmp_path, registry())
+    assert path == tmp_path / "tasks" / "drafted" / "task.toml"
+    spec = load_spec(path.parent)  # loads as written, no edit
+    predictors = {p.name: p for p in spec.predictors}
+    assert list(predictors) == ["score", "risk_group", "smoker", "disease_months"]
+    assert predictors["score"].kind == "number" and not predictors["score"].required
+    assert (predictors["score"].minimum, predictors["score"].maximum) == (1, 10)  # 1.5..9.4 rounded outward
+    assert predictors["risk_group"].categories == ["high", "intermediate", "low"]
+    assert predictors["smoker"].kind == "boolean" and predictors["smoker"].required
+    assert predictors["disease_months"].unit == "months"
+    assert predictors["disease_months"].unit_suffixes == ["months", "days", "years"]
+    assert spec.outcome.kind == "competing_risks" and [c.code for c in spec.causes] == [1, 2]
+    # The time column is read in months, the file's days converted on loading.
+    assert (spec.outcome.time_column, spec.outcome.time_unit_suffixes) == ("followup_months", ["days"])
+    assert "# CONFIRM: score: optional (5 of 80 missing)" in draft.text
+
+
+def test_a_post_time_zero_column_is_flagged_and_left_out_of_the_predictors(tmp_path):
+    draft, path = _draft(tmp_path, registry())
+    assert [line.split(":")[0] for line in draft.leaking] == ["months_to_remission"]
+    spec = tomllib.loads(path.read_text())
+    assert [c["name"] for c in spec["outcome"]["columns"]] == ["months_to_remission"]
+    assert "# LEAKING THE FUTURE: months_to_remission" in draft.text
+    assert "# CONFIRM: LEAKING THE FUTURE? months_to_remission" in draft.text
+    assert '# name = "months_to_remission"' in draft.text  # offered to a human, commented out
+
+
+def test_the_drafted_task_validates_the_file_it_was_drafted_from(tmp_path):
+    frame = registry()
+    _, path = _draft(tmp_path, frame)
+    loaded = load_registry_file(tmp_path / "registry.csv", load_task(path.parent).schema)
+    assert len(loaded.frame) == N
+    assert loaded.unit_conversions == ["followup_days -> followup_months (x 0.0328542)"]
+    assert loaded.frame["followup_months"].max() == pytest.approx(frame["followup_days"].max() / 30.4375, rel=1e-4)
+
+
+def test_identifier_like_and_date_columns_are_refused_by_name_and_nothing_is_written(tmp_path):
+    frame = registry().assign(patient_name="x", visit=["2021-03-04"] * N, id=range(N))
+    with pytest.raises(DraftError) as caught:
+        _draft(tmp_path, frame)
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("column 'patient_name': direct identifier")
+    assert problems[1].startswith("column 'visit': its values are exact dates (80 value(s), first in row 1)")
+    assert problems[2].startswith("column 'id': a record or row key")
+    assert "2021-03-04" not in str(caught.value)
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_an_existing_task_folder_is_never_overwritten(tmp_path):
+    _, path = _draft(tmp_path, registry())
+    before = path.read_text()
+    with pytest.raises(DraftError, match="already exists"):
+        _draft(tmp_path, registry(seed=9))
+    assert path.read_text() == before
+
+
+def test_a_single_event_gets_an_incidence_and_its_complement(tmp_path):
+    frame = registry().assign(event_code=np.resize([0, 1], N))
+    _, path = _draft(tmp_path, frame)
+    spec = load_spec(path.parent)
+    assert spec.outcome.kind == "single_event"
+    assert [(e.kind, e.complement_of) for e in spec.endpoints] == [("incidence", None), ("survival", "event")]
+
+
+@pytest.mark.parametrize(("name", "leaks"), [
+    ("rel", True), ("ae", True), ("ae_s", True), ("time_to_transplant", True), ("second_status", True),
+    ("relapse_time", True), ("agecl", False), ("year", False), ("match", False), ("proph", False),
+])
+def test_leak_reasons(name, leaks):
+    columns = ["rel", "rel_s", "ae", "ae_s", "agecl", "year", "match", "proph"]
+    assert (leak_reason(name, columns) is not None) == leaks
+
+
+def test_the_cli_prints_the_draft_or_every_problem(tmp_path, capsys):
+    data = _csv(tmp_path, registry())
+    common = ["task", "--data", str(data), "--time", "followup_days", "--tasks-dir", str(tmp_path / "tasks")]
+    assert main([*common, "--name", "bad", "--event", "nowhere"]) == 1
+    assert "EVENT column 'nowhere' is not in the file" in capsys.readouterr().err
+    assert main([*common, "--name", "good", "--event", "event_code"]) == 0
+    out = capsys.readouterr().out
+    assert '[[predictors]]\nname = "score"' in out
+    assert "months_to_remission: a time to an event (after time zero)" in out
+    assert (tmp_path / "tasks" / "good" / "task.toml").exists()
+
+
+def test_a_draft_that_would_not_load_is_not_written(tmp_path):
+    # followup_days is read as followup_months: a file column of that name would make two columns of one name.
+    frame = registry().assign(followup_months=np.resize([1.0, 2.0], N))
+    with pytest.raises(DraftError, match="name 'followup_months' is used more than once"):
+        _draft(tmp_path, frame)
+    assert not (tmp_path / "tasks").exists()
