@@ -23,8 +23,9 @@ def _plain(value):
 
 
 def test_every_task_folder_is_discovered_in_the_old_order():
-    assert list(TASKS) == list(SNAPSHOT)
-    assert sorted(p.parent.name for p in TASKS_DIR.glob("*/task.toml")) == sorted(SNAPSHOT)
+    # A registry's own drafted folder (make task) may sit beside the shipped ones: they come first, in order.
+    assert [name for name in TASKS if name in SNAPSHOT] == list(SNAPSHOT)
+    assert sorted(p.parent.name for p in TASKS_DIR.glob("*/task.toml")) == sorted(TASKS)
 
 
 @pytest.mark.parametrize("name", list(SNAPSHOT))
