@@ -1,4 +1,6 @@
-"""Session fixtures: the default cohort and seed, tuned quickly (3 trials), trained once into a temporary store."""
+"""Session fixtures. `served_models`: champions of cml_tfr and all_hsct built in seconds without MLflow, for every
+test that only needs a served model. `trained_store` / `trained_all_hsct`: the default cohort and seed, tuned quickly
+(3 trials), trained once by the whole pipeline into a temporary store, for the tests of what training makes."""
 
 import os
 from dataclasses import dataclass
@@ -48,3 +50,11 @@ def trained_all_hsct(trained_store):
 
     settings = replace(small_settings(trained_store.root), task="all_hsct", n_patients=None)
     return run_training(settings)
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory):
+    """cml_tfr and all_hsct champions in a models/ folder (tests/served_models.py); copy it before changing it."""
+    from tests.served_models import build_served_models
+
+    return build_served_models(tmp_path_factory.mktemp("served"))
