@@ -26,7 +26,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train validate data-dictionary serve ui test test-browser lint format
+.PHONY: help install train validate data-dictionary serve ui test test-fast test-browser lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 
 test: install test-browser ## install what the tests need (the page test's browser included) and run the suite
 	$(PY) -m pytest
+
+test-fast: install ## unit tests and the in-process API on champions built in seconds: no training run, server or browser
+	$(PY) -m pytest -m "not slow"
 
 # The page test drives Debian's chromium (no browser download by playwright). Root with apt-get installs it;
 # anyone else gets the one command to run, never a skipped test.

@@ -13,6 +13,19 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 
+# Tests that use these are slow (they train through the whole pipeline or start a real server): they must say so
+# with @pytest.mark.slow, so that `make test-fast` (-m "not slow") never trains or serves.
+SLOW_FIXTURES = frozenset({"trained_store", "trained_all_hsct", "live_server", "trained_live_server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests train or start a server but are not marked @pytest.mark.slow: "
+                                + ", ".join(unmarked))
+
+
 @dataclass
 class TrainedStore:
     root: Path
