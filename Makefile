@@ -60,8 +60,10 @@ ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 test: install test-browser ## install what the tests need (the page test's browser included) and run the suite
 	$(PY) -m pytest
 
-test-fast: install ## unit tests and the in-process API on champions built in seconds: no training run, server or browser
-	$(PY) -m pytest -m "not slow"
+# One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
+TEST_WORKERS ?= auto
+test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # The page test drives Debian's chromium (no browser download by playwright). Root with apt-get installs it;
 # anyone else gets the one command to run, never a skipped test.
