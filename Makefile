@@ -57,11 +57,14 @@ serve: install ## serve the champion models on http://127.0.0.1:3000 (HOST=, POR
 ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
-test: install test-browser ## install what the tests need (the page test's browser included) and run the suite
-	$(PY) -m pytest
-
 # One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
 TEST_WORKERS ?= auto
+# `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier
+# in one process, so that its session fixtures (the trained store, the real servers) are made once.
+test: install test-browser ## install what the tests need (the page test's browser included) and run both tiers
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -m slow
+
 test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
