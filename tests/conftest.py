@@ -70,4 +70,7 @@ def served_models(tmp_path_factory):
     """cml_tfr and all_hsct champions in a models/ folder (tests/served_models.py); copy it before changing it."""
     from tests.served_models import build_served_models
 
-    return build_served_models(tmp_path_factory.mktemp("served"))
+    # pytest-xdist workers of one run share the parent of their temporary folders: the first builds, the rest reuse.
+    shared = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent / "served" if shared else tmp_path_factory.mktemp("served")
+    return build_served_models(root)

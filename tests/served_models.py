@@ -8,6 +8,7 @@ the model card (its figures come from the validation the run does). Tests of tho
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,13 @@ def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path)
 
 
 def build_served_models(root: Path) -> ServedModels:
-    models_dir = root / "models"
-    for task_name, family in FAMILIES.items():
-        build_champion(task_name, family, models_dir, root / "bundles")
+    """Built once in `root`: another process given the same root (a pytest-xdist worker) waits and reuses them."""
+    root.mkdir(parents=True, exist_ok=True)
+    models_dir, built = root / "models", root / "built"
+    with (root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            for task_name, family in FAMILIES.items():
+                build_champion(task_name, family, models_dir, root / "bundles")
+            built.touch()
     return ServedModels(models_dir, dict.fromkeys(FAMILIES, VERSION), dict(FAMILIES))
