@@ -18,12 +18,13 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 SLOW_FIXTURES = frozenset({"trained_store", "trained_all_hsct", "live_server", "trained_live_server"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    unmarked = [item.nodeid for item in items
-                if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
-    if unmarked:
-        raise pytest.UsageError("these tests train or start a server but are not marked @pytest.mark.slow: "
-                                + ", ".join(unmarked))
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture is set up, so an unmarked test fails at once instead of training."""
+    needs = sorted(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if needs and item.get_closest_marker("slow") is None:
+        pytest.fail(f"uses {', '.join(needs)} (trains or starts a server) but is not marked @pytest.mark.slow",
+                    pytrace=False)
 
 
 @dataclass
