@@ -27,7 +27,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train validate task data-dictionary serve ui test test-browser lint format
+.PHONY: help install train validate task data-dictionary serve ui test test-fast test-browser lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,8 +62,16 @@ ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 	@$(PY) -m training.mlflow_store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
-test: install test-browser ## install what the tests need (the page test's browser included) and run the suite
-	$(PY) -m pytest
+# One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
+TEST_WORKERS ?= auto
+# `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier
+# in one process, so that its session fixtures (the trained store, the real servers) are made once.
+test: install test-browser ## install what the tests need (the page test's browser included) and run both tiers
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -m slow
+
+test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # The page test drives Debian's chromium (no browser download by playwright). Root with apt-get installs it;
 # anyone else gets the one command to run, never a skipped test.

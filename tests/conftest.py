@@ -1,4 +1,6 @@
-"""Session fixtures: the default cohort and seed, tuned quickly (3 trials), trained once into a temporary store."""
+"""Session fixtures. `served_models`: champions of cml_tfr and all_hsct built in seconds without MLflow, for every
+test that only needs a served model. `trained_store` / `trained_all_hsct`: the default cohort and seed, tuned quickly
+(3 trials), trained once by the whole pipeline into a temporary store, for the tests of what training makes."""
 
 import os
 from dataclasses import dataclass
@@ -9,6 +11,20 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+# Tests that use these are slow (they train through the whole pipeline or start a real server): they must say so
+# with @pytest.mark.slow, so that `make test-fast` (-m "not slow") never trains or serves.
+SLOW_FIXTURES = frozenset({"trained_store", "trained_all_hsct", "live_server", "trained_live_server"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture is set up, so an unmarked test fails at once instead of training."""
+    needs = sorted(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if needs and item.get_closest_marker("slow") is None:
+        pytest.fail(f"uses {', '.join(needs)} (trains or starts a server) but is not marked @pytest.mark.slow",
+                    pytrace=False)
 
 
 @dataclass
@@ -48,3 +64,14 @@ def trained_all_hsct(trained_store):
 
     settings = replace(small_settings(trained_store.root), task="all_hsct", n_patients=None)
     return run_training(settings)
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory):
+    """cml_tfr and all_hsct champions in a models/ folder (tests/served_models.py); copy it before changing it."""
+    from tests.served_models import build_served_models
+
+    # pytest-xdist workers of one run share the parent of their temporary folders: the first builds, the rest reuse.
+    shared = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent / "served" if shared else tmp_path_factory.mktemp("served")
+    return build_served_models(root)

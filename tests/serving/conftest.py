@@ -1,5 +1,5 @@
 """The real BentoML server process, shared by the end-to-end modules: started once on a free loopback port over a
-copy of the session's trained models (so reload tests can move the champion), with its own API key, audit file
+copy of the session's champions (so reload tests can move the champion), with its own API key, audit file
 and audit secret in a temporary folder, and stopped by its process group at the end of the session."""
 
 import json
@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(trained_store, trained_all_hsct, tmp_path_factory):
-    assert trained_store.summary.promoted, trained_store.summary.reason
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    root = tmp_path_factory.mktemp("live")
+def serve(source: Path, root: Path) -> Iterator[LiveServer]:
+    """The real server over a copy of `source` (a models/ folder), stopped by its process group at the end."""
     models_dir = root / "models"
-    shutil.copytree(trained_store.models_dir, models_dir)
+    shutil.copytree(source, models_dir)
     keys = root / "secrets" / "api_keys"
     keys.parent.mkdir()
     keys.write_text(f"ci:{LIVE_KEY}:predict,admin\n")  # admin: the reload tests reload
@@ -98,3 +96,18 @@ def live_server(trained_store, trained_all_hsct, tmp_path_factory):
     finally:
         stop_group(process)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(served_models, tmp_path_factory) -> Iterator[LiveServer]:
+    """The real server over the champions built in seconds (tests/conftest.py `served_models`)."""
+    yield from serve(served_models.models_dir, tmp_path_factory.mktemp("live"))
+
+
+@pytest.fixture(scope="session")
+def trained_live_server(trained_store, trained_all_hsct, tmp_path_factory) -> Iterator[LiveServer]:
+    """The real server over the champions the training pipeline promoted, for tests that need what only a training
+    run makes (the model card)."""
+    assert trained_store.summary.promoted, trained_store.summary.reason
+    assert trained_all_hsct.promoted, trained_all_hsct.reason
+    yield from serve(trained_store.models_dir, tmp_path_factory.mktemp("live_trained"))

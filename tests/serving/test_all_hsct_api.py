@@ -20,9 +20,8 @@ PATIENT = {"age_at_hct_years": 38, "sex": "male", "ph_chromosome": "negative", "
 
 
 @pytest.fixture(scope="module")
-def client(trained_all_hsct, trained_store) -> TestClient:
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    champions = ChampionRegistry(trained_store.models_dir, ["cml_tfr", "all_hsct"])
+def client(served_models) -> TestClient:
+    champions = ChampionRegistry(served_models.models_dir, ["cml_tfr", "all_hsct"])
     return TestClient(create_app(champions, {"local": KEY}))
 
 
@@ -36,9 +35,9 @@ def at(body, endpoint, months):
     return next(h["probability"] for h in body["endpoints"][endpoint]["horizons"] if h["months"] == months)
 
 
-def test_five_endpoints_are_coherent(client, trained_all_hsct):
+def test_five_endpoints_are_coherent(client, served_models):
     body = predict(client, PATIENT)
-    assert body["model"]["version"] == trained_all_hsct.version and body["task"] == "all_hsct"
+    assert body["model"]["version"] == served_models.versions["all_hsct"] and body["task"] == "all_hsct"
     assert set(body["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
     assert [h["months"] for h in body["endpoints"]["os"]["horizons"]] == [12, 24, 36, 60]
     curves = {name: np.array(e["curve"]["probability"]) for name, e in body["endpoints"].items()}

@@ -15,9 +15,8 @@ PATIENT = {"age_at_stop_years": 58, "sex": "female", "tki_years": 7.4, "dmr_year
 
 
 @pytest.fixture(scope="module")
-def client(trained_store) -> TestClient:
-    assert trained_store.summary.promoted, trained_store.summary.reason
-    champions = ChampionRegistry(trained_store.models_dir, ["cml_tfr"])
+def client(served_models) -> TestClient:
+    champions = ChampionRegistry(served_models.models_dir, ["cml_tfr"])
     return TestClient(create_app(champions, {"local": KEY}))
 
 
@@ -29,9 +28,9 @@ def assert_error_shape(response, status: int) -> dict:
     return body
 
 
-def test_prediction_answer_shape_and_invariants(client, trained_store):
+def test_prediction_answer_shape_and_invariants(client, served_models):
     body = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()
-    assert body["model"]["version"] == trained_store.summary.version
+    assert body["model"]["version"] == served_models.versions["cml_tfr"]
     relapse, relapse_free = body["endpoints"]["relapse"], body["endpoints"]["relapse_free"]
     assert relapse["kind"] == "incidence" and relapse_free["kind"] == "survival"
     curve = np.array(relapse_free["curve"]["probability"])
@@ -109,9 +108,9 @@ def test_auth_and_size_limits(client):
     assert client.get("/livez").status_code == 200
 
 
-def test_model_route_reports_identity_and_metrics(client, trained_store):
+def test_model_route_reports_identity_and_metrics(client, served_models):
     body = client.get("/v1/cml-tfr/model", headers=HEADERS).json()
-    assert body["model"]["version"] == trained_store.summary.version
+    assert body["model"]["version"] == served_models.versions["cml_tfr"]
     assert body["horizons_months"] == [6, 12, 24, 36, 60] and "uno_c" in body["metrics"]
     assert body["data_digest"] and body["schema"]["task"] == "cml_tfr"
 
@@ -129,7 +128,18 @@ def test_stop_timing_route_answers_with_the_projection_statement(client):
     assert client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 99}, headers=HEADERS).status_code == 422
 
 
-def test_model_card_route(client):
+def test_a_champion_without_a_model_card_gets_404_in_the_error_shape(client):
+    # The quickly built champion has no card (only a training run writes one): the route says so, never a 500.
+    body = assert_error_shape(client.get("/v1/cml-tfr/model-card", headers=HEADERS), 404)
+    assert body["code"] == "no_model_card"
+    assert_error_shape(client.get("/v1/cml-tfr/model-card?format=pdf", headers=HEADERS), 422)
+
+
+@pytest.mark.slow
+def test_model_card_route(trained_store):
+    # The card is what the training run wrote into the bundle, so this one serves the trained champion.
+    assert trained_store.summary.promoted, trained_store.summary.reason
+    client = TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["cml_tfr"]), {"local": KEY}))
     response = client.get("/v1/cml-tfr/model-card", headers=HEADERS)
     assert response.status_code == 200 and "text/markdown" in response.headers["content-type"]
     assert "Intended use" in response.text or "intended use" in response.text.lower()

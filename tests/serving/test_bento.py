@@ -56,14 +56,14 @@ def _probabilities(answer: dict) -> dict[tuple[str, int], float | None]:
             for h in endpoint["horizons"]}
 
 
-def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
+@pytest.mark.slow
+def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     from features.tasks import get_task
     from risk_model.bundle import ModelBundle
     from risk_model.prediction import predict_patients
     from serving.api import prepare_patients
     from serving.request_models import patient_request_model
 
-    assert trained_store.summary.promoted, trained_store.summary.reason
     # The build context: the repository's packages and bentofile, a copy of the session's models with an extra
     # version folder that no champion.json names, and the requirements exported from uv.lock.
     context = tmp_path / "context"
@@ -76,7 +76,7 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
     (context / "secrets").mkdir()
     (context / "secrets" / "api_keys").write_text("leak:never-packed\n")
     models = context / "models"
-    shutil.copytree(trained_store.models_dir, models)
+    shutil.copytree(served_models.models_dir, models)
     (models / "cml_tfr" / "not-a-champion").mkdir()
     (models / "cml_tfr" / "not-a-champion" / "bundle.json").write_text("{}")
     assert "cml_tfr/" in " ".join(write_bentoignore(models))
@@ -134,7 +134,7 @@ def test_bento_builds_and_serves_the_champion(trained_store, tmp_path):
         stop_group(process)
         log.close()
     assert status == 200, answer
-    bundle = ModelBundle.load(trained_store.models_dir / "cml_tfr" / str(champion["path"]))
+    bundle = ModelBundle.load(served_models.models_dir / "cml_tfr" / str(champion["path"]))
     [(predictors, problems)] = prepare_patients(schema, [patient])
     assert not problems
     [expected] = predict_patients(bundle, [predictors])

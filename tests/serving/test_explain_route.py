@@ -13,14 +13,13 @@ from tests.serving.test_api import HEADERS, KEY, PATIENT
 
 
 @pytest.fixture(scope="module")
-def client(trained_store) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["cml_tfr"]), {"local": KEY}))
+def client(served_models) -> TestClient:
+    return TestClient(create_app(ChampionRegistry(served_models.models_dir, ["cml_tfr"]), {"local": KEY}))
 
 
 @pytest.fixture(scope="module")
-def hsct_client(trained_all_hsct, trained_store) -> TestClient:
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    return TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["all_hsct"]), {"local": KEY}))
+def hsct_client(served_models) -> TestClient:
+    return TestClient(create_app(ChampionRegistry(served_models.models_dir, ["all_hsct"]), {"local": KEY}))
 
 
 def served_probability(client: TestClient, slug: str, patient: dict, endpoint: str, months: float) -> float:

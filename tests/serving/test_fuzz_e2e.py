@@ -15,6 +15,7 @@ per operation, then the remaining time budget shared by the patient routes. The 
 import json
 import time
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -77,6 +78,7 @@ def example_patient(schema, path: str) -> dict:
     return components[name]["examples"][0]
 
 
+@pytest.mark.slow
 def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
     schema = schemathesis.openapi.from_url(f"{live_server.base}/openapi.json")
     headers = {"Authorization": f"Bearer {live_server.key}"}

@@ -39,11 +39,10 @@ def assert_error_shape(response, status: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models(trained_store, tmp_path_factory) -> Path:
-    """A copy of the trained models/ (cml_tfr) that the pointer tests may change."""
-    assert trained_store.summary.promoted, trained_store.summary.reason
+def models(served_models, tmp_path_factory) -> Path:
+    """A copy of the served models/ (cml_tfr) that the pointer tests may change."""
     copy = tmp_path_factory.mktemp("hardening") / "models"
-    shutil.copytree(trained_store.models_dir / "cml_tfr", copy / "cml_tfr")
+    shutil.copytree(served_models.models_dir / "cml_tfr", copy / "cml_tfr")
     return copy
 
 

@@ -4,7 +4,7 @@ has the one shape and a request id, and a body shorter than its Content-Length g
 records with the key id.
 
 One server for the module, with METRICS_ACCESS=key and a 2-second body timeout (the limit itself is configurable;
-the default is 10 s), over a copy of the session's trained cml_tfr champion."""
+the default is 10 s), over a copy of the session's served cml_tfr champion."""
 
 import asyncio
 import json
@@ -19,16 +19,17 @@ from benchmarks.servers import start_service
 from serving.answers import MAX_ECHOED_NAME_CHARS
 from tests.serving.test_api import PATIENT
 
+pytestmark = pytest.mark.slow  # a real server process
+
 CLINIC, OPS, PROMETHEUS = (secrets.token_urlsafe(24) for _ in range(3))
 BODY_TIMEOUT = "2"
 
 
 @pytest.fixture(scope="module")
-def server(trained_store, tmp_path_factory):
-    assert trained_store.summary.promoted, trained_store.summary.reason
+def server(served_models, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hardening_live")
     models = workdir / "models"
-    shutil.copytree(trained_store.models_dir / "cml_tfr", models / "cml_tfr")
+    shutil.copytree(served_models.models_dir / "cml_tfr", models / "cml_tfr")
     live = start_service(models, workdir, key_lines=(f"clinic:{CLINIC}", f"ops:{OPS}:predict,admin",
                                                      f"prometheus:{PROMETHEUS}:metrics"),
                          METRICS_ACCESS="key", REQUEST_BODY_TIMEOUT_SECONDS=BODY_TIMEOUT)

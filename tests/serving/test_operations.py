@@ -27,11 +27,10 @@ MARKERS = ("61.2377", "8.9133", "5.4711", "ZQ-Hosp-7781", "Zebra-9911", KEY)
 
 
 @pytest.fixture(scope="module")
-def store(trained_store, trained_all_hsct, tmp_path_factory) -> Path:
-    """A copy of the trained models/ that the reload tests may change."""
-    assert trained_store.summary.promoted and trained_all_hsct.promoted
+def store(served_models, tmp_path_factory) -> Path:
+    """A copy of the served models/ that the reload tests may change."""
     copy = tmp_path_factory.mktemp("ops") / "models"
-    shutil.copytree(trained_store.models_dir, copy)
+    shutil.copytree(served_models.models_dir, copy)
     return copy
 
 

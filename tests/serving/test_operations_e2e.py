@@ -9,9 +9,13 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from features.tasks import TASKS
 from tests.serving.conftest import LIVE_KEY
 from tests.serving.test_api import PATIENT
+
+pytestmark = pytest.mark.slow  # a real server process
 
 # Recognisable values: none may reach the audit file or the server log.
 # Four decimals: latencies in the audit file and the access log have three, so they cannot match by chance.

@@ -39,6 +39,16 @@ def shown_interval(lower: float | None, upper: float | None) -> str:
     return f"{shown(lower)[:-2]}–{shown(upper)}"
 
 
+pytestmark = pytest.mark.slow  # a real server process and a browser
+
+
+@pytest.fixture(scope="module")
+def live_server(trained_live_server):
+    """The page shows the intended use from the model card, which only a training run writes: this module's server
+    serves the trained champions."""
+    return trained_live_server
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():

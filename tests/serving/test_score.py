@@ -16,9 +16,8 @@ KEY = "score-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def client(trained_store, trained_all_hsct) -> TestClient:
-    assert trained_store.summary.promoted and trained_all_hsct.promoted
-    return TestClient(create_app(ChampionRegistry(trained_store.models_dir, ["cml_tfr", "all_hsct"]), {"s": KEY}))
+def client(served_models) -> TestClient:
+    return TestClient(create_app(ChampionRegistry(served_models.models_dir, ["cml_tfr", "all_hsct"]), {"s": KEY}))
 
 
 def registry_file(task: str, n: int, seed: int) -> pd.DataFrame:
@@ -55,14 +54,14 @@ def assert_row_matches_answer(row: pd.Series, answer: dict) -> None:
     assert row["warning_codes"] == ";".join(w["code"] for w in answer["warnings"])
 
 
-def test_scores_equal_the_endpoint_answers(client, trained_store, tmp_path, capsys):
+def test_scores_equal_the_endpoint_answers(client, served_models, tmp_path, capsys):
     frame = registry_file("cml_tfr", 60, seed=11)
     frame.loc[5, "tki_years"] = 99.0  # out of range
     frame.loc[9, ["dmr_years", "tki_years"]] = [9.0, 5.0]  # breaks a cross-field rule
     frame.loc[12, "age_at_stop_years"] = 93.0  # valid, outside the training range: a warning
     frame.to_csv(tmp_path / "in.csv", index=False)
     assert score.main(["--task", "cml-tfr", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.parquet"),
-                       "--models-dir", str(trained_store.models_dir), "--chunk-rows", "25", "--explain"]) == 0
+                       "--models-dir", str(served_models.models_dir), "--chunk-rows", "25", "--explain"]) == 0
     progress = capsys.readouterr().err
     assert "scored 25/60 rows" in progress and "58 of 60 rows scored" in progress
     scores = pd.read_parquet(tmp_path / "out.parquet")
@@ -80,10 +79,10 @@ def test_scores_equal_the_endpoint_answers(client, trained_store, tmp_path, caps
             assert scores.loc[index, f"pp_{item['feature']}"] == pytest.approx(item["percentage_points"], abs=1e-7)
 
 
-def test_transplant_scores_equal_the_endpoint_answers(client, trained_store, tmp_path):
+def test_transplant_scores_equal_the_endpoint_answers(client, served_models, tmp_path):
     frame = registry_file("all_hsct", 12, seed=5)
     frame.to_parquet(tmp_path / "in.parquet", index=False)
-    scores = score.score_file("all_hsct", tmp_path / "in.parquet", tmp_path / "out.csv", trained_store.models_dir,
+    scores = score.score_file("all_hsct", tmp_path / "in.parquet", tmp_path / "out.csv", served_models.models_dir,
                               progress=lambda _: None)
     assert (scores["status"] == "ok").all()
     written = pd.read_csv(tmp_path / "out.csv")
@@ -94,11 +93,11 @@ def test_transplant_scores_equal_the_endpoint_answers(client, trained_store, tmp
         assert_row_matches_answer(scores.loc[index], answer)
 
 
-def test_a_file_with_unknown_or_identifying_columns_is_refused(trained_store, tmp_path, capsys):
+def test_a_file_with_unknown_or_identifying_columns_is_refused(served_models, tmp_path, capsys):
     frame = registry_file("cml_tfr", 5, seed=3)
     frame["hospital_number"] = "H123"
     frame.to_csv(tmp_path / "in.csv", index=False)
     assert score.main(["--task", "cml_tfr", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.parquet"),
-                       "--models-dir", str(trained_store.models_dir)]) == 1
+                       "--models-dir", str(served_models.models_dir)]) == 1
     assert "hospital_number" in capsys.readouterr().err and not (tmp_path / "o.parquet").exists()
     assert score.main(["--task", "nope", "--data", "x.csv", "--out", "o.parquet"]) == 2

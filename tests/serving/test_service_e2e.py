@@ -10,6 +10,8 @@ import pytest
 from serving import launch
 from tests.serving.conftest import LIVE_KEY
 
+pytestmark = pytest.mark.slow  # a real server process
+
 KEY = LIVE_KEY
 PATIENT = {"age_at_stop_years": 61, "sex": "male", "tki_years": 6.0, "dmr_years": 3.0, "depth_at_stop": "MR4",
            "sokal_risk": "intermediate", "transcript_type": "e13a2", "prior_interferon": False,
@@ -35,11 +37,11 @@ def server(live_server):
     return live_server.base, live_server.log
 
 
-def test_real_server_answers_a_patient(server, trained_store):
+def test_real_server_answers_a_patient(server, served_models):
     base, _ = server
     status, body = call(f"{base}/v1/cml-tfr/predict", PATIENT)
     assert status == 200
-    assert body["model"]["version"] == trained_store.summary.version
+    assert body["model"]["version"] == served_models.versions["cml_tfr"]
     probabilities = [h["probability"] for h in body["endpoints"]["relapse"]["horizons"] if h["probability"]]
     assert all(0 <= p <= 1 for p in probabilities) and probabilities == sorted(probabilities)
     risk_12 = body["endpoints"]["relapse"]["horizons"][1]["probability"]
@@ -76,8 +78,8 @@ def test_serve_without_a_model_says_to_train(tmp_path, monkeypatch, capsys):
     assert "make train" in capsys.readouterr().err
 
 
-def test_serve_refuses_a_public_bind_without_keys(trained_store, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MODELS_DIR", str(trained_store.models_dir))
+def test_serve_refuses_a_public_bind_without_keys(served_models, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODELS_DIR", str(served_models.models_dir))
     monkeypatch.setenv("API_KEYS_FILE", str(tmp_path / "absent"))
     assert launch.main(["--host", "0.0.0.0", "--port", "3999"]) == 1
     assert "refusing" in capsys.readouterr().err

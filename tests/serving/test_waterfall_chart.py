@@ -18,9 +18,8 @@ OUT_OF_RANGE = {**PATIENT, "tki_years": 39.9, "dmr_years": 39.5, "age_at_stop_ye
 
 
 @pytest.fixture(scope="module")
-def client(trained_store, trained_all_hsct) -> TestClient:
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    champions = ChampionRegistry(trained_store.models_dir, ["cml_tfr", "all_hsct"])
+def client(served_models) -> TestClient:
+    champions = ChampionRegistry(served_models.models_dir, ["cml_tfr", "all_hsct"])
     return TestClient(create_app(champions, {"local": KEY}))
 
 

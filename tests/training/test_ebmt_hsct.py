@@ -30,6 +30,7 @@ def ebmt_run(tmp_path_factory):
     return summary, MlflowClient(settings.tracking_uri)
 
 
+@pytest.mark.slow
 def test_both_families_are_validated_and_logged(ebmt_run):
     summary, client = ebmt_run
     mlflow.set_tracking_uri(summary.tracking_uri)
@@ -44,6 +45,7 @@ def test_both_families_are_validated_and_logged(ebmt_run):
         assert 0.45 < run.data.metrics["uno_c"] < 0.65, family
 
 
+@pytest.mark.slow
 def test_run_says_how_it_was_split_and_what_was_converted(ebmt_run):
     summary, client = ebmt_run
     tags = client.get_run(summary.run_id).data.tags

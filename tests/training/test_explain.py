@@ -74,6 +74,7 @@ def table_of(folder: Path, endpoint: str, horizon: int) -> pd.DataFrame:
     return pd.read_csv(folder / endpoint / f"{horizon}m_mean_abs_contribution.csv")
 
 
+@pytest.mark.slow  # `drawn` draws every plot of a run
 def test_every_endpoint_and_reliable_horizon_has_its_plots_and_table(drawn):
     folder, written, _ = drawn
     expected = {folder / "mean_abs_contribution.csv"}
@@ -88,6 +89,7 @@ def test_every_endpoint_and_reliable_horizon_has_its_plots_and_table(drawn):
     assert len(expected) == 1 + 5 * 2 * (3 + LEADING_PREDICTORS)
 
 
+@pytest.mark.slow
 def test_horizons_past_the_last_reliable_month_are_skipped(bundle, drawn, tmp_path):
     folder, _, _ = drawn
     beyond = bundle.horizons_months[-1]
@@ -96,6 +98,7 @@ def test_horizons_past_the_last_reliable_month_are_skipped(bundle, drawn, tmp_pa
     assert explanation_plots(replace(bundle, horizons_months=[beyond]), pd.DataFrame(), tmp_path) == []
 
 
+@pytest.mark.slow
 def test_plots_are_real_pngs(drawn):
     folder, written, _ = drawn
     pngs = [p for p in written if p.suffix == ".png"]
@@ -119,6 +122,7 @@ def test_title_names_endpoint_horizon_and_units(endpoint, kind, horizon, words):
     assert "percentage points of probability" in title
 
 
+@pytest.mark.slow
 def test_every_saved_figure_is_titled_and_labelled_with_units(bundle, drawn):
     _, written, texts = drawn
     units = {p["name"]: p["unit"] for p in bundle.schema["predictors"]}
@@ -133,6 +137,7 @@ def test_every_saved_figure_is_titled_and_labelled_with_units(bundle, drawn):
             assert labels[0] == (f"{name} ({units[name]})" if units[name] else name), (path, labels)
 
 
+@pytest.mark.slow
 def test_bar_table_ranks_the_recomputed_mean_absolute_contributions(bundle, patients, drawn):
     folder, _, _ = drawn
     sample = explanation_sample(patients)

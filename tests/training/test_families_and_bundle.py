@@ -190,6 +190,7 @@ def mlflow_store(tmp_path_factory):
             mlflow.set_tracking_uri(previous)
 
 
+@pytest.mark.slow  # logs and loads MLflow models
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pyfunc_round_trip(bundles, patients, family, mlflow_store, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -267,6 +268,7 @@ def test_a_champion_of_another_format_fails_to_load_and_the_old_one_keeps_servin
     assert registry.get("cml_tfr").pointer["version"] == "1"
 
 
+@pytest.mark.slow  # registers in an MLflow store
 def test_make_promote_re_exports_an_older_registered_bundle_in_this_format(bundles, patients, mlflow_store, tmp_path,
                                                                           monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")

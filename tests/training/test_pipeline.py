@@ -10,6 +10,8 @@ from mlflow import MlflowClient
 from tests.conftest import small_settings
 from training.pipeline import run_training
 
+pytestmark = pytest.mark.slow  # the whole training pipeline (tests/conftest.py `trained_store`)
+
 
 @pytest.fixture(scope="module")
 def client(trained_store) -> MlflowClient:
@@ -76,7 +78,6 @@ def test_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained_store
     assert not again.promoted
 
 
-@pytest.mark.slow
 def test_competing_risk_run_reports_every_endpoint(trained_all_hsct, client):
     """all_hsct: pooled internal-external estimates, bootstrap intervals, plots and subgroups for all five
     endpoints, with the same metric names as cml_tfr (endpoint prefixes aside)."""

@@ -54,6 +54,7 @@ def failed_run(trained_store, client, tmp_path_factory):
     pointer.write_text(before["pointer"])
 
 
+@pytest.mark.slow
 def test_a_failed_gate_leaves_the_champion_serving(trained_store, client, failed_run):
     summary, before = failed_run
     assert not summary.promoted and "cal_slope" in summary.reason
@@ -77,6 +78,7 @@ def test_a_failed_gate_leaves_the_champion_serving(trained_store, client, failed
     assert served.pointer["version"] == before["alias"] and served.bundle.lineage["version"] == before["alias"]
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_by_hand_with_the_same_export(trained_store, client, failed_run, capsys):
     summary, before = failed_run
     old, new = before["alias"], summary.version
@@ -113,6 +115,7 @@ def test_promote_and_rollback_by_hand_with_the_same_export(trained_store, client
     assert status["champion"] == old and status["challenger"] == new and status["champion_history"][-1] == old
 
 
+@pytest.mark.slow
 def test_the_model_card_travels_in_the_bundle_and_old_bundles_still_load(trained_store, tmp_path):
     version = json.loads((trained_store.models_dir / TASK / "champion.json").read_text())["path"]
     folder = trained_store.models_dir / TASK / version
