@@ -21,6 +21,8 @@ from training.pipeline import fit_family
 from training.splits import hold_out_centres
 from training.tune import TuningResult
 
+pytestmark = pytest.mark.slow  # fits boosted models on a 20,000-patient cohort
+
 SEED = 7
 HORIZONS = np.array(CML_TFR_SCHEMA.horizons_months, dtype=float)
 CONFIGURATIONS = {"shallow": ({"eta": 0.05, "max_depth": 1}, 300),

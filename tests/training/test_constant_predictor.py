@@ -20,6 +20,8 @@ from training.config import TrainSettings
 from training.pipeline import run_training
 from training.promotion import promote_version, read_champion
 
+pytestmark = pytest.mark.slow  # trains ebmt_hsct models through the pipeline
+
 TASK = "ebmt_hsct"
 KEY = "test-key-0123456789"
 HEADERS = {"Authorization": f"Bearer {KEY}"}

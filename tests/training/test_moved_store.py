@@ -20,6 +20,8 @@ from training import registry_cli
 from training.mlflow_store import StoreLocationError, relocate_store
 from training.pipeline import _experiment, run_training
 
+pytestmark = pytest.mark.slow  # trains through the pipeline, then moves the store
+
 KEY = "test-key-0123456789"
 PATIENT = {"age_at_stop_years": 58, "sex": "female", "tki_years": 7.4, "dmr_years": 4.3, "depth_at_stop": "MR4.5",
            "sokal_risk": "low", "transcript_type": "e14a2", "prior_interferon": False, "tki_at_stop": "imatinib",

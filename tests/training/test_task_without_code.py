@@ -14,6 +14,8 @@ from features.tasks import TASKS, load_task
 from tests.conftest import small_settings
 from tests.features.test_task_spec import GOOD_SPEC
 
+pytestmark = pytest.mark.slow  # trains, registers and serves a task through the pipeline
+
 KEY = "three-causes-key"
 N_PATIENTS = 900
 
