@@ -19,6 +19,13 @@ INTERVAL_METHOD = (f"bootstrap ensemble of {N_REPLICATES} refits on resampled de
                    "interval on the complementary log-log scale of the event probability")
 
 
+def interval_method(bundle: ModelBundle) -> str | None:
+    """What the intervals of this bundle are, with its own number of refits (a run may set another than 30)."""
+    if not bundle.replicates:
+        return None
+    return INTERVAL_METHOD.replace(f"of {N_REPLICATES} refits", f"of {len(bundle.replicates)} refits")
+
+
 def _cloglog(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(-np.log1p(-p))

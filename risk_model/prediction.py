@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from risk_model.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
-from risk_model.intervals import INTERVAL_METHOD, intervals_from_replicates
+from risk_model.intervals import interval_method, intervals_from_replicates
 from risk_model.ood import combination_warnings
 
 RARE_CATEGORY_SHARE = 0.01
@@ -137,7 +137,7 @@ def predict_patients(
             "endpoints": endpoints,
             "risk_group": risk_group(bundle, float(main_risk[row])),
             "contributions": contributions[row],
-            "interval_method": INTERVAL_METHOD if bundle.replicates else None,
+            "interval_method": interval_method(bundle),
             "warnings": [*cautions[row], *beyond, *not_learned],
         })
     return answers
