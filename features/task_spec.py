@@ -219,6 +219,8 @@ class TaskCode:
     endpoint_targets: Callable[[Frame], dict] | None = None
     post_relapse_target: Callable[[Frame], tuple] | None = None
     public_extract: Callable[[str], Any] | None = None  # task name -> PublicExtract
+    # Task routes of the service the folder asks for beyond predict/explain (e.g. "stop_timing").
+    routes: tuple[str, ...] = ()
 
 
 def folder_attribute(module: str) -> Callable[[str], Any]:

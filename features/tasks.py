@@ -68,6 +68,8 @@ class Task:
     public_extract: PublicExtract | None = None
     # The declarative spec the task was built from (wording, intended use, causes, report subgroups).
     spec: TaskSpec | None = None
+    # Task routes of the service beyond predict/explain that the folder registers (e.g. "stop_timing").
+    routes: tuple[str, ...] = ()
 
 
 # --- targets that follow from the spec alone: time column + event column holding cause codes 1..K ---------
@@ -165,7 +167,7 @@ def load_task(folder: Path) -> Task:
         schema, code.generate_cohort or _no_generator(name), default_cohort_size=spec.default_cohort_size,
         outcome=spec.outcome.kind, cause_targets=code.cause_targets or cause_targets,
         endpoint_targets=code.endpoint_targets or endpoint_targets, post_relapse_target=code.post_relapse_target,
-        public_extract=code.public_extract(name) if code.public_extract else None, spec=spec,
+        public_extract=code.public_extract(name) if code.public_extract else None, spec=spec, routes=code.routes,
     )
 
 

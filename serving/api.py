@@ -206,7 +206,7 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
     _add_operational_routes(app, champions)
     add_page(app)  # the risk-calculator page at / and its assets
     for task in TASKS.values():
-        _add_task_routes(app, champions, task.schema)
+        _add_task_routes(app, champions, task.schema, task.routes)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the API-key scheme on every route that needs it."""
@@ -285,7 +285,8 @@ def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
         return {"worker_pid": os.getpid(), "tasks": reports}
 
 
-def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSchema) -> None:
+def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSchema, routes: tuple[str, ...] = ()
+                     ) -> None:
     # One-patient routes are `async`: their work (about a millisecond of numpy) runs on the event loop instead of
     # hopping to a thread pool, which cost latency and, at 32 concurrent clients, ~50 MB of per-thread buffers.
     # The batch route stays a plain function (a thread) so a long batch does not hold up other requests.
@@ -398,8 +399,8 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         return Response(card[format], media_type=f"text/{'html' if format == 'html' else 'markdown'}; charset=utf-8")
 
     _add_explain_route(app, one_patient, request_model, schema)
-    if schema.task == "cml_tfr":
-        _add_stop_timing_route(app, one_patient, request_model, slug)
+    if "stop_timing" in routes:  # a task route its folder registers (tasks/<task>/__init__.py)
+        _add_stop_timing_route(app, one_patient, request_model, schema)
 
 
 def _answer(content: dict[str, Any]) -> Response:
@@ -457,9 +458,12 @@ def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseM
         return _answer(explanation)
 
 
-def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], slug: str) -> None:
-    """CML only: relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response."""
-    @app.post(f"/v1/{slug}/stop-timing", tags=["cml_tfr"], name="stop_timing_cml_tfr",
+def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], schema: TaskSchema
+                           ) -> None:
+    """Relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response (a CML route)."""
+    slug = schema.task.replace("_", "-")
+
+    @app.post(f"/v1/{slug}/stop-timing", tags=[schema.task], name=f"stop_timing_{schema.task}",
               response_model=StopTimingAnswer, responses=_responses(401, 413, 422, 503),
               summary="projected relapse risk 12 and 24 months after stopping now or after 6, 12, 24 more months",
               description=f"The patient as for /predict, still on TKI and in deep molecular response (durations "

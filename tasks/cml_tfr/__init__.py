@@ -15,6 +15,6 @@ def _cohort(n_patients: int, seed: int) -> pd.DataFrame:
 
 
 TASK_CODE = TaskCode(rules={"dmr_within_tki": dmr_within_tki, "tki_within_age": tki_within_age},
-                     generate_cohort=_cohort)
+                     generate_cohort=_cohort, routes=("stop_timing",))
 
 __getattr__ = folder_attribute(__name__)  # tasks.<task>.SCHEMA
