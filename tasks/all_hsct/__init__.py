@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from features.mrd_rules import mrd_log_reduction, mrd_rules
 from features.task_spec import TaskCode, folder_attribute
 from tasks.all_hsct import rules
 
@@ -51,13 +52,9 @@ TASK_CODE = TaskCode(
         "tki_only_for_ph_positive": rules.tki_only_for_ph_positive,
         "female_donor_to_male_needs_male": rules.female_donor_to_male_needs_male,
         "diagnosis_not_before_birth": rules.diagnosis_not_before_birth,
-        "eoi_level_only_when_detectable": rules.level_only_when_detectable("eoi"),
-        "eoc_level_only_when_detectable": rules.level_only_when_detectable("eoc"),
-        "eoi_level_not_below_sensitivity": rules.level_not_below_sensitivity("eoi"),
-        "eoc_level_not_below_sensitivity": rules.level_not_below_sensitivity("eoc"),
-        "log_reduction_is_derived": rules.log_reduction_is_derived,
+        **mrd_rules(),
     },
-    derived={"mrd_log_reduction": rules.mrd_log_reduction},
+    derived={"mrd_log_reduction": mrd_log_reduction},
     checks={"outcome_problems_all_hsct": rules.outcome_problems_all_hsct},
     generate_cohort=_cohort,
     cause_targets=_causes,

@@ -8,6 +8,9 @@ raw outcome columns (clarifications section 2), from which `derive_endpoints` bu
 (months, event code). The spec's single time/event pair is the primary outcome, relapse; the other four raw
 columns are listed in `ALL_HSCT_OUTCOME_COLUMNS`. Event times in months.
 
+The MRD columns (derived log reduction, level/detectable/sensitivity rules) are shared with the frontline ALL
+task and live in `features/mrd_rules.py`.
+
 Names avoid the words the leakage test reserves for follow-up fields ("status", months as a predictor unit):
 Ph status is `ph_chromosome`, disease status at transplant is `disease_stage` (the EBMT-score term), and the
 time from diagnosis to transplant is `diagnosis_to_hct_years` (a registry file may send it in months or days by
@@ -19,6 +22,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.mrd_rules import flag as _flag
+from features.mrd_rules import is_category as _is
+from features.mrd_rules import mrd_log_reduction  # noqa: F401  (the folder's derived predictor, re-exported)
+from features.mrd_rules import number as _number
 from features.survival_target import check_survival_target
 from features.task_schema import Problem
 
@@ -33,61 +40,6 @@ ALL_HSCT_OUTCOME_COLUMNS = (TIME_TO_RELAPSE, RELAPSED, TIME_TO_DEATH, DEAD, TIME
 # Event codes of the derived endpoints (0 is always "censored": event-free when last seen).
 COMPETING_CAUSES = {1: "relapse", 2: "nrm"}
 GRFS_CAUSES = {1: "relapse", 2: "nrm", 3: "agvhd34", 4: "systemic_cgvhd"}
-# Rounding allowance when a registry reports the log reduction with two decimals.
-LOG_REDUCTION_TOLERANCE = 0.011
-
-_TRUE = {"true", "1", "1.0", "yes", "y", "t"}
-_FALSE = {"false", "0", "0.0", "no", "n", "f"}
-_FLAG_WORDS = {**dict.fromkeys(_TRUE, 1.0), **dict.fromkeys(_FALSE, 0.0)}
-
-
-# --- small pure helpers (they accept validated frames, generator output and one-row request frames) ------------
-
-def _number(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame.columns:
-        return pd.Series(np.nan, index=frame.index, dtype=float)
-    return pd.to_numeric(frame[column], errors="coerce").astype(float)
-
-
-def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A boolean column as float 1/0/NaN, whether it holds bools, 1.0/0.0, text or None."""
-    if column not in frame.columns:
-        return pd.Series(np.nan, index=frame.index, dtype=float)
-    # Element by element rather than through pandas string methods: a one-row request pays no fixed overhead.
-    flags = [np.nan if _absent(value) else _FLAG_WORDS.get(str(value).strip().lower(), np.nan)
-             for value in frame[column].to_numpy(dtype=object)]
-    return pd.Series(flags, index=frame.index, dtype=float)
-
-
-def _is(frame: pd.DataFrame, column: str, value: str) -> pd.Series:
-    """True where the column holds this category (plain bool, False when missing)."""
-    if column not in frame.columns:
-        return pd.Series(False, index=frame.index)
-    matches = [not _absent(held) and str(held).strip() == value for held in frame[column].to_numpy(dtype=object)]
-    return pd.Series(matches, index=frame.index, dtype=bool)
-
-
-def _absent(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
-
-
-def _mrd_level(frame: pd.DataFrame, time_point: str) -> pd.Series:
-    """log10 MRD at a time point, the assay sensitivity standing in for an undetectable value; NaN if unknown."""
-    value = _number(frame, f"mrd_{time_point}_log10")
-    detectable = _flag(frame, f"mrd_{time_point}_detectable")
-    sensitivity = _number(frame, "mrd_assay_sensitivity_log10")
-    return value.where(value.notna(), sensitivity.where(detectable == 0.0))
-
-
-def mrd_log_reduction(frame: pd.DataFrame) -> pd.Series:
-    """Log10 MRD reduction from end of induction to end of consolidation: eoi - eoc (positive = MRD fell).
-
-    An undetectable value counts as the assay sensitivity (`mrd_assay_sensitivity_log10`), so undetectable at
-    both time points gives 0 and a detectable level falling below detection gives at least eoi - sensitivity.
-    NaN when either time point is unknown (missing level of a detectable sample, or an undetectable one without
-    the sensitivity). Rounded to 2 decimals.
-    """
-    return (_mrd_level(frame, "eoi") - _mrd_level(frame, "eoc")).round(2).rename("mrd_log_reduction")
 
 
 # --- cross-field rules (True = row is fine; a missing value never fails a rule) ----------------------------
@@ -103,30 +55,6 @@ def female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
 def diagnosis_not_before_birth(frame: pd.DataFrame) -> pd.Series:
     """The leukaemia was diagnosed after birth: the time from diagnosis to transplant cannot exceed the age."""
     return ~(_number(frame, "diagnosis_to_hct_years") > _number(frame, "age_at_hct_years") + 1e-9)
-
-
-def level_only_when_detectable(time_point: str):
-    def holds(frame: pd.DataFrame) -> pd.Series:
-        value = _number(frame, f"mrd_{time_point}_log10")
-        return ~(value.notna() & (_flag(frame, f"mrd_{time_point}_detectable") == 0.0))
-
-    return holds
-
-
-def level_not_below_sensitivity(time_point: str):
-    def holds(frame: pd.DataFrame) -> pd.Series:
-        value = _number(frame, f"mrd_{time_point}_log10")
-        sensitivity = _number(frame, "mrd_assay_sensitivity_log10")
-        return ~(value < sensitivity - 1e-9)
-
-    return holds
-
-
-def log_reduction_is_derived(frame: pd.DataFrame) -> pd.Series:
-    given, derived = _number(frame, "mrd_log_reduction"), mrd_log_reduction(frame)
-    both_missing = given.isna() & derived.isna()
-    agree = (given - derived).abs() <= LOG_REDUCTION_TOLERANCE
-    return both_missing | agree
 
 
 # --- outcome columns: registry checks and derived endpoints ------------------------------------------------
