@@ -119,9 +119,45 @@ class RuleSpec(_Spec):
     message: str = Field(min_length=1)
 
 
+class GroupCondition(_Spec):
+    """One condition of a named report group: a predictor within [minimum, below) or among categories."""
+
+    column: str = Field(pattern=NAME)
+    minimum: int | float | None = None  # inclusive
+    below: int | float | None = None  # exclusive
+    categories: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GroupCondition:
+        if bool(self.categories) == (self.minimum is not None or self.below is not None):
+            raise ValueError("a condition gives either categories or a range (minimum and/or below)")
+        return self
+
+    def holds(self, values: pd.Series) -> pd.Series:
+        """True where a value meets the condition (False where it is missing)."""
+        if self.categories:
+            return values.astype("string").isin(self.categories).fillna(False).astype(bool)
+        numbers = pd.to_numeric(values, errors="coerce")
+        inside = numbers.notna()
+        if self.minimum is not None:
+            inside &= numbers >= self.minimum
+        if self.below is not None:
+            inside &= numbers < self.below
+        return inside.fillna(False).astype(bool)
+
+
+class ReportGroupSpec(_Spec):
+    """A named report subgroup defined by conditions on predictors (all must hold), e.g. over-55 B-ALL."""
+
+    name: str = Field(pattern=NAME)
+    title: str = Field(min_length=1)
+    conditions: list[GroupCondition] = Field(min_length=1)
+
+
 class ReportSpec(_Spec):
     age_bands: list[int] = []  # lower bounds in years of the age bands subgroup reports use
     subgroups: list[str] = []  # categorical predictors the subgroup report splits by
+    groups: list[ReportGroupSpec] = []  # named subgroups beyond the age bands (each reported on its own)
 
 
 class UseSpec(_Spec):
@@ -190,7 +226,29 @@ class TaskSpec(_Spec):
         for column in self.report.subgroups:
             if column not in categorical:
                 found.append((("report", "subgroups"), f"{column!r} is not a categorical predictor"))
+        found += _group_problems(self.report.groups, {p.name: p for p in self.predictors})
+        found += _repeats("report.groups", [g.name for g in self.report.groups])
         return found
+
+
+def _group_problems(groups: list[ReportGroupSpec], predictors: dict[str, ColumnSpec]
+                    ) -> list[tuple[tuple[str | int, ...], str]]:
+    """A named group's conditions must name predictors, ranges on numbers and known categories."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, group in enumerate(groups):
+        for j, condition in enumerate(group.conditions):
+            where = ("report", "groups", i, "conditions", j)
+            column = predictors.get(condition.column)
+            if column is None:
+                found.append(((*where, "column"), f"{condition.column!r} is not a predictor"))
+            elif condition.categories and column.kind != "category":
+                found.append(((*where, "categories"), f"{condition.column!r} is not a categorical predictor"))
+            elif condition.categories and set(condition.categories) - set(column.categories):
+                unknown = sorted(set(condition.categories) - set(column.categories))
+                found.append(((*where, "categories"), f"not categories of {condition.column!r}: {unknown}"))
+            elif not condition.categories and column.kind != "number":
+                found.append(((*where, "column"), f"a range needs a number predictor, not {condition.column!r}"))
+    return found
 
 
 def _repeats(where: str, names: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
