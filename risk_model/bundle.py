@@ -140,6 +140,9 @@ class ModelBundle:
     # Predictors of the task the model could not learn from (dropped at training, e.g. constant in the file):
     # [{"name", "reason"}]. Not in the encoding; a request may still send them, to no effect (`not_learned` warning).
     not_learned: list[dict[str, str]] = field(default_factory=list)
+    # Report subgroups with their development counts (risk_model/report_groups.py): a patient in a small one gets
+    # the `small_subgroup` warning; empty in older bundles.
+    report_groups: list[dict[str, Any]] = field(default_factory=list)
     _background_cache: dict[str, Any] | None = field(default=None, repr=False)
     _ensemble_cache: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -365,6 +368,7 @@ class ModelBundle:
             "risk_cut_points": self.risk_cut_points, "training_summary": self.training_summary,
             "metrics": self.metrics, "lineage": self.lineage, "model_card": self.model_card,
             "ood_reference": self.ood_reference, "trained_at": self.trained_at, "not_learned": self.not_learned,
+            "report_groups": self.report_groups,
             "replicates": [{name: cause.to_json(folder, f"replicate{i:02d}_{name}") for name, cause in causes.items()}
                            for i, causes in enumerate(self.replicates)],
         }

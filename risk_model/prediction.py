@@ -10,6 +10,7 @@ import numpy as np
 from risk_model.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
 from risk_model.intervals import interval_method, intervals_from_replicates
 from risk_model.ood import combination_warnings
+from risk_model.report_groups import small_subgroup_warnings
 
 RARE_CATEGORY_SHARE = 0.01
 
@@ -37,10 +38,12 @@ def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -
 def patient_warnings(bundle: ModelBundle, patients: list[dict[str, Any]], encoded: np.ndarray
                      ) -> list[list[dict[str, Any]]]:
     """Each patient's warnings about its own values (outside the training range, rare category, far from the
-    training patients, many imputed predictors): every route that answers with a probability gives these, so a
+    training patients, many imputed predictors, a report subgroup with few development patients): every route
+    that answers with a probability gives these, so a
     patient never gets a number without the caution /predict would give it."""
     combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
-    return [[*out_of_distribution_warnings(bundle, patient), *warnings]
+    groups = getattr(bundle, "report_groups", None) or []
+    return [[*out_of_distribution_warnings(bundle, patient), *warnings, *small_subgroup_warnings(groups, patient)]
             for patient, warnings in zip(patients, combination, strict=True)]
 
 

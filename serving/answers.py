@@ -35,6 +35,9 @@ WARNING_CODES = {
     "projection_outside_schema_range": "stop-timing only: waiting that long would take a value (age, TKI or "
                                        "deep-response years) past the schema's limit, so that option is not "
                                        "offered (field names it)",
+    "small_subgroup": "the patient is in a report subgroup of the task (an age band, or a named group such as "
+                      "adults over 55 with B-ALL) with fewer than 100 patients in the model's development data "
+                      "(field names the subgroup's first column)",
     "not_learned": "the model could not learn from this predictor (dropped at training, e.g. the same value for "
                    "nearly every training patient): a value sent for it is accepted and has no effect (field names "
                    "it; in every answer of that model)",

@@ -159,10 +159,16 @@ def prepare_patients(schema: TaskSchema, requests: list[dict[str, Any]]
         if problems:
             prepared.append((None, problems))
             continue
-        values = {**request, **{name: None if pd.isna(frame[name].iloc[row]) else float(frame[name].iloc[row])
-                                for name in derived}}
+        values = {**request, **{name: _derived_value(frame[name].iloc[row]) for name in derived}}
         prepared.append(({p.name: values.get(p.name) for p in schema.predictors}, []))
     return prepared
+
+
+def _derived_value(value: Any) -> Any:
+    """A derived predictor as the request would carry it: a number as float, a category as its text."""
+    if value is None or pd.isna(value):
+        return None
+    return value if isinstance(value, str) else float(value)
 
 
 def _explain_options(request: BaseModel) -> tuple[str | None, float | None]:

@@ -24,6 +24,7 @@ from features.task_schema import SchemaValidationError, TaskSchema, validate_fra
 from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
+from risk_model.report_groups import with_development_counts
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
@@ -46,6 +47,7 @@ from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
 from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
 from training.splits import hold_out_centres, tuning_folds
+from training.subgroups import report_group_definitions
 from training.tune import TuningResult, tune_xgboost
 
 TIE_MARGIN_C = 0.005
@@ -171,6 +173,7 @@ def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: Task
     bundle.risk_cut_points = [float(q) for q in np.quantile(main_risk, [1 / 3, 2 / 3])]
     bundle.training_summary = training_summary(development, schema)
     bundle.ood_reference = out_of_distribution_reference(development, bundle)
+    bundle.report_groups = with_development_counts(report_group_definitions(schema), development)
     return bundle
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from features.task_schema import TaskSchema
 from features.task_spec import ReportSpec
 from features.tasks import TASKS, EndpointTarget
+from risk_model.report_groups import members
 from training.evaluate import (
     MIN_AT_RISK,
     at_risk,
@@ -51,6 +52,26 @@ def age_bands(values: pd.Series, cuts: tuple[int, ...]) -> pd.Series:
     return pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False, labels=labels)
 
 
+def report_group_definitions(schema: TaskSchema) -> list[dict[str, Any]]:
+    """The task's report subgroups as plain conditions (risk_model/report_groups.py): each age band of the spec
+    (or the default bands) on the age predictor, then each named group of `[[report.groups]]`."""
+    report = _report(schema.task)
+    groups: list[dict[str, Any]] = []
+    age = age_column(schema)
+    if age:
+        cuts = tuple(report.age_bands) or DEFAULT_AGE_BANDS
+        edges = [None, *cuts, None]
+        for label, low, below in zip(age_bands(pd.Series(dtype=float), cuts).cat.categories, edges[:-1], edges[1:],
+                                     strict=True):
+            groups.append({"name": f"age {label}", "title": f"aged {label} years",
+                           "conditions": [{"column": age, "minimum": low, "below": below, "categories": []}]})
+    return groups + [report_group_definitions_of(group) for group in report.groups]
+
+
+def report_group_definitions_of(group: Any) -> dict[str, Any]:
+    return {"name": group.name, "title": group.title, "conditions": [c.model_dump() for c in group.conditions]}
+
+
 def subgroup_variables(frame: pd.DataFrame, schema: TaskSchema) -> dict[str, pd.Series]:
     """Variable name -> group label per patient (missing values form a group of their own)."""
     variables: dict[str, pd.Series] = {}
@@ -65,6 +86,9 @@ def subgroup_variables(frame: pd.DataFrame, schema: TaskSchema) -> dict[str, pd.
     for name in ("centre", "country", *clinical):
         if name in frame and frame[name].notna().any():
             variables[name] = frame[name]
+    for group in _report(schema.task).groups:  # a named group: its patients against all others
+        inside = members(report_group_definitions_of(group), frame)
+        variables[group.name] = pd.Series(np.where(inside, group.title, "other patients"), index=frame.index)
     return {name: values.astype("string").fillna("missing").astype(str).reset_index(drop=True)
             for name, values in variables.items()}
 

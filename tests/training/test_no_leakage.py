@@ -13,9 +13,10 @@ from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
 from tasks.cml_tfr.generator import generate_cml_tfr_cohort
 from training.families import CoxFamily, XGBoostCoxFamily
 
-# Words that mark a field as measured after time zero (follow-up, the event, death, re-treatment).
+# Words that mark a field as measured after time zero (follow-up, the event, death, re-treatment). CNS status is
+# the staging of CNS involvement at diagnosis (CNS1-3), not a vital or disease status at follow-up.
 FOLLOW_UP_WORDS = r"relapse|follow|last_pcr|last_contact|months_to|time_to|event|death|dead|died|censor|" \
-                  r"restart|regain|status|outcome|survival|recurrence"
+                  r"restart|regain|(?<!cns_)status|outcome|survival|recurrence"
 GROUPING = {"centre", "country", "center", "site", "hospital"}
 
 SCHEMAS = [task.schema for task in TASKS.values()]
