@@ -77,9 +77,12 @@ def _outcome_rows(schema: TaskSchema) -> list[str]:
     rows.append("| " + " | ".join(_cell(c) for c in (
         f"`{schema.time_column}`", time_meaning, "months", "number", "0 or more months", "yes",
         _unit_variants(schema.time_column, "months", schema.time_unit_suffixes))) + " |")
+    codes = range(schema.event_codes + 1)
+    # One cause: the description is the event's; several: it names each code itself.
+    meaning = (f"1 = {schema.event_description}" if schema.event_codes == 1 else schema.event_description)
     rows.append("| " + " | ".join(_cell(c) for c in (
-        f"`{schema.event_column}`", f"1 = {schema.event_description}; 0 = censored (event-free when last seen)",
-        "", "number", "`0`, `1`", "yes", "")) + " |")
+        f"`{schema.event_column}`", f"{meaning}; 0 = censored (event-free when last seen)",
+        "", "number", ", ".join(f"`{code}`" for code in codes), "yes", "")) + " |")
     for p in schema.extra_outcome_columns:
         required = "column yes; value " + ("required" if p.required else "may be empty")
         rows.append("| " + " | ".join(_cell(c) for c in (

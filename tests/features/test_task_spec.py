@@ -318,3 +318,46 @@ def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_pa
     text = GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\nevent_coding = "binary"')
     with pytest.raises(TaskSpecError, match=r"outcome\.event_coding: 'binary' with several causes needs"):
         load_task(_folder(tmp_path, text))
+
+
+GROUPS = """
+[report]
+age_bands = [40]
+
+[[report.groups]]
+name = "older_high_risk"
+title = "patients aged 65 or over in the high-risk group"
+
+[[report.groups.conditions]]
+column = "age_years"
+minimum = 65
+
+[[report.groups.conditions]]
+column = "risk_group"
+categories = ["high"]
+"""
+
+
+def test_a_named_report_group_holds_its_conditions_and_its_patients(tmp_path):
+    from risk_model.report_groups import belongs
+
+    spec = load_spec(_folder(tmp_path, GOOD_SPEC + GROUPS))
+    [group] = spec.report.groups
+    plain = {"name": group.name, "title": group.title, "conditions": [c.model_dump() for c in group.conditions]}
+    assert belongs(plain, {"age_years": 70, "risk_group": "high"})
+    assert not belongs(plain, {"age_years": 64.9, "risk_group": "high"})
+    assert not belongs(plain, {"age_years": 70, "risk_group": "low"})
+    assert not belongs(plain, {"age_years": None, "risk_group": "high"})
+
+
+def test_a_report_group_on_unknown_columns_or_categories_is_refused_with_its_path(tmp_path):
+    text = GOOD_SPEC + GROUPS.replace('categories = ["high"]', 'categories = ["very_high"]').replace(
+        'column = "age_years"', 'column = "weight_kg"')
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, text))
+    reasons = [p.split(", ", 1)[1] for p in caught.value.problems]
+    assert "report.groups[0].conditions[0].column: 'weight_kg' is not a predictor" in reasons
+    assert "report.groups[0].conditions[1].categories: not categories of 'risk_group': ['very_high']" in reasons
+    both = GOOD_SPEC + GROUPS.replace("minimum = 65", 'minimum = 65\ncategories = ["x"]')
+    with pytest.raises(TaskSpecError, match="either categories or a range"):
+        load_spec(_folder(tmp_path, both, "both"))

@@ -36,3 +36,18 @@ def test_model_card_intended_use_is_the_spec_text():
 
 def test_plain_make_train_trains_the_tasks_whose_spec_says_so():
     assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct")
+
+
+def test_a_named_report_group_is_reported_and_defined_with_the_age_bands(tmp_path, monkeypatch):
+    from tests.features.test_task_spec import GROUPS
+    from training.subgroups import report_group_definitions
+
+    monkeypatch.setitem(TASKS, "three_causes", load_task(_folder(tmp_path, GOOD_SPEC + GROUPS)))
+    frame = _three_cause_file().assign(age_years=[25.0, 40.0, 70.0] * 10, risk_group=["high", "low"] * 15)
+    schema = TASKS["three_causes"].schema
+    labels = subgroup_variables(frame, schema)["older_high_risk"]
+    expected = (frame["age_years"] >= 65) & (frame["risk_group"] == "high")
+    assert (labels == "patients aged 65 or over in the high-risk group").tolist() == expected.tolist()
+    groups = report_group_definitions(schema)
+    assert [g["name"] for g in groups] == ["age < 40", "age >= 40", "older_high_risk"]
+    assert groups[0]["conditions"] == [{"column": "age_years", "minimum": None, "below": 40, "categories": []}]
