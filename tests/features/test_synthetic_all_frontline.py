@@ -293,3 +293,22 @@ def test_e18_discrimination_of_the_nci_rule(cohort):
 def test_e18_discrimination_of_a_correctly_specified_cox(cohort):
     c = _relapse_c(cohort)
     assert within(c["full"], c["se"], 0.72, 0.80)
+
+
+def test_both_encodings_treat_undetectable_mrd_explicitly(cohort):
+    """Cox: the empty level gets its missing indicator (beside the detectable flag), never a 0 level; xgboost:
+    the level stays missing (NaN) and the flag says why."""
+    from risk_model.preprocessing import Preprocessor
+
+    sample = validate_frame(cohort.iloc[:2000].reset_index(drop=True), SCHEMA)
+    undetectable = ~sample["mrd_eoc_detectable"].astype(bool).to_numpy()
+    cox = Preprocessor(impute=True).fit(sample, SCHEMA)
+    matrix = cox.transform(sample)
+    column = {name: matrix[:, i] for i, name in enumerate(cox.columns)}
+    np.testing.assert_array_equal(column["mrd_eoc_log10__missing"], undetectable.astype(float))
+    np.testing.assert_array_equal(column["mrd_eoc_detectable"], (~undetectable).astype(float))
+    assert (column["mrd_eoc_log10"][undetectable] == cox.fill_values["mrd_eoc_log10"]).all()
+    assert cox.fill_values["mrd_eoc_log10"] != 0
+    boosted = Preprocessor(impute=False).fit(sample, SCHEMA)
+    level = boosted.transform(sample)[:, boosted.columns.index("mrd_eoc_log10")]
+    assert np.isnan(level[undetectable]).all() and not np.isnan(level[~undetectable]).any()
