@@ -480,7 +480,8 @@ def comparison_figure(table: pd.DataFrame, path: Path, subtitle: str) -> Path:
         values = table[metric].to_numpy(float) if metric in table else np.full(len(table), np.nan)
         lower = table.get(f"{metric}_lower95", pd.Series(np.nan, index=table.index)).to_numpy(float)
         upper = table.get(f"{metric}_upper95", pd.Series(np.nan, index=table.index)).to_numpy(float)
-        error = np.vstack([np.nan_to_num(values - lower), np.nan_to_num(upper - values)])
+        # a percentile interval need not hold its point estimate: bars clipped at the point, never negative
+        error = np.clip(np.nan_to_num(np.vstack([values - lower, upper - values])), 0, None)
         ax.errorbar(values, y, xerr=error, fmt="o", color="black", capsize=3)
         ax.axvline(reference, color="grey", lw=1, ls="--")
         ax.set(yticks=y, yticklabels=table["title"], xlabel=metric.replace("_", " "))
