@@ -198,6 +198,18 @@ def high_share_threshold(development_risk: np.ndarray, share: float) -> float:
     return float(np.quantile(np.asarray(development_risk, float), 1.0 - share, method="higher"))
 
 
+def group_calibration_gap(target: EndpointTarget, groups: np.ndarray, risk: np.ndarray, month: float) -> float:
+    """ICI of a rule: the patient-weighted mean absolute difference between each group's mean predicted risk and its
+    Aalen-Johansen observed incidence by `month` (the groups are the rule's only calibration points)."""
+    time, code = np.asarray(target.months, float), np.asarray(target.code)
+    gaps = []
+    for group in np.unique(groups):
+        inside = groups == group
+        observed = observed_risk(time[inside], code[inside], target.event_of_interest, month)
+        gaps.append(inside.sum() * abs(observed - float(np.mean(risk[inside]))))
+    return float(np.sum(gaps) / len(groups))
+
+
 # --- the comparison ----------------------------------------------------------------------------------------
 
 
@@ -254,6 +266,11 @@ def _score_comparator(
         high_dev, high = dev_risk >= cut, held_risk[:, main_index] >= cut
     frame = comparator_task(task, comparator, held_out)[1]
     metrics = _evaluation_metrics(bundle, frame, endpoint, target, list(task.schema.horizons_months))
+    if comparator.kind == "groups":  # a loess through two or three distinct risks is no calibration curve
+        groups = frame[group_column(comparator)].to_numpy()
+        for i, month in enumerate(months):
+            if f"ici_{int(month)}m" in metrics and np.isfinite(metrics[f"ici_{int(month)}m"]):
+                metrics[f"ici_{int(month)}m"] = group_calibration_gap(target, groups, held_risk[:, i], month)
     return _Scored(
         comparator.name,
         comparator.title,

@@ -112,18 +112,24 @@ def null_log_likelihood(time: np.ndarray, event: np.ndarray) -> float:
     return float(-sum(np.log(r - np.arange(d)).sum() for r, d in zip(at_risk, deaths, strict=True)))
 
 
-def fit_cox(matrix: np.ndarray, time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unpenalised Cox coefficients and partial log-likelihood (Efron ties)."""
+def fit_cox(
+    matrix: np.ndarray, time: np.ndarray, event: np.ndarray, start: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Unpenalised Cox coefficients and partial log-likelihood (Efron ties), fitted on standardised columns from
+    `start` (the previous step's coefficients, zeros for the new columns): from zero, Newton-Raphson diverged on
+    nearly collinear MRD columns and stopped at a lower likelihood than the smaller model's."""
     from lifelines import CoxPHFitter
 
     if matrix.shape[1] == 0:
         return np.zeros(0), null_log_likelihood(time, event)
-    data = pd.DataFrame(matrix, columns=[f"x{j}" for j in range(matrix.shape[1])])
+    scale = matrix.std(axis=0)
+    data = pd.DataFrame((matrix - matrix.mean(axis=0)) / scale, columns=[f"x{j}" for j in range(matrix.shape[1])])
     data["_time"], data["_event"] = time, event
+    initial = None if start is None else np.asarray(start, float) * scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = CoxPHFitter(penalizer=0.0).fit(data, "_time", "_event")
-    return fitter.params_.to_numpy(), float(fitter.log_likelihood_)
+        fitter = CoxPHFitter(penalizer=0.0).fit(data, "_time", "_event", initial_point=initial)
+    return fitter.params_.to_numpy() / scale, float(fitter.log_likelihood_)
 
 
 # --- one level: the chain of models --------------------------------------------------------------------
@@ -200,14 +206,19 @@ def _level_rows(
                 }
             )
             continue
+        start = np.zeros(dev.shape[1])
+        start[columns] = coefficients  # warm start: the previous model, the new columns at zero
         columns = columns | added
         try:
-            coefficients, ll = fit_cox(dev[:, columns], months, event)
+            coefficients, ll = fit_cox(dev[:, columns], months, event, start[columns])
         except Exception as error:  # lifelines' ConvergenceError and linear-algebra failures alike
             rows.append({**row, "status": f"did not converge ({type(error).__name__})"})
             break
+        if ll < previous_ll - 1e-6:  # a larger model fits at least as well: anything else is a failed fit
+            rows.append({**row, "status": "did not converge (the log-likelihood fell below the smaller model's)"})
+            break
         risk = held[:, columns] @ coefficients
-        chi2 = max(0.0, 2.0 * (ll - previous_ll))
+        chi2 = max(0.0, 2.0 * (ll - previous_ll))  # rounding only: a fall was caught above
         row.update({"lr_chi2": chi2, "lr_p": float(stats.chi2.sf(chi2, row["df"])), "status": "fitted"})
         row.update(_held_out_c(target, risk, previous_risk, tau, indices))
         rows.append(row)
@@ -333,8 +344,9 @@ def nested_markdown(table: pd.DataFrame) -> list[str]:
         "",
         "Cause-specific Cox models adding each step in turn, fitted on the development data (likelihood-ratio "
         "test there); C of each model's linear predictor and its difference from the previous step on the "
-        "held-out patients, with a paired bootstrap interval. A step whose columns are linear combinations of "
-        "earlier ones adds 0 degrees of freedom and is reported, not fitted.",
+        "held-out patients, with a paired bootstrap interval (step 1 against the adjustment model, or against no "
+        "model: C 0.5). A step whose columns are linear combinations of earlier ones adds 0 degrees of freedom and "
+        "is reported, not fitted.",
         "",
         "| models | level | step | terms added | df | LR chi2 | p | Harrell C | Uno C | change in Uno C | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

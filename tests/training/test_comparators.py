@@ -239,3 +239,14 @@ def test_metrics_are_named_per_comparator_and_step(comparison):
         "comparator_coin_rule_moved_up",
         "nested_age_then_group_all_step2_lr_chi2",
     } <= set(metrics)
+
+
+def test_a_rules_calibration_gap_is_taken_group_by_group():
+    from training.comparators import group_calibration_gap
+
+    time = np.array([1, 2, 20, 20, 20, 20, 20, 20, 20, 20], float)
+    code = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    groups = np.array(["a"] * 4 + ["b"] * 6)
+    risk = np.array([0.25] * 4 + [0.1] * 6)
+    # a: observed 2/4 against 0.25; b: observed 0 against 0.1 -> (4 * 0.25 + 6 * 0.1) / 10
+    assert group_calibration_gap(EndpointTarget(time, code, 1, True), groups, risk, 12) == pytest.approx(0.16)
