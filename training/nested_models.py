@@ -187,7 +187,8 @@ def _level_rows(
             for k, step in enumerate(nested.steps, start=1)
         ]
     time_ = np.asarray(target.months, float)
-    tau = uno_tau(time_, list(task.schema.horizons_months))
+    judged = base["events_held_out"] > 0  # a level without held-out events gets its LR tests only
+    tau = uno_tau(time_, list(task.schema.horizons_months)) if judged else np.nan
     indices, _ = bootstrap_indices(held_out, draws, seed, min_centres)
     columns = keep & (block_of == 0)
     coefficients, previous_ll = fit_cox(dev[:, columns], months, event)
@@ -220,7 +221,10 @@ def _level_rows(
         risk = held[:, columns] @ coefficients
         chi2 = max(0.0, 2.0 * (ll - previous_ll))  # rounding only: a fall was caught above
         row.update({"lr_chi2": chi2, "lr_p": float(stats.chi2.sf(chi2, row["df"])), "status": "fitted"})
-        row.update(_held_out_c(target, risk, previous_risk, tau, indices))
+        if judged:
+            row.update(_held_out_c(target, risk, previous_risk, tau, indices))
+        else:
+            row["status"] = "fitted; no held-out events of this level: no C"
         rows.append(row)
         previous_ll, previous_risk = ll, risk
     return rows

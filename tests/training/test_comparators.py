@@ -250,3 +250,26 @@ def test_a_rules_calibration_gap_is_taken_group_by_group():
     risk = np.array([0.25] * 4 + [0.1] * 6)
     # a: observed 2/4 against 0.25; b: observed 0 against 0.1 -> (4 * 0.25 + 6 * 0.1) / 10
     assert group_calibration_gap(EndpointTarget(time, code, 1, True), groups, risk, 12) == pytest.approx(0.16)
+
+
+def test_a_level_without_held_out_events_gets_its_lr_tests_and_no_c(tmp_path):
+    from training.nested_models import nested_model_comparisons
+
+    task = load_task(write_task_folder(tmp_path))
+    development, held_out = three_cause_frame(600, 3), three_cause_frame(200, 4)
+    held_out.loc[held_out["risk_group"] == "low", "event_code"] = 0  # no held-out event among the low group
+    spec = task.spec.model_copy(
+        update={
+            "nested_models": [
+                task.spec.nested_models[0].model_copy(
+                    update={"by": "risk_group", "steps": [["age_years"], ["spline(age_years)"]]}
+                )
+            ]
+        }
+    )
+    table = nested_model_comparisons(
+        replace(task, spec=spec), development, held_out, task.endpoint_targets(held_out), "relapse", draws=10, seed=0
+    )
+    low = table[table["level"] == "risk_group=low"].set_index("step")
+    assert np.isfinite(low.loc[1, "lr_chi2"]) and "no held-out events" in low.loc[1, "status"]
+    assert np.isfinite(table[table["level"] == "all"]["uno_c"]).all()
