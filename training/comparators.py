@@ -370,7 +370,13 @@ def compare_with_comparators(
         _evaluation_metrics(model, held_out, endpoint, target, horizons),
     )
     rows = []
+    learned = {p.name for p in schema.predictors}
+    skipped = {}
     for comparator in spec.comparators:
+        if not set(comparator.predictors) <= learned:  # an index of a predictor dropped from this run
+            missing = ", ".join(sorted(set(comparator.predictors) - learned))
+            skipped[comparator.name] = f"not compared: its predictors {missing} are not learned in this run"
+            continue
         row = _score_comparator(task, comparator, development, held_out, target, endpoint, months, seed)
         row.model_threshold = (
             comparator.model_threshold
@@ -394,7 +400,7 @@ def compare_with_comparators(
         f"bootstrap 95 % percentile intervals: {draws} draws resampling {unit}, paired across rows"
     )
     return ComparisonReport(
-        table, moves, curves.assign(endpoint=endpoint) if not curves.empty else curves, main, statement, nested
+        table, moves, curves.assign(endpoint=endpoint) if not curves.empty else curves, main, statement, nested, skipped
     )
 
 
@@ -442,6 +448,7 @@ def _ci(record: dict[str, Any], metric: str) -> str:
 def comparison_markdown(report: ComparisonReport) -> str:
     """The comparison table, the reclassification counts and the nested models, as the model card shows them."""
     lines = ["## Comparison with today's risk tools", "", f"On the {report.statement}.", ""]
+    lines += [f"- `{name}`: {reason}." for name, reason in report.skipped.items()] + ([""] if report.skipped else [])
     if len(report.table) > 1:
         lines += _comparator_lines(report)
     else:
@@ -533,4 +540,5 @@ def log_comparison(mlflow: Any, report: ComparisonReport, folder: Path, task: st
         report.nested.to_csv(out / "nested_models.csv", index=False)
     mlflow.log_artifacts(str(out), "comparators")
     mlflow.set_tag("comparator_design", report.statement)
+    mlflow.set_tags({f"comparator_skipped_{name}": reason for name, reason in report.skipped.items()})
     return {k: v for k, v in report.mlflow_metrics().items() if re.match(r"^[\w./ -]+$", k)}

@@ -276,7 +276,21 @@ def nested_model_comparisons(
         return None
     target = held_out_targets[endpoint]
     rows = []
+    learned = {p.name for p in task.schema.predictors}
     for nested in spec.nested_models:
+        missing = sorted({name for name, _ in nested.term_columns()} - learned)
+        if missing:  # a predictor dropped from this run: said so, not fitted
+            rows.append(
+                {
+                    "nested": nested.name,
+                    "title": nested.title,
+                    "level": "all",
+                    "step": 1,
+                    "terms": "",
+                    "status": f"not fitted: {', '.join(missing)} not learned in this run",
+                }
+            )
+            continue
         levels: list[tuple[str, np.ndarray, np.ndarray]] = [
             ("all", np.ones(len(development), bool), np.ones(len(held_out), bool))
         ]

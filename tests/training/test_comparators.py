@@ -273,3 +273,27 @@ def test_a_level_without_held_out_events_gets_its_lr_tests_and_no_c(tmp_path):
     low = table[table["level"] == "risk_group=low"].set_index("step")
     assert np.isfinite(low.loc[1, "lr_chi2"]) and "no held-out events" in low.loc[1, "status"]
     assert np.isfinite(table[table["level"] == "all"]["uno_c"]).all()
+
+
+def test_tools_of_a_predictor_dropped_from_the_run_are_skipped_with_the_reason(tmp_path):
+    from features.predictor_variation import without_predictors
+    from training.pipeline import fit_family
+
+    task = load_task(write_task_folder(tmp_path))
+    task = replace(task, schema=without_predictors(task.schema, ["age_years"]))
+    development, held_out = three_cause_frame(500, 6), three_cause_frame(300, 7)
+    model = fit_family("cox_ph", task, development, {}, seed=0)
+    report = compare_with_comparators(
+        task,
+        development,
+        held_out,
+        task.endpoint_targets(held_out),
+        model,
+        "cox_ph",
+        draws=10,
+        seed=0,
+        thresholds=np.array([0.1, 0.2]),
+    )
+    assert list(report.table["name"]) == ["model", "risk_group_rule", "coin_rule"]
+    assert report.skipped == {"age_index": "not compared: its predictors age_years are not learned in this run"}
+    assert report.nested["status"].tolist() == ["not fitted: age_years not learned in this run"]
