@@ -129,6 +129,9 @@ class ReportSpec(_Spec):
 TERM = re.compile(r"^(?:spline\((?P<spline>[a-z][a-z0-9_]*)\)|(?P<plain>[a-z][a-z0-9_]*))$")
 
 
+RESERVED_COMPARATOR_NAMES = ("model", "cox_ph", "xgboost_cox")
+
+
 class ComparatorSpec(_Spec):
     """A tool clinicians use today, evaluated beside the model on the same held-out centres (training/comparators.py).
 
@@ -287,6 +290,9 @@ class TaskSpec(_Spec):
         found: list[tuple[tuple[str | int, ...], str]] = []
         kinds = {p.name: p.kind for p in self.predictors}
         found += _repeats("comparators", [c.name for c in self.comparators])
+        for i, comparator in enumerate(self.comparators):
+            if comparator.name in RESERVED_COMPARATOR_NAMES:  # rows the comparison table already has
+                found.append((("comparators", i, "name"), f"{comparator.name!r} is reserved for the run's own models"))
         for i, comparator in enumerate(self.comparators):
             for name in comparator.predictors:
                 if name not in kinds:

@@ -317,7 +317,7 @@ def _bootstrap(
             _add(values[model.name], {"harrell_c": model_c[0], "uno_c": model_c[1]})
             for row in rows:
                 c = _concordances(sample, row.risk[month][draw], tau)
-                nri = categorical_nri(sample, row.high[draw], row.model_high[draw], month)
+                nri = {} if row.high is None else categorical_nri(sample, row.high[draw], row.model_high[draw], month)
                 _add(
                     values[row.name],
                     {
@@ -347,9 +347,11 @@ def compare_with_comparators(
     seed: int,
     thresholds: np.ndarray,
     min_centres: int = MIN_CENTRES_FOR_CENTRE_BOOTSTRAP,
+    others: dict[str, ModelBundle] | None = None,
 ) -> ComparisonReport | None:
     """The comparison table, reclassification counts, decision curves and nested models of the task's spec, on the
-    held-out patients; None when the spec declares neither comparators nor nested models."""
+    held-out patients; None when the spec declares neither comparators nor nested models. `others`: the run's
+    other families (e.g. xgboost when Cox is registered), rows of the table beside the registered model."""
     spec = task.spec
     if spec is None or not (spec.comparators or spec.nested_models):
         return None
@@ -369,7 +371,11 @@ def compare_with_comparators(
         np.nan,
         _evaluation_metrics(model, held_out, endpoint, target, horizons),
     )
-    rows = []
+    rows = [
+        _family_row(name, bundle, held_out, endpoint, target, months, horizons)
+        for name, bundle in (others or {}).items()
+        if name != family
+    ]
     learned = {p.name for p in schema.predictors}
     skipped = {}
     for comparator in spec.comparators:
@@ -404,6 +410,29 @@ def compare_with_comparators(
     )
 
 
+def _family_row(
+    name: str,
+    bundle: ModelBundle,
+    held_out: pd.DataFrame,
+    endpoint: str,
+    target: EndpointTarget,
+    months: np.ndarray,
+    horizons: list[int],
+) -> _Scored:
+    """Another family of the run (not registered): C and calibration beside the model, no reclassification."""
+    risk = endpoint_risks(bundle, held_out, months)[endpoint]
+    metrics = _evaluation_metrics(bundle, held_out, endpoint, target, horizons)
+    return _Scored(
+        name,
+        f"{name} (not registered)",
+        name,
+        {int(m): risk[:, i] for i, m in enumerate(months)},
+        None,
+        np.nan,
+        metrics,
+    )
+
+
 def _tables(
     rows: list[_Scored],
     model: _Scored,
@@ -416,12 +445,13 @@ def _tables(
         record: dict[str, Any] = {"name": row.name, "title": row.title, "kind": row.kind}
         for metric, value in row.metrics.items():
             record[metric] = value
+        if row is not model:
+            record["delta_harrell_c"] = model.metrics["harrell_c"] - row.metrics["harrell_c"]
+            record["delta_uno_c"] = model.metrics["uno_c"] - row.metrics["uno_c"]
         if row.high is not None:
             record["high_share"] = float(np.mean(row.high))
             record["model_threshold"] = row.model_threshold
             record["model_high_share"] = float(np.mean(row.model_high))
-            record["delta_harrell_c"] = model.metrics["harrell_c"] - row.metrics["harrell_c"]
-            record["delta_uno_c"] = model.metrics["uno_c"] - row.metrics["uno_c"]
             record.update(categorical_nri(target, row.high, row.model_high, month))
             counts = reclassification_counts(target, row.high, row.model_high, month)
             moves.append(counts.assign(comparator=row.name))

@@ -289,7 +289,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
             comparison = compare_with_comparators(task, development, held_out, held_out_targets, chosen, family,
                                                   gates.bootstrap_draws, settings.seed, gates.thresholds,
-                                                  gates.bootstrap_min_centres)
+                                                  gates.bootstrap_min_centres, bundles)
             if comparison is not None:  # today's risk tools and nested models the spec declares
                 mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task))
             say("promotion gate, model card and registration")

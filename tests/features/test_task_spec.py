@@ -385,6 +385,12 @@ def test_each_comparator_says_how_its_high_intensity_class_is_set(tmp_path):
         "high_intensity_share and high_intensity_risk"]
 
 
+def test_a_comparator_may_not_take_the_name_of_the_runs_own_models(tmp_path):
+    broken = GOOD_SPEC + COMPARISON.replace('name = "age_index"', 'name = "xgboost_cox"')
+    with pytest.raises(TaskSpecError, match=r"comparators\[1\]\.name: 'xgboost_cox' is reserved"):
+        load_spec(_folder(tmp_path, broken))
+
+
 def test_a_nested_step_repeating_a_term_is_refused(tmp_path):
     broken = GOOD_SPEC + COMPARISON.replace('["spline(age_years)"]', '["age_years"]')
     with pytest.raises(TaskSpecError, match=r"nested_models\[0\]: a term is added more than once"):

@@ -187,6 +187,7 @@ def comparison(tmp_path_factory):
     # The "model" knows only the risk group: its high-intensity class at the rule's share is the rule itself.
     model_task = replace(task, schema=replace(task.schema, predictors=task.schema.predictors[1:]))
     model = fit_family("cox_ph", model_task, development, {}, seed=0)
+    full = fit_family("cox_ph", task, development, {}, seed=0)  # another family of the run: a row, no NRI
     report = compare_with_comparators(
         task,
         development,
@@ -197,13 +198,15 @@ def comparison(tmp_path_factory):
         draws=40,
         seed=0,
         thresholds=np.arange(0.05, 0.5, 0.05),
+        others={"cox_ph": model, "xgboost_cox": full},
     )
     return report
 
 
 def test_the_table_has_the_model_and_every_comparator(comparison):
     table = comparison.table.set_index("name")
-    assert list(table.index) == ["model", "risk_group_rule", "coin_rule", "age_index"]
+    assert list(table.index) == ["model", "xgboost_cox", "risk_group_rule", "coin_rule", "age_index"]
+    assert np.isfinite(table.loc["xgboost_cox", "uno_c_lower95"]) and np.isnan(table.loc["xgboost_cox", "nri"])
     assert table.loc["model", "uno_c"] > table.loc["coin_rule", "uno_c"] + 0.05
     assert table.loc["coin_rule", "uno_c_lower95"] < 0.5 < table.loc["coin_rule", "uno_c_upper95"] + 0.02
     assert np.isfinite(table.loc["age_index", "cal_oe_12m"])

@@ -53,7 +53,9 @@ def _artifact(settings, run_id: str, path: str) -> str:
 def test_the_run_holds_the_comparison_table_with_the_model_and_every_tool(trained):
     settings, summary = trained
     table = pd.read_csv(_artifact(settings, summary.run_id, "comparators/comparison_table.csv")).set_index("name")
-    assert list(table.index) == ["model", "risk_group_rule", "coin_rule", "age_index"]
+    other = "xgboost_cox" if summary.family == "cox_ph" else "cox_ph"
+    assert list(table.index) == ["model", other, "risk_group_rule", "coin_rule", "age_index"]
+    assert table.loc[other, "uno_c"] == pytest.approx(summary.metrics[other]["uno_c"], abs=1e-9)
     # the same held-out patients: the model's C is the registered family's held-out C
     assert table.loc["model", "uno_c"] == pytest.approx(summary.metrics[summary.family]["uno_c"], abs=1e-9)
     assert table.loc["model", "uno_c"] > table.loc["coin_rule", "uno_c"]
