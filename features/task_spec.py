@@ -160,6 +160,96 @@ class ReportSpec(_Spec):
     groups: list[ReportGroupSpec] = []  # named subgroups beyond the age bands (each reported on its own)
 
 
+# A nested-model term: a predictor as the model encodes it, or `spline(name)`, a restricted cubic spline of a number
+# (its linear part and the non-linear terms), for a quantity whose linear part the earlier steps already hold.
+TERM = re.compile(r"^(?:spline\((?P<spline>[a-z][a-z0-9_]*)\)|(?P<plain>[a-z][a-z0-9_]*))$")
+
+
+RESERVED_COMPARATOR_NAMES = ("model", "cox_ph", "xgboost_cox")
+
+
+class ComparatorSpec(_Spec):
+    """A tool clinicians use today, evaluated beside the model on the same held-out centres (training/comparators.py).
+
+    `groups`: a rule assigning risk groups (the folder registers `function`, frame -> groups); `index`: a
+    prognostic index of `predictors`, refitted as a Cox model on the development data. Both are turned into
+    probabilities by a Cox model fitted on the development data; the high-intensity class is the rule's
+    `high_intensity` groups, or the index's top `high_intensity_share` of development patients (or those with a
+    predicted risk at the main horizon of at least `high_intensity_risk`)."""
+
+    name: str = Field(pattern=NAME)
+    title: str = Field(min_length=1)
+    kind: Literal["groups", "index"]
+    function: str | None = None
+    groups: list[str] = []  # every group the rule assigns, lowest intensity first (the first is the Cox reference)
+    high_intensity: list[str] = []
+    predictors: list[str] = []
+    high_intensity_share: float | None = Field(default=None, gt=0, lt=1)
+    high_intensity_risk: float | None = Field(default=None, gt=0, lt=1)
+    # The model's high-intensity class: predicted risk of the explained endpoint by the main horizon of at least
+    # this; when absent, the threshold that gives the comparator's own high-intensity share on development data.
+    model_threshold: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ComparatorSpec:
+        problems = []
+        if self.kind == "groups":
+            if not self.function:
+                problems.append("a 'groups' comparator needs the function that assigns the groups")
+            if len(self.groups) < 2 or len(set(self.groups)) != len(self.groups):
+                problems.append("a 'groups' comparator lists its groups (at least two, each once)")
+            if not self.high_intensity or not set(self.high_intensity) < set(self.groups):
+                problems.append("high_intensity must be some, not all, of the groups")
+            if self.predictors or self.high_intensity_share is not None or self.high_intensity_risk is not None:
+                problems.append("predictors, high_intensity_share and high_intensity_risk are for kind 'index'")
+        else:
+            if not self.predictors:
+                problems.append("an 'index' comparator needs its predictors")
+            if (self.high_intensity_share is None) == (self.high_intensity_risk is None):
+                problems.append("an 'index' comparator needs exactly one of high_intensity_share and "
+                                "high_intensity_risk")
+            if self.function or self.groups or self.high_intensity:
+                problems.append("function, groups and high_intensity are for kind 'groups'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class NestedModelSpec(_Spec):
+    """Cox models of the explained cause adding `steps` of terms one at a time (after `adjust_for`), fitted on the
+    development data, per level of `by` and overall (training/nested_models.py)."""
+
+    name: str = Field(pattern=NAME)
+    title: str = Field(min_length=1)
+    by: str | None = None
+    steps: list[list[str]] = Field(min_length=2)
+    adjust_for: list[str] = []
+
+    @model_validator(mode="after")
+    def _coherent(self) -> NestedModelSpec:
+        terms = [*self.adjust_for, *(term for step in self.steps for term in step)]
+        problems = []
+        if any(not step for step in self.steps):
+            problems.append("every step adds at least one term")
+        bad = [t for t in terms if not TERM.match(t)]
+        if bad:
+            problems.append(f"terms are predictor names or spline(name), not {bad}")
+        if len(set(terms)) != len(terms):
+            problems.append("a term is added more than once (in two steps, or in a step and adjust_for)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def term_columns(self) -> list[tuple[str, bool]]:
+        """(predictor, is a spline) of every term of every step and of adjust_for."""
+        found = []
+        for term in [*self.adjust_for, *(t for step in self.steps for t in step)]:
+            match = TERM.match(term)
+            if match:
+                found.append((match.group("spline") or match.group("plain"), bool(match.group("spline"))))
+        return found
+
+
 class UseSpec(_Spec):
     intended_use: str = Field(min_length=1)
     users_and_limits: str = Field(min_length=1)  # who uses it and what it must not be used for
@@ -184,6 +274,8 @@ class TaskSpec(_Spec):
     grouping: list[ColumnSpec] = []
     rules: list[RuleSpec] = []
     report: ReportSpec = ReportSpec()
+    comparators: list[ComparatorSpec] = []
+    nested_models: list[NestedModelSpec] = []
 
     def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Problems across fields, each with its path; empty when the spec holds together."""
@@ -228,6 +320,32 @@ class TaskSpec(_Spec):
                 found.append((("report", "subgroups"), f"{column!r} is not a categorical predictor"))
         found += _group_problems(self.report.groups, {p.name: p for p in self.predictors})
         found += _repeats("report.groups", [g.name for g in self.report.groups])
+        found += self._comparison_problems()
+        return found
+
+    def _comparison_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Comparators and nested models name predictors of the task (the grouping columns never predict)."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        kinds = {p.name: p.kind for p in self.predictors}
+        found += _repeats("comparators", [c.name for c in self.comparators])
+        for i, comparator in enumerate(self.comparators):
+            if comparator.name in RESERVED_COMPARATOR_NAMES:  # rows the comparison table already has
+                found.append((("comparators", i, "name"), f"{comparator.name!r} is reserved for the run's own models"))
+        for i, comparator in enumerate(self.comparators):
+            for name in comparator.predictors:
+                if name not in kinds:
+                    found.append((("comparators", i, "predictors"), f"{name!r} is not a predictor of the task"))
+        found += _repeats("nested_models", [n.name for n in self.nested_models])
+        for i, nested in enumerate(self.nested_models):
+            for name, spline in nested.term_columns():
+                if name not in kinds:
+                    found.append((("nested_models", i, "steps"), f"{name!r} is not a predictor of the task"))
+                elif spline and kinds[name] != "number":
+                    found.append((("nested_models", i, "steps"), f"spline({name}) needs a number predictor"))
+                elif name == nested.by:
+                    found.append((("nested_models", i, "steps"), f"{name!r} is the column the models split by"))
+            if nested.by is not None and kinds.get(nested.by) not in ("category", "boolean"):
+                found.append((("nested_models", i, "by"), f"{nested.by!r} is not a category or boolean predictor"))
         return found
 
 
@@ -279,6 +397,8 @@ class TaskCode:
     public_extract: Callable[[str], Any] | None = None  # task name -> PublicExtract
     # Task routes of the service the folder asks for beyond predict/explain (e.g. "stop_timing").
     routes: tuple[str, ...] = ()
+    # Rules of today's risk groups the spec's [[comparators]] name: frame -> one group label per row.
+    comparators: Mapping[str, Callable[[Frame], pd.Series]] = field(default_factory=dict)
 
 
 def folder_attribute(module: str) -> Callable[[str], Any]:
@@ -453,6 +573,10 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
     if spec.trained_by_default and code.generate_cohort is None:
         problems.append(_located(text, ("trained_by_default",), "needs a synthetic generator registered by the "
                                                                 "folder's TASK_CODE (generate_cohort)"))
+    for i, comparator in enumerate(spec.comparators):
+        if comparator.function:
+            _registered(text, ("comparators", i, "function"), comparator.function, code.comparators, "comparator",
+                        problems)
     check = None
     if spec.outcome.check:
         check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)

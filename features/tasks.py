@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,8 @@ class Task:
     spec: TaskSpec | None = None
     # Task routes of the service beyond predict/explain that the folder registers (e.g. "stop_timing").
     routes: tuple[str, ...] = ()
+    # The folder's registered comparator rules (the spec's [[comparators]] of kind "groups" name them).
+    comparators: Mapping[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
 
 
 # --- targets that follow from the spec alone: time column + event column holding cause codes 1..K ---------
@@ -168,6 +170,7 @@ def load_task(folder: Path) -> Task:
         outcome=spec.outcome.kind, cause_targets=code.cause_targets or cause_targets,
         endpoint_targets=code.endpoint_targets or endpoint_targets, post_relapse_target=code.post_relapse_target,
         public_extract=code.public_extract(name) if code.public_extract else None, spec=spec, routes=code.routes,
+        comparators=dict(code.comparators),
     )
 
 

@@ -77,7 +77,9 @@ def calibration_figure(predictions: dict[str, dict[int, np.ndarray]], target: En
                     label=f"{family}: loess (ICI {gap.mean():.3f}, E50 {np.median(gap):.3f})")
             points = decile_points(target, risk, h)
             ax.errorbar(points["predicted"], points["observed"],
-                        yerr=[points["observed"] - points["lower"], points["upper"] - points["observed"]],
+                        # clipped: an observed risk a rounding error above 1 must not make a bar negative
+                        yerr=np.clip([points["observed"] - points["lower"], points["upper"] - points["observed"]],
+                                     0, None),
                         fmt="o", color=colour, ms=4, capsize=2, lw=0.8)
             upper = max(upper, float(np.quantile(risk, 0.99)), float(points["upper"].max()))
         upper = min(1.0, upper * 1.1)

@@ -81,6 +81,7 @@ class ModelCardInputs:
     synthetic: bool
     unit_conversions: list[str] = field(default_factory=list)
     not_learned: list[dict[str, str]] = field(default_factory=list)  # dropped predictors and why
+    comparison: str = ""  # markdown of today's risk tools and nested models (training/comparators.py)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -149,6 +150,7 @@ def build_markdown(inputs: ModelCardInputs) -> str:
     out += _performance_section(inputs)
     out += _calibration_section(inputs)
     out += _usefulness_section(inputs)
+    out += [inputs.comparison] if inputs.comparison else []
     out += _subgroup_section(inputs)
     out += _gate_section(inputs)
     out += _limitations_section(inputs)

@@ -25,6 +25,7 @@ from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
 from risk_model.report_groups import with_development_counts
+from training.comparators import compare_with_comparators, comparison_markdown, log_comparison
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
@@ -289,6 +290,11 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                                   refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path)
             report_metrics = log_report(mlflow, report, scratch_path, family, family_runs, schema.main_horizon_months)
             mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
+            comparison = compare_with_comparators(task, development, held_out, held_out_targets, chosen, family,
+                                                  gates.bootstrap_draws, settings.seed, gates.thresholds,
+                                                  gates.bootstrap_min_centres, bundles)
+            if comparison is not None:  # today's risk tools and nested models the spec declares
+                mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task))
             say("promotion gate, model card and registration")
             decision = _gate(chosen, {**metrics, **report_metrics}, held_out, held_out_targets, settings,
                              cohort.digest, gates, bundles["cox_ph"])
@@ -306,7 +312,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                 metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
                 validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
                 decision_curves=report.usefulness, synthetic=not settings.data_path,
-                unit_conversions=cohort.unit_conversions, not_learned=not_learned)
+                unit_conversions=cohort.unit_conversions, not_learned=not_learned,
+                comparison=comparison_markdown(comparison) if comparison is not None else "")
             chosen.lineage["version"] = card_inputs.version
             chosen.model_card = build_model_card(card_inputs)
             bundle_dir = scratch_path / "bundle"

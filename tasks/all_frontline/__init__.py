@@ -9,6 +9,7 @@ import pandas as pd
 from features.mrd_rules import mrd_log_reduction, mrd_rules
 from features.task_spec import TaskCode, folder_attribute
 from tasks.all_frontline import rules
+from tasks.all_frontline.comparators import COMPARATORS
 
 
 def _cohort(n_patients: int, seed: int) -> pd.DataFrame:
@@ -26,6 +27,7 @@ TASK_CODE = TaskCode(
     },
     derived={"nci_risk_group": rules.nci_risk_group, "mrd_log_reduction": mrd_log_reduction},
     generate_cohort=_cohort,
+    comparators=COMPARATORS,
 )
 
 __getattr__ = folder_attribute(__name__)  # tasks.<task>.SCHEMA

@@ -361,3 +361,85 @@ def test_a_report_group_on_unknown_columns_or_categories_is_refused_with_its_pat
     both = GOOD_SPEC + GROUPS.replace("minimum = 65", 'minimum = 65\ncategories = ["x"]')
     with pytest.raises(TaskSpecError, match="either categories or a range"):
         load_spec(_folder(tmp_path, both, "both"))
+# --- comparators and nested models: today's tools and MRD kinetics, declared in the spec ----------------------
+
+COMPARISON = """
+[[comparators]]
+name = "risk_rule"
+title = "Risk-group rule"
+kind = "groups"
+function = "risk_rule_group"
+groups = ["standard", "high"]
+high_intensity = ["high"]
+
+[[comparators]]
+name = "age_index"
+title = "Age index, refitted"
+kind = "index"
+predictors = ["age_years"]
+high_intensity_share = 0.25
+
+[[nested_models]]
+name = "age_then_group"
+title = "Risk group beyond age"
+by = "risk_group"
+steps = [["age_years"], ["spline(age_years)"]]
+"""
+
+
+def test_comparators_and_nested_models_are_read_from_the_spec(tmp_path):
+    spec = load_spec(_folder(tmp_path, GOOD_SPEC + COMPARISON))
+    assert [c.name for c in spec.comparators] == ["risk_rule", "age_index"]
+    assert spec.comparators[1].high_intensity_share == 0.25
+    assert spec.nested_models[0].term_columns() == [("age_years", False), ("age_years", True)]
+
+
+CENTRE_PREDICTOR = 'predictors = ["age_years", "centre"]'
+
+
+def test_broken_comparators_and_nested_models_are_reported_with_their_lines(tmp_path):
+    broken = (GOOD_SPEC + COMPARISON
+              .replace('predictors = ["age_years"]', 'predictors = ["age_years", "centre"]')  # grouping never predicts
+              .replace('by = "risk_group"', 'by = "age_years"')  # not a category
+              .replace('["spline(age_years)"]', '["spline(risk_group)"]'))  # a spline of a category
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, broken))
+    problems = caught.value.problems
+    expected = [
+        f"line {_line(broken, CENTRE_PREDICTOR)}, comparators[1].predictors: 'centre' is "
+        "not a predictor",
+        f"line {_line(broken, 'steps = ')}, nested_models[0].steps: spline(risk_group) needs a number predictor",
+        f"line {_line(broken, 'by = ')}, nested_models[0].by: 'age_years' is not a category",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+
+
+def test_each_comparator_says_how_its_high_intensity_class_is_set(tmp_path):
+    broken = (GOOD_SPEC + COMPARISON.replace("high_intensity_share = 0.25", "")
+              .replace('high_intensity = ["high"]', 'high_intensity = ["standard", "high"]'))
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, broken))
+    assert caught.value.problems == [
+        f"line {_line(broken, '[[comparators]]')}, comparators[0]: high_intensity must be some, not all, of the groups",
+        f"line {_line(broken, '[[comparators]]', 1)}, comparators[1]: an 'index' comparator needs exactly one of "
+        "high_intensity_share and high_intensity_risk"]
+
+
+def test_a_comparator_may_not_take_the_name_of_the_runs_own_models(tmp_path):
+    broken = GOOD_SPEC + COMPARISON.replace('name = "age_index"', 'name = "xgboost_cox"')
+    with pytest.raises(TaskSpecError, match=r"comparators\[1\]\.name: 'xgboost_cox' is reserved"):
+        load_spec(_folder(tmp_path, broken))
+
+
+def test_a_nested_step_repeating_a_term_is_refused(tmp_path):
+    broken = GOOD_SPEC + COMPARISON.replace('["spline(age_years)"]', '["age_years"]')
+    with pytest.raises(TaskSpecError, match=r"nested_models\[0\]: a term is added more than once"):
+        load_spec(_folder(tmp_path, broken))
+
+
+def test_a_comparator_rule_the_folder_does_not_register_is_named_with_its_line(tmp_path):
+    text = GOOD_SPEC + COMPARISON
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'function = ')}, comparators\[0\]\.function: no "
+                                            "comparator 'risk_rule_group' is registered"):
+        load_task(_folder(tmp_path, text))
