@@ -400,8 +400,9 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
     for route in spec.routes:
         if route not in code.routes:
             known = ", ".join(code.routes) or "none"
-            problems.append(_located(text, ("routes", route), f"no route {route!r} is registered by the folder's "
-                                                              f"TASK_CODE (registered: {known})"))
+            # One dotted part: it is the header of its own table, `[routes.<route>]`, which line_of then finds.
+            problems.append(_located(text, (f"routes.{route}",), f"no route {route!r} is registered by the "
+                                                                 f"folder's TASK_CODE (registered: {known})"))
     check = None
     if spec.outcome.check:
         check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)
