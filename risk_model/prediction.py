@@ -56,7 +56,7 @@ def patient_warnings(bundle: ModelBundle, patients: list[dict[str, Any]], encode
     training patients, many imputed predictors): every route that answers with a probability gives these, so a
     patient never gets a number without the caution /predict would give it."""
     combination = combination_warnings(bundle.ood_reference, bundle.ood_columns(encoded), patients)
-    return [[*out_of_distribution_warnings(bundle, patient), *(Warning_(**w) for w in warnings)]
+    return [[*out_of_distribution_warnings(bundle, patient), *warnings]
             for patient, warnings in zip(patients, combination, strict=True)]
 
 
