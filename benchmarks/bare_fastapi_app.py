@@ -1,9 +1,10 @@
 """The floor for `make bench`: one champion bundle behind a bare FastAPI app served by uvicorn.
 
 Same prediction path as the service's `/v1/<slug>/predict` (the task's request model, `prepare_patients`, then
-`predict_patients`), but no BentoML, no auth, no audit, no middleware and no response model: the answer goes out
-as a plain `JSONResponse`. `?contributions=false` leaves the contributions out (the service's `/predict` always
-computes them). Run: `python -m benchmarks.bare_fastapi_app --task cml_tfr --port 3001`.
+`predict_patients`), but no BentoML, no auth, no audit, no middleware and no response model: the typed answer
+goes out serialised by pydantic, as the service sends it. `?contributions=false` leaves the contributions out
+(the service's `/predict` always computes them).
+Run: `python -m benchmarks.bare_fastapi_app --task cml_tfr --port 3001`.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request model itself, not a string.
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from features.tasks import get_task
 from risk_model.bundle import ModelBundle
@@ -41,7 +42,7 @@ def create_app(bundle: ModelBundle, task: str) -> FastAPI:
         explain = patient.explain
         options = (explain.endpoint, explain.horizon_months) if explain else (None, None)
         [answer] = predict_patients(bundle, [predictors], explain=[options], with_contributions=contributions)
-        return JSONResponse(answer)
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
 

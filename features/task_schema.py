@@ -86,6 +86,10 @@ class TaskSchema:
     endpoint_descriptions: dict[str, str] = field(default_factory=dict)
     # Codes the event column may hold besides 0 (censored): 1 for an event flag, K for K competing causes.
     event_codes: int = 1
+    # The wording every surface uses, from the spec: endpoint -> (plot title, answer phrase), and the intended use
+    # and users and limits (who uses it, what it must not be used for). Carried by the bundle (to_json).
+    endpoint_wording: dict[str, tuple[str, str]] = field(default_factory=dict)
+    use: tuple[str, str] | None = None
 
     def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every derived predictor it lacks computed by its one function."""
@@ -134,6 +138,10 @@ class TaskSchema:
             "endpoints": dict(self.endpoint_names),
             "predictors": [_predictor_json(p) for p in self.predictors],
             "grouping": [_predictor_json(g) for g in self.grouping],
+            "title": self.title,
+            "endpoint_wording": {name: {"title": title, "phrase": phrase}
+                                 for name, (title, phrase) in self.endpoint_wording.items()},
+            "use": {"intended_use": self.use[0], "users_and_limits": self.use[1]} if self.use else None,
         }
 
 
@@ -141,6 +149,7 @@ def _predictor_json(p: Predictor) -> dict[str, Any]:
     return {
         "name": p.name,
         "kind": p.kind,
+        "label": short_label(p.description),
         "description": p.description,
         "unit": p.unit,
         "minimum": p.minimum,
@@ -149,6 +158,17 @@ def _predictor_json(p: Predictor) -> dict[str, Any]:
         "required": p.required,
         "example": p.example,
     }
+
+
+def short_label(description: str) -> str:
+    """A form label from a predictor's description: its first clause ("Sokal risk group at diagnosis";
+    "BCR-ABL1 halving time in the first 3 months of TKI therapy" without its "(optional)")."""
+    text = description.strip().removesuffix(".")
+    for stop, shortest in ((": ", 4), (" (", 12), ("; ", 12)):
+        at = text.find(stop)
+        if at >= shortest:
+            text = text[:at]
+    return text
 
 
 def unit_variant(name: str, unit: str, suffix: str) -> str:

@@ -276,6 +276,8 @@ class TaskSpec(_Spec):
     report: ReportSpec = ReportSpec()
     comparators: list[ComparatorSpec] = []
     nested_models: list[NestedModelSpec] = []
+    # Settings of the task routes the folder registers, by route (e.g. [routes.stop_timing]); the route checks them.
+    routes: dict[str, dict[str, Any]] = {}
 
     def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Problems across fields, each with its path; empty when the spec holds together."""
@@ -577,6 +579,12 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         if comparator.function:
             _registered(text, ("comparators", i, "function"), comparator.function, code.comparators, "comparator",
                         problems)
+    for route in spec.routes:
+        if route not in code.routes:
+            known = ", ".join(code.routes) or "none"
+            # One dotted part: it is the header of its own table, `[routes.<route>]`, which line_of then finds.
+            problems.append(_located(text, (f"routes.{route}",), f"no route {route!r} is registered by the "
+                                                                 f"folder's TASK_CODE (registered: {known})"))
     check = None
     if spec.outcome.check:
         check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)
@@ -592,6 +600,8 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         cross_field_rules=tuple(rules),
         endpoint_names={e.name: e.kind for e in spec.endpoints},
         endpoint_descriptions={e.name: e.description for e in spec.endpoints},
+        endpoint_wording={e.name: (e.plot_title, e.answer_phrase) for e in spec.endpoints},
+        use=(spec.use.intended_use, spec.use.users_and_limits),
         extra_outcome_columns=tuple(_predictor(c) for c in spec.outcome.columns),
         outcome_check=check, derived_predictors=tuple(derived),
         time_unit_suffixes=tuple(spec.outcome.time_unit_suffixes),

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from risk_model.answers import Warning_
+
 DISTANCE_QUANTILE = 0.99
 MIN_IMPUTED_PREDICTORS = 3
 IMPUTED_TRAINING_SHARE = 0.05
@@ -163,7 +165,7 @@ def _missing(value: Any) -> bool:
 
 
 def combination_warnings(reference: dict[str, Any], patients_table: pd.DataFrame | np.ndarray,
-                         patients: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+                         patients: list[dict[str, Any]]) -> list[list[Warning_]]:
     """`far_from_training_data` and `many_imputed_predictors` for each patient: `patients_table` is their frame,
     or their matrix in the reference's columns already (serving: `ModelBundle.ood_columns`)."""
     if not reference:
@@ -177,14 +179,15 @@ def combination_warnings(reference: dict[str, Any], patients_table: pd.DataFrame
     for distance, patient in zip(far, patients, strict=True):
         warnings = []
         if distance > threshold:
-            warnings.append({"code": "far_from_training_data", "field": None,
-                             "message": f"this combination of values lies far from the training patients "
-                                        f"(distance {distance:.1f}; {quantile:g} % of training patients lie within "
-                                        f"{threshold:.1f}); the estimate extrapolates"})
+            warnings.append(Warning_(code="far_from_training_data", field=None,
+                                     message=f"this combination of values lies far from the training patients "
+                                             f"(distance {distance:.1f}; {quantile:g} % of training patients lie "
+                                             f"within {threshold:.1f}); the estimate extrapolates"))
         imputed = imputed_predictors(reference, patient)
         if len(imputed) >= reference["min_imputed_predictors"]:
-            warnings.append({"code": "many_imputed_predictors", "field": None,
-                             "message": f"{len(imputed)} predictors that most training patients had were not given "
-                                        f"({', '.join(imputed)}); the estimate stands in typical values for them"})
+            warnings.append(Warning_(code="many_imputed_predictors", field=None,
+                                     message=f"{len(imputed)} predictors that most training patients had were not "
+                                             f"given ({', '.join(imputed)}); the estimate stands in typical values "
+                                             "for them"))
         result.append(warnings)
     return result

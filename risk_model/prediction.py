@@ -1,5 +1,6 @@
 """A patient's answer in the shape every task shares (clarifications §6), computed from a bundle; many patients
-in one pass with `predict_patients`."""
+in one pass with `predict_patients`. Answers are the typed models of `risk_model.answers`, the ones the service
+sends and its OpenAPI document shows."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ from typing import Any
 
 import numpy as np
 
+from risk_model.answers import (
+    Contribution,
+    Contributions,
+    Curve,
+    Endpoint,
+    ExplainedContribution,
+    ExplanationAnswer,
+    ExplanationBackground,
+    HorizonEstimate,
+    ModelIdentity,
+    PredictionAnswer,
+    RiskGroup,
+    Warning_,
+)
 from risk_model.bundle import CURVE_MONTHS, RISK_GROUP_LABELS, ModelBundle
 from risk_model.intervals import interval_method, intervals_from_replicates
 from risk_model.ood import combination_warnings
 from risk_model.report_groups import small_subgroup_warnings
+from risk_model.wording import answer_phrase
 
 RARE_CATEGORY_SHARE = 0.01
 
 
-def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -> list[dict[str, Any]]:
+def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -> list[Warning_]:
     """Warn when a value lies outside what the model was trained on (never an error: the value is valid)."""
     warnings = []
     summary = bundle.training_summary
@@ -24,19 +40,19 @@ def out_of_distribution_warnings(bundle: ModelBundle, patient: dict[str, Any]) -
         if value is None or info is None:
             continue
         if info["kind"] == "number" and not (info["min"] <= float(value) <= info["max"]):
-            warnings.append({"code": "outside_training_range", "field": name,
-                             "message": f"{value} lies outside the training range "
-                                        f"[{info['min']:g}, {info['max']:g}]; the estimate extrapolates"})
+            warnings.append(Warning_(code="outside_training_range", field=name,
+                                     message=f"{value} lies outside the training range "
+                                             f"[{info['min']:g}, {info['max']:g}]; the estimate extrapolates"))
         elif info["kind"] == "category" and info["shares"].get(str(value), 0.0) < RARE_CATEGORY_SHARE:
             share = info["shares"].get(str(value), 0.0)
-            warnings.append({"code": "rare_category", "field": name,
-                             "message": f"{value!r} was {'absent' if share == 0 else 'rare'} in training "
-                                        f"({100 * share:.1f} % of patients); treat the estimate with caution"})
+            warnings.append(Warning_(code="rare_category", field=name,
+                                     message=f"{value!r} was {'absent' if share == 0 else 'rare'} in training "
+                                             f"({100 * share:.1f} % of patients); treat the estimate with caution"))
     return warnings
 
 
 def patient_warnings(bundle: ModelBundle, patients: list[dict[str, Any]], encoded: np.ndarray
-                     ) -> list[list[dict[str, Any]]]:
+                     ) -> list[list[Warning_]]:
     """Each patient's warnings about its own values (outside the training range, rare category, far from the
     training patients, many imputed predictors, a report subgroup with few development patients): every route
     that answers with a probability gives these, so a
@@ -48,27 +64,36 @@ def patient_warnings(bundle: ModelBundle, patients: list[dict[str, Any]], encode
 
 
 def beyond_follow_up_warnings(bundle: ModelBundle, months: Any, what: str = "so no estimate is given there"
-                              ) -> list[dict[str, Any]]:
+                              ) -> list[Warning_]:
     """One `horizon_beyond_follow_up` warning per horizon past the training follow-up."""
-    return [{"code": "horizon_beyond_follow_up", "field": None,
-             "message": f"fewer than {bundle.min_at_risk} training patients were followed to {h:g} months, {what}"}
+    return [Warning_(code="horizon_beyond_follow_up", field=None,
+                     message=f"fewer than {bundle.min_at_risk} training patients were followed to {h:g} months, "
+                             f"{what}")
             for h in np.asarray(months, dtype=float) if h > bundle.last_reliable_month]
-def not_learned_warnings(bundle: ModelBundle) -> list[dict[str, Any]]:
+
+
+def not_learned_warnings(bundle: ModelBundle) -> list[Warning_]:
     """One warning per predictor the model could not learn from, in every answer: the clinician may have sent
     it and must not believe it counted."""
-    return [{"code": "not_learned", "field": item["name"],
-             "message": f"this model could not learn from {item['name']} ({item['reason']}): it was dropped at "
-                        "training, so a value sent for it has no effect on the estimate"}
+    return [Warning_(code="not_learned", field=item["name"],
+                     message=f"this model could not learn from {item['name']} ({item['reason']}): it was dropped "
+                             "at training, so a value sent for it has no effect on the estimate")
             for item in getattr(bundle, "not_learned", None) or []]
 
 
-def risk_group(bundle: ModelBundle, risk: float) -> dict[str, Any]:
+def risk_group(bundle: ModelBundle, risk: float) -> RiskGroup:
     label = RISK_GROUP_LABELS[int(np.searchsorted(bundle.risk_cut_points, risk, side="right"))]
-    return {"label": label, "horizon_months": bundle.main_horizon_months, "cut_points": bundle.risk_cut_points}
+    return RiskGroup(label=label, horizon_months=bundle.main_horizon_months, cut_points=bundle.risk_cut_points)
+
+
+def answer_identity(bundle: ModelBundle, identity: dict[str, Any] | None = None) -> ModelIdentity:
+    """The identity the service gives (champion.json's version and run), else the bundle's own lineage."""
+    return ModelIdentity(**(identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
+                                         "run_id": bundle.lineage.get("run_id"), "family": bundle.family}))
 
 
 def _endpoint_answer(kind: str, at_horizons: np.ndarray, curve: np.ndarray, horizons: list[int],
-                     reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+                     reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> Endpoint:
     lower, upper = bounds if bounds is not None else (np.full(len(horizons), np.nan),) * 2
     # Probabilities lie in [0, 1]; clipping only removes floating-point excursions (e.g. 1 + 2e-16).
     at_horizons, curve, lower, upper = (np.clip(a, 0.0, 1.0) for a in (at_horizons, curve, lower, upper))
@@ -76,12 +101,12 @@ def _endpoint_answer(kind: str, at_horizons: np.ndarray, curve: np.ndarray, hori
     def value(month: int, number: float) -> float | None:
         return None if month > reliable_until or np.isnan(number) else float(number)
 
-    return {
-        "kind": kind,
-        "horizons": [{"months": int(m), "probability": value(m, p), "lower": value(m, lo), "upper": value(m, hi)}
-                     for m, p, lo, hi in zip(horizons, at_horizons, lower, upper, strict=True)],
-        "curve": {"months": CURVE_MONTHS.astype(int).tolist(), "probability": [float(p) for p in curve]},
-    }
+    return Endpoint(
+        kind=kind,
+        horizons=[HorizonEstimate(months=int(m), probability=value(m, p), lower=value(m, lo), upper=value(m, hi))
+                  for m, p, lo, hi in zip(horizons, at_horizons, lower, upper, strict=True)],
+        curve=Curve(months=CURVE_MONTHS.astype(int).tolist(), probability=curve.tolist()),
+    )
 
 
 def predict_patient(
@@ -91,7 +116,7 @@ def predict_patient(
     explain_endpoint: str | None = None,
     explain_horizon_months: float | None = None,
     model_identity: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PredictionAnswer:
     """Every endpoint at each horizon with monthly curves, risk group, contributions and warnings."""
     [answer] = predict_patients(bundle, [patient], explain=[(explain_endpoint, explain_horizon_months)],
                                 model_identity=model_identity)
@@ -105,7 +130,7 @@ def predict_patients(
     explain: list[tuple[str | None, float | None]] | None = None,
     with_contributions: bool = True,
     model_identity: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[PredictionAnswer]:
     """`predict_patient` for many patients in one pass of the model (the endpoint, the batch endpoint and
     `make score` all run this). `explain` gives each patient's (endpoint, horizon) to explain (None: the
     defaults); without contributions (`with_contributions=False`) each answer's `contributions` is None."""
@@ -124,8 +149,8 @@ def predict_patients(
     main_risk = (at_horizons[bundle.main_endpoint][:, bundle.horizons_months.index(bundle.main_horizon_months)]
                  if bundle.main_horizon_months in bundle.horizons_months
                  else bundle.event_probability(encoded, np.array([bundle.main_horizon_months]))[:, 0])
-    identity = model_identity or {"name": bundle.task, "version": bundle.lineage.get("version"),
-                                  "run_id": bundle.lineage.get("run_id"), "family": bundle.family}
+    identity = answer_identity(bundle, model_identity)
+    method = interval_method(bundle)
     answers = []
     for row in range(len(patients)):
         endpoints = {
@@ -134,15 +159,10 @@ def predict_patients(
                                    (intervals[name][0][row], intervals[name][1][row]) if intervals else None)
             for name, kind in bundle.endpoint_kinds.items()
         }
-        answers.append({
-            "task": bundle.task,
-            "model": identity,
-            "endpoints": endpoints,
-            "risk_group": risk_group(bundle, float(main_risk[row])),
-            "contributions": contributions[row],
-            "interval_method": interval_method(bundle),
-            "warnings": [*cautions[row], *beyond, *not_learned],
-        })
+        answers.append(PredictionAnswer(
+            task=bundle.task, model=identity, endpoints=endpoints,
+            risk_group=risk_group(bundle, float(main_risk[row])), contributions=contributions[row],
+            interval_method=method, warnings=[*cautions[row], *beyond, *not_learned]))
     return answers
 
 
@@ -162,23 +182,23 @@ def _probabilities_and_intervals(bundle: ModelBundle, encoded: np.ndarray, month
 
 
 def _contributions(bundle: ModelBundle, encoded: np.ndarray, patients: list[dict[str, Any]],
-                   explain: list[tuple[str | None, float | None]]) -> list[dict[str, Any]]:
+                   explain: list[tuple[str | None, float | None]]) -> list[Contributions]:
     """Each patient's contributions, computed together for the patients that ask for the same explanation."""
     groups: dict[tuple[str, float], list[int]] = {}
     for row, (endpoint, horizon) in enumerate(explain):
         key = (endpoint or bundle.main_endpoint, float(horizon or bundle.main_horizon_months))
         groups.setdefault(key, []).append(row)
     units = {p["name"]: p.get("unit") for p in bundle.schema["predictors"]}
-    result: list[dict[str, Any]] = [{}] * len(patients)
+    result: list[Contributions | None] = [None] * len(patients)
     for (endpoint, horizon), rows in groups.items():
         values, base_value = bundle.contributions(encoded[rows], horizon, endpoint)
         for position, row in enumerate(rows):
-            items = [{"feature": name, "value": _plain(patients[row].get(name)), "units": units.get(name),
-                      "percentage_points": float(100.0 * v)}
+            items = [Contribution(feature=name, value=_plain(patients[row].get(name)), units=units.get(name),
+                                  percentage_points=float(100.0 * v))
                      for name, v in zip(bundle.feature_names, values[position], strict=True)]
-            result[row] = {"endpoint": endpoint, "horizon_months": horizon, "base_value": base_value,
-                           "items": items}
-    return result
+            result[row] = Contributions(endpoint=endpoint, horizon_months=horizon, base_value=base_value,
+                                        items=items)
+    return result  # type: ignore[return-value]  # every row belongs to one group
 
 
 def _plain(value: Any) -> Any:
@@ -186,7 +206,8 @@ def _plain(value: Any) -> Any:
 
 
 def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str | None = None,
-                    horizon_months: float | None = None) -> dict[str, Any]:
+                    horizon_months: float | None = None, model_identity: dict[str, Any] | None = None
+                    ) -> ExplanationAnswer:
     """Every predictor's contribution to one endpoint's probability at one horizon, largest first, with its value,
     units and direction, the explained probability and the background it is measured against."""
     endpoint = endpoint or bundle.main_endpoint
@@ -194,25 +215,22 @@ def explain_patient(bundle: ModelBundle, patient: dict[str, Any], endpoint: str 
     encoded = bundle.encode([patient])
     [explained] = _contributions(bundle, encoded, [patient], [(endpoint, horizon)])
     probability = float(bundle.endpoint_probabilities(encoded, np.array([horizon]), only=endpoint)[endpoint][0, 0])
-    items = sorted(({**item, "direction": _direction(item["percentage_points"])} for item in explained["items"]),
-                   key=lambda item: -abs(item["percentage_points"]))
-    words = f"{ENDPOINT_WORDS.get(endpoint, endpoint)} by {horizon:g} months"
-    return {
-        "task": bundle.task, "endpoint": endpoint, "kind": bundle.endpoint_kinds[endpoint],
-        "horizon_months": horizon, "explained": f"probability of {words}", "probability": probability,
-        "base_value": explained["base_value"], "units": "percentage points of that probability",
-        "background": {"rows": len(bundle.background), "patients": int(sum(bundle.background_weights)),
-                       "description": BACKGROUND_DESCRIPTION},
-        "method": CONTRIBUTION_METHOD, "items": items,
-        "warnings": [*patient_warnings(bundle, [patient], encoded)[0],
-                     *beyond_follow_up_warnings(bundle, [horizon], "so the explained probability extrapolates"),
-                     *not_learned_warnings(bundle)],
-    }
+    items = sorted((ExplainedContribution(**item.model_dump(), direction=_direction(item.percentage_points))
+                    for item in explained.items), key=lambda item: -abs(item.percentage_points))
+    return ExplanationAnswer(
+        task=bundle.task, model=answer_identity(bundle, model_identity), endpoint=endpoint,
+        kind=bundle.endpoint_kinds[endpoint], horizon_months=horizon,
+        explained=f"probability of {answer_phrase(bundle.schema, endpoint)} by {horizon:g} months",
+        probability=probability, base_value=explained.base_value, units="percentage points of that probability",
+        background=ExplanationBackground(rows=len(bundle.background), patients=int(sum(bundle.background_weights)),
+                                         description=BACKGROUND_DESCRIPTION),
+        method=CONTRIBUTION_METHOD, items=items,
+        warnings=[*patient_warnings(bundle, [patient], encoded)[0],
+                  *beyond_follow_up_warnings(bundle, [horizon], "so the explained probability extrapolates"),
+                  *not_learned_warnings(bundle)],
+    )
 
 
-ENDPOINT_WORDS = {"relapse": "relapse", "relapse_free": "staying relapse-free", "nrm": "non-relapse death",
-                  "os": "being alive", "lfs": "being alive without relapse",
-                  "grfs": "being alive without relapse or significant GVHD"}
 BACKGROUND_DESCRIPTION = ("synthetic patients that reproduce the training cohort: every number a mean of at least "
                           "10 training patients, category shares, means and the mean predicted probability of the "
                           "training patients kept by the weights (each at least 10 patients); no patient's own row")

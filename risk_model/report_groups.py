@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from risk_model.answers import Warning_
+
 # Fewer development patients than this in a report subgroup: its estimates rest on few patients.
 SMALL_SUBGROUP_PATIENTS = 100
 
@@ -46,16 +48,16 @@ def with_development_counts(groups: list[dict[str, Any]], development: pd.DataFr
     return [{**group, "n_development": int(members(group, development).sum())} for group in groups]
 
 
-def small_subgroup_warnings(groups: list[dict[str, Any]], patient: dict[str, Any]) -> list[dict[str, Any]]:
+def small_subgroup_warnings(groups: list[dict[str, Any]], patient: dict[str, Any]) -> list[Warning_]:
     """One `small_subgroup` warning per report subgroup the patient is in that had few development patients."""
     return [
-        {
-            "code": "small_subgroup",
-            "field": group["conditions"][0]["column"],
-            "message": f"the model's development data held only {group['n_development']} patients in this "
+        Warning_(
+            code="small_subgroup",
+            field=group["conditions"][0]["column"],
+            message=f"the model's development data held only {group['n_development']} patients in this "
             f"patient's subgroup ({group['title']}; fewer than {SMALL_SUBGROUP_PATIENTS}): treat the "
             "estimate with caution",
-        }
+        )
         for group in groups
         if group.get("n_development", SMALL_SUBGROUP_PATIENTS) < SMALL_SUBGROUP_PATIENTS and belongs(group, patient)
     ]

@@ -15,29 +15,28 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, WithJsonSchema, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from features.task_schema import TaskSchema
 from features.tasks import TASKS
+from risk_model.answers import WARNING_CODES, ExplanationAnswer, PredictionAnswer, StopTimingAnswer
 from risk_model.prediction import explain_patient, predict_patients
-from risk_model.stop_timing import STATEMENT, stop_timing
+from risk_model.stop_timing import STATEMENT, StopTimingSettings, stop_timing
+from risk_model.wording import intended_use, model_labels
 from serving.answers import (
     MAX_BATCH_BODY_BYTES,
     MAX_BATCH_PATIENTS,
     MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS,
     MAX_BODY_BYTES,
     MAX_ECHOED_NAME_CHARS,
-    WARNING_CODES,
+    BatchItem,
     BatchResult,
     ErrorBody,
-    ExplanationAnswer,
     ModelInfo,
-    PredictionAnswer,
     ReloadReport,
-    StopTimingAnswer,
     error,
 )
 from serving.audit import AuditTrail
@@ -212,7 +211,7 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
     _add_operational_routes(app, champions)
     add_page(app)  # the risk-calculator page at / and its assets
     for task in TASKS.values():
-        _add_task_routes(app, champions, task.schema, task.routes)
+        _add_task_routes(app, champions, task.schema, task.routes, task.spec.routes if task.spec else {})
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the API-key scheme on every route that needs it."""
@@ -291,8 +290,8 @@ def _add_operational_routes(app: FastAPI, champions: ChampionRegistry) -> None:
         return {"worker_pid": os.getpid(), "tasks": reports}
 
 
-def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSchema, routes: tuple[str, ...] = ()
-                     ) -> None:
+def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSchema, routes: tuple[str, ...] = (),
+                     route_settings: dict[str, dict[str, Any]] | None = None) -> None:
     # One-patient routes are `async`: their work (about a millisecond of numpy) runs on the event loop instead of
     # hopping to a thread pool, which cost latency and, at 32 concurrent clients, ~50 MB of per-thread buffers.
     # The batch route stays a plain function (a thread) so a long batch does not hold up other requests.
@@ -360,15 +359,16 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
         answers = predict_patients(loaded.bundle, [v[1] for v in valid], explain=[v[2] for v in valid],
                                    with_contributions=batch.include_contributions, model_identity=loaded.identity)
         for (index, _, _), answer in zip(valid, answers, strict=True):
-            results[index] = {"index": index, "answer": answer, "error": None}
+            results[index] = BatchItem(index=index, answer=answer, error=None)
         service_metrics().count_answers(f"/v1/{slug}/predict-batch", answers)
         note(request, loaded, patients=len(results), patient_errors=len(results) - len(answers))
-        return _answer({"task": schema.task, "model": loaded.identity, "count": len(results),
-                        "succeeded": len(answers), "failed": len(results) - len(answers), "results": results})
+        return _answer(BatchResult(task=schema.task, model=loaded.identity, count=len(results),
+                                   succeeded=len(answers), failed=len(results) - len(answers), results=results))
 
     @app.get(f"/v1/{slug}/model", response_model=ModelInfo, tags=[schema.task], name=f"model_{schema.task}",
              responses=_responses(401, 503),
-             summary="identity, training date, lineage, horizons, validated metrics, warning thresholds and schema")
+             summary="identity, training date, lineage, horizons, validated metrics, warning thresholds, schema, "
+                     "intended use and the labels every surface shows")
     def model_info(request: Request) -> Any:
         loaded, failure = champion()
         if failure:
@@ -383,7 +383,8 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
                 "out_of_distribution": {key: reference.get(key) for key in (
                     "distance", "distance_threshold", "distance_quantile", "min_imputed_predictors",
                     "usually_observed_share")},
-                "warning_codes": WARNING_CODES, "schema": bundle.schema}
+                "warning_codes": WARNING_CODES, "schema": bundle.schema, "use": intended_use(bundle.schema),
+                "labels": model_labels(bundle.schema)}
 
     card_content = {"description": "the model card", "content": {
         "text/markdown": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}}
@@ -406,14 +407,14 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
 
     _add_explain_route(app, one_patient, request_model, schema)
     if "stop_timing" in routes:  # a task route its folder registers (tasks/<task>/__init__.py)
-        _add_stop_timing_route(app, one_patient, request_model, schema)
+        settings = StopTimingSettings.model_validate((route_settings or {}).get("stop_timing", {}))
+        _add_stop_timing_route(app, one_patient, request_model, schema, settings)
 
 
-def _answer(content: dict[str, Any]) -> Response:
-    """The answer as JSON without re-validating it against the response model: the prediction path builds it in
-    that shape (the OpenAPI document still shows the model; the fuzz test checks answers against it), and
-    re-validating 61-point curves of every endpoint cost more than the prediction itself."""
-    return JSONResponse(content)
+def _answer(answer: BaseModel) -> Response:
+    """The typed answer as JSON, serialised by pydantic itself: the prediction path built it as the response
+    model, so FastAPI's second validation (which cost more than the prediction for 61-point curves) is skipped."""
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _unknown_query(request: Request, allowed: set[str] | frozenset[str]) -> Response | None:
@@ -453,35 +454,43 @@ def _add_explain_route(app: FastAPI, one_patient: Any, request_model: type[BaseM
         if failure:
             return failure
         endpoint, horizon = _explain_options(patient)
-        explanation = {**explain_patient(loaded.bundle, predictors, endpoint, horizon), "model": loaded.identity}
+        explanation = explain_patient(loaded.bundle, predictors, endpoint, horizon, model_identity=loaded.identity)
         service_metrics().count_answers(f"/v1/{slug}/explain", [explanation])
         if _wants_png(request):
             from serving.waterfall import waterfall_png
 
             # The chart prints the warnings too; the header gives their codes (never values) to a program.
-            codes = ",".join(dict.fromkeys(w["code"] for w in explanation["warnings"]))
-            return Response(waterfall_png(explanation), media_type="image/png", headers={"X-Warning-Codes": codes})
+            codes = ",".join(dict.fromkeys(w.code for w in explanation.warnings))
+            return Response(waterfall_png(explanation.model_dump(mode="json")), media_type="image/png",
+                            headers={"X-Warning-Codes": codes})
         return _answer(explanation)
 
 
-def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], schema: TaskSchema
-                           ) -> None:
-    """Relapse risk if the TKI is stopped now or after 6, 12 or 24 more months of deep response (a CML route)."""
+def _add_stop_timing_route(app: FastAPI, one_patient: Any, request_model: type[BaseModel], schema: TaskSchema,
+                           settings: StopTimingSettings) -> None:
+    """Relapse risk if the TKI is stopped now or after more months of deep response, each later stop paired with
+    stopping now; the delays, horizons and margin come from the task spec's `[routes.stop_timing]`."""
     slug = schema.task.replace("_", "-")
+    later = ", ".join(str(d) for d in settings.delays_months[1:])
+    horizons = " and ".join(str(h) for h in settings.risk_horizons_months)
 
     @app.post(f"/v1/{slug}/stop-timing", tags=[schema.task], name=f"stop_timing_{schema.task}",
               response_model=StopTimingAnswer, responses=_responses(401, 413, 422, 503),
-              summary="projected relapse risk 12 and 24 months after stopping now or after 6, 12, 24 more months",
+              summary=f"projected relapse risk {horizons} months after stopping now or after {later} more months",
               description=f"The patient as for /predict, still on TKI and in deep molecular response (durations "
-                          f"and age as of today). `warnings` are those /predict gives this patient; each option "
-                          f"carries its projected patient's own. An option whose projection leaves the schema's "
-                          f"ranges is not offered (`offered: false`, a `projection_outside_schema_range` warning). "
-                          f"{STATEMENT}")
+                          f"and age as of today). Each option gives its risk with a 95 % interval and its "
+                          f"difference from stopping now, paired within each bootstrap replicate (percentile "
+                          f"interval). A later stop is called better only when the paired interval at "
+                          f"{settings.decision_horizon_months} months lies below zero and the reduction exceeds "
+                          f"{settings.margin_percentage_points:g} percentage points. `warnings` are those /predict "
+                          f"gives this patient; each option carries its projected patient's own. An option whose "
+                          f"projection leaves the schema's ranges is not offered (`offered: false`, a "
+                          f"`projection_outside_schema_range` warning). {STATEMENT}")
     async def stop_timing_route(patient: request_model, request: Request) -> Any:  # type: ignore[valid-type]
         loaded, predictors, failure = one_patient(patient, request)
         if failure:
             return failure
-        answer = {**stop_timing(loaded.bundle, predictors), "model": loaded.identity}
+        answer = stop_timing(loaded.bundle, predictors, settings, model_identity=loaded.identity)
         service_metrics().count_answers(f"/v1/{slug}/stop-timing", [answer])
         return _answer(answer)
 

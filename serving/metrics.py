@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
+
+from risk_model.answers import ExplanationAnswer, PredictionAnswer, StopTimingAnswer
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -54,14 +57,15 @@ class ServiceMetrics:
             gauge = self._in_progress[route] = self.requests_in_progress.labels(route=route)
         return gauge
 
-    def count_answers(self, route: str, answers: list[dict[str, Any]]) -> None:
+    def count_answers(self, route: str, answers: Sequence[PredictionAnswer | ExplanationAnswer | StopTimingAnswer]
+                      ) -> None:
         """One prediction per patient answered (a stop-timing answer with its four options is one patient) and
         the warnings that answer gave about the patient."""
         for answer in answers:
-            task, version = answer["task"], str(answer["model"]["version"])
+            task, version = answer.task, str(answer.model.version)
             self.predictions.labels(task=task, model_version=version, route=route).inc()
-            for warning in answer["warnings"]:
-                self.warnings.labels(task=task, model_version=version, code=warning["code"]).inc()
+            for warning in answer.warnings:
+                self.warnings.labels(task=task, model_version=version, code=warning.code).inc()
 
     def count_reloads(self, reports: list[dict[str, Any]]) -> None:
         for report in reports:

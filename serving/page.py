@@ -1,8 +1,10 @@
 """The risk-calculator page at `GET /`: one HTML file, a script and a style sheet shipped in `serving/static/`.
 
 No build step, no CDN, no external request: the page reads the OpenAPI document (open) to find the tasks and their
-request models, then `/v1/<task>/model` and `/v1/<task>/model-card` with the API key the clinician enters (kept in
-sessionStorage), and draws the curves and the contributions' waterfall as inline SVG.
+request models, then `/v1/<task>/model` with the API key the clinician enters (kept in sessionStorage): its `use`
+and `labels` fields give the intended use and every word the page shows about the task (endpoint titles and
+phrases, predictor labels and units), from the task spec. It draws the curves and the contributions' waterfall as
+inline SVG.
 
 BentoML adds its own index page at `/` (with a Google Tag Manager snippet) to the server's router. `AppFirst`
 (serving/middleware.py), which the service adds with `add_asgi_middleware`, hands every request but BentoML's probes

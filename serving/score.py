@@ -28,6 +28,7 @@ from features.predictor_variation import with_optional
 from features.registry_file import PSEUDO_ID_COLUMN, convert_units, read_table, unknown_column_problems
 from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import TASKS
+from risk_model.answers import PredictionAnswer
 from risk_model.prediction import predict_patients
 from serving.champions import ChampionRegistry
 
@@ -68,19 +69,19 @@ def patient_values(row: dict[str, Any], schema: TaskSchema) -> dict[str, Any]:
     return values
 
 
-def flatten(answer: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"model_name": answer["model"]["name"], "model_version": answer["model"]["version"],
-                           "model_run_id": answer["model"]["run_id"]}
-    for name, endpoint in answer["endpoints"].items():
-        for h in endpoint["horizons"]:
-            column = f"{name}_{h['months']}m"
-            row[column], row[f"{column}_lower"], row[f"{column}_upper"] = h["probability"], h["lower"], h["upper"]
-    row["risk_group"] = answer["risk_group"]["label"]
-    row["warning_codes"] = ";".join(w["code"] for w in answer["warnings"])
-    row["warnings"] = "; ".join(w["message"] for w in answer["warnings"])
-    if answer["contributions"] is not None:
-        row["pp_base_value"] = 100.0 * answer["contributions"]["base_value"]
-        row.update({f"pp_{i['feature']}": i["percentage_points"] for i in answer["contributions"]["items"]})
+def flatten(answer: PredictionAnswer) -> dict[str, Any]:
+    row: dict[str, Any] = {"model_name": answer.model.name, "model_version": answer.model.version,
+                           "model_run_id": answer.model.run_id}
+    for name, endpoint in answer.endpoints.items():
+        for h in endpoint.horizons:
+            column = f"{name}_{h.months}m"
+            row[column], row[f"{column}_lower"], row[f"{column}_upper"] = h.probability, h.lower, h.upper
+    row["risk_group"] = answer.risk_group.label
+    row["warning_codes"] = ";".join(w.code for w in answer.warnings)
+    row["warnings"] = "; ".join(w.message for w in answer.warnings)
+    if answer.contributions is not None:
+        row["pp_base_value"] = 100.0 * answer.contributions.base_value
+        row.update({f"pp_{i.feature}": i.percentage_points for i in answer.contributions.items})
     return row
 
 

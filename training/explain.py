@@ -16,6 +16,7 @@ from scipy.optimize import lsq_linear
 from features.task_schema import CrossFieldRule, Predictor, TaskSchema
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
+from risk_model.wording import endpoint_title
 
 MAX_BACKGROUND_ROWS = 50
 MIN_CLUSTER_SIZE = 10  # fewest training patients a background row, and each of its numbers, may stand for
@@ -410,26 +411,12 @@ MAX_EXPLAINED_PATIENTS = 200  # contributions are computed once per (endpoint, h
 EXPLANATION_SEED = 0
 LEADING_PREDICTORS = 3  # dependence plots for this many predictors, by mean |contribution|
 POINTS = "percentage points of probability"
-ENDPOINT_WORDS = {
-    "relapse": "Relapse incidence", "relapse_free": "Relapse-free survival", "nrm": "Non-relapse mortality",
-    "os": "Overall survival", "lfs": "Leukaemia-free survival", "grfs": "GVHD-free, relapse-free survival",
-    "relapse_or_death": "Incidence of relapse or death", "relapse_free_survival": "Relapse-free survival",
-    "death_from_relapse": "Incidence of death from relapse",
-    "death_from_other_causes": "Incidence of death from other causes",
-}
 
 
-def endpoint_words(endpoint: str, kind: str) -> str:
-    """The endpoint in clinical words, e.g. "Relapse incidence", "Overall survival"."""
-    if endpoint in ENDPOINT_WORDS:
-        return ENDPOINT_WORDS[endpoint]
-    words = endpoint.replace("_", " ")
-    return f"Incidence of {words}" if kind == "incidence" else f"{words.capitalize()} (probability event-free)"
-
-
-def explanation_title(endpoint: str, kind: str, horizon: float, what: str) -> str:
-    """E.g. "Overall survival at 12 months: mean |contribution| per predictor" and the units on a second line."""
-    return f"{endpoint_words(endpoint, kind)} at {horizon:g} months: {what}\n(contributions in {POINTS})"
+def explanation_title(words: str, horizon: float, what: str) -> str:
+    """E.g. "Overall survival at 12 months: mean |contribution| per predictor" and the units on a second line;
+    `words` is the endpoint's title from the task spec, as the bundle carries it."""
+    return f"{words} at {horizon:g} months: {what}\n(contributions in {POINTS})"
 
 
 def explained_horizons(bundle: ModelBundle) -> list[int]:
@@ -456,6 +443,7 @@ class Explained:
     patients: pd.DataFrame
     predictors: list[dict[str, Any]]
     family: str
+    words: str  # the endpoint's title in the task spec, e.g. "Relapse incidence"
 
     @property
     def names(self) -> list[str]:
@@ -467,7 +455,7 @@ class Explained:
         return self.base + self.points.sum(axis=1)
 
     def title(self, what: str) -> str:
-        return explanation_title(self.endpoint, self.kind, self.horizon, what)
+        return explanation_title(self.words, self.horizon, what)
 
     def table(self) -> pd.DataFrame:
         """Mean |contribution| per predictor, largest first (rank 1), in percentage points."""
@@ -491,7 +479,7 @@ def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path) ->
         for horizon in explained_horizons(bundle):
             values, base = bundle.contributions(patients, horizon, endpoint)
             explained = Explained(endpoint, kind, horizon, 100 * values, 100 * base, patients,
-                                  bundle.schema["predictors"], bundle.family)
+                                  bundle.schema["predictors"], bundle.family, endpoint_title(bundle.schema, endpoint))
             tables.append(explained.table())
             written += _plots_of(explained, tables[-1], Path(folder) / endpoint)
     if tables:
@@ -573,7 +561,7 @@ def _dependence(explained: Explained, name: str, path: Path) -> Path:
         dots = _numeric_dependence(ax, values, points, explained.predicted)
     else:
         dots = _category_dependence(ax, _category_labels(values, predictor), points, explained.predicted)
-    fig.colorbar(dots, ax=ax).set_label(f"{endpoint_words(explained.endpoint, explained.kind)} "
+    fig.colorbar(dots, ax=ax).set_label(f"{explained.words} "
                                         f"at {explained.horizon:g} months, predicted (%)")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel(_display_name(predictor))

@@ -2,23 +2,16 @@
 //
 // It reads the OpenAPI document (open) to find each task's predict route and request model, asks
 // /v1/<task>/model (with the API key kept in sessionStorage) which tasks have a model, builds the form from the
-// request model and the model's schema (labels, units, ranges), posts the patient to /v1/<task>/predict and shows
-// the answer: the risk at each horizon with its 95 % interval, the curves and the contributions' waterfall (both
-// as inline SVG), the warnings, and the model's identity and intended use. A 422 puts each reason next to its
-// field; a 401 asks for the key again.
+// request model and the model's labels (predictor labels and units, from the task spec), posts the patient to
+// /v1/<task>/predict and shows the answer: the risk at each horizon with its 95 % interval, the curves and the
+// contributions' waterfall (both as inline SVG), the warnings, and the model's identity and intended use. Every
+// word about a task (endpoint titles and phrases, intended use) comes from /v1/<task>/model, never from here.
+// A 422 puts each reason next to its field; a 401 asks for the key again.
 "use strict";
 
 (function () {
   const KEY_STORAGE = "relapse-risk-api-key";
   const SVG_NS = "http://www.w3.org/2000/svg"; // an XML namespace name, never fetched
-  const ENDPOINT_LABELS = {
-    relapse: "Relapse",
-    relapse_free: "Relapse-free",
-    nrm: "Non-relapse mortality",
-    os: "Overall survival",
-    lfs: "Leukaemia-free survival",
-    grfs: "GVHD-free, relapse-free survival",
-  };
   const KIND_LABELS = {
     incidence: "cumulative incidence (probability of the event by then)",
     survival: "probability of staying event-free",
@@ -65,8 +58,14 @@
     return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(6)));
   }
 
+  function endpointWords(name) {
+    const labels = (state.task && state.task.model.labels) || {};
+    const words = (labels.endpoints || {})[name] || {};
+    return { title: words.title || name.replace(/_/g, " "), phrase: words.phrase || name.replace(/_/g, " ") };
+  }
+
   function endpointLabel(name) {
-    return ENDPOINT_LABELS[name] || name.replace(/_/g, " ");
+    return endpointWords(name).title;
   }
 
   // --- the API key and calls --------------------------------------------------------------------------------
@@ -149,7 +148,8 @@
       if (!response.ok) continue; // no champion for this task (503)
       task.model = await response.json();
       state.tasks[task.task] = task;
-      select.append(el("option", { value: task.task }, task.task + " — " + task.title));
+      const title = (task.model.labels && task.model.labels.title) || task.title;
+      select.append(el("option", { value: task.task }, task.task + " — " + title));
     }
     $("key-panel").hidden = true;
     $("task-panel").hidden = false;
@@ -175,55 +175,24 @@
     buildForm(task);
     showResults(false);
     $("patient-form").hidden = false;
-    await loadIntendedUse(task);
+    showIntendedUse(task);
     setState("ready");
   }
 
-  // --- intended use (from the model card) -------------------------------------------------------------------
+  // --- intended use (from /v1/<task>/model: the task spec's words, carried by the bundle) ------------------
 
-  function intendedUse(markdown) {
-    const paragraphs = [];
-    let inside = false;
-    let current = [];
-    for (const line of markdown.split(/\r?\n/)) {
-      if (/^#{1,2}\s/.test(line)) {
-        if (inside) break;
-        inside = /^##\s+Intended use/i.test(line);
-        continue;
-      }
-      if (!inside) continue;
-      if (line.trim() === "") {
-        if (current.length) paragraphs.push(current.join(" "));
-        current = [];
-      } else {
-        current.push(line.trim());
-      }
-    }
-    if (current.length) paragraphs.push(current.join(" "));
-    return paragraphs.map((text) => text.replace(/\*\*|__|`/g, ""));
-  }
-
-  async function loadIntendedUse(task) {
+  function showIntendedUse(task) {
     const box = $("intended-use");
     box.replaceChildren();
     box.dataset.task = task.task;
-    let paragraphs = [];
-    try {
-      const response = await call("v1/" + task.slug + "/model-card");
-      if (response.status === 401) {
-        askForKey("The key was refused: enter it again.");
-        return;
-      }
-      if (response.ok) paragraphs = intendedUse(await response.text());
-    } catch (error) {
-      paragraphs = [];
-    }
-    if (!paragraphs.length) {
-      box.append(el("p", { class: "hint" }, "This model version has no model card: ask whoever trained it for its "
-        + "intended use before relying on it."));
+    const use = task.model.use;
+    if (!use) {
+      box.append(el("p", { class: "hint" }, "This model version does not state its intended use: ask whoever "
+        + "trained it before relying on it."));
       return;
     }
-    for (const text of paragraphs) box.append(el("p", {}, text));
+    box.append(el("p", { class: "use" }, use.intended_use));
+    box.append(el("p", { class: "limits" }, use.users_and_limits));
   }
 
   // --- the form ---------------------------------------------------------------------------------------------
@@ -234,24 +203,18 @@
     return Object.assign({}, branch, { description: property.description, title: property.title });
   }
 
-  function shortLabel(description) {
-    let text = description.trim().replace(/\.$/, "");
-    for (const [stop, shortest] of [[": ", 4], [" (", 12], ["; ", 12]]) {
-      const at = text.indexOf(stop);
-      if (at >= shortest) text = text.slice(0, at);
-    }
-    return text;
-  }
-
-  function fieldRow(name, property, predictor, required) {
+  // `words` is the field's entry in the model's labels ({label, description, unit}); `predictor` its schema entry
+  // (range); a field the model does not describe (none yet) falls back on the request model's own description.
+  function fieldRow(name, property, words, predictor, required) {
     const base = nonNull(property);
     const kind = base.enum ? "category" : base.type === "boolean" ? "boolean"
       : (base.type === "number" || base.type === "integer") ? "number" : "text";
     const id = "field-" + name;
-    const description = (predictor.description || (property.description || "").replace(/ \[.*$/, "")
+    const description = (words.description || (property.description || "").replace(/ \[.*$/, "")
       || property.title || name).trim().replace(/\.$/, "");
+    const shortText = words.label || description;
     const row = el("div", { class: "field", "data-field": name, "data-kind": kind });
-    const label = el("label", { for: id }, shortLabel(description));
+    const label = el("label", { for: id }, shortText);
     if (required) {
       label.append(" ");
       label.append(el("span", { class: "required-mark", title: "required" }, "*"));
@@ -272,19 +235,19 @@
     }
     if (required) control.setAttribute("aria-required", "true");
     const parts = [];
-    if (predictor.unit) parts.push("unit: " + predictor.unit);
+    if (words.unit) parts.push("unit: " + words.unit);
     const low = base.minimum !== undefined ? base.minimum : predictor.minimum;
     const high = base.maximum !== undefined ? base.maximum : predictor.maximum;
     if (kind === "number" && low !== undefined && low !== null && high !== undefined && high !== null) {
       parts.push("range " + plain(low) + " to " + plain(high));
     }
     parts.push(required ? "required" : "optional");
-    const meta = el("span", { class: "meta", id: id + "-meta", "data-unit": predictor.unit || "" }, parts.join(" · "));
+    const meta = el("span", { class: "meta", id: id + "-meta", "data-unit": words.unit || "" }, parts.join(" · "));
     const error = el("p", { class: "field-error", id: "error-" + name, "data-error-for": name, role: "alert" });
     const warning = el("p", { class: "field-warning", id: "warning-" + name, "data-warning-for": name });
     control.setAttribute("aria-describedby", meta.id + " " + error.id + " " + warning.id);
     row.append(label, control, error, warning, meta);
-    if (shortLabel(description) !== description) row.append(el("span", { class: "description" }, description));
+    if (shortText !== description) row.append(el("span", { class: "description" }, description));
     row.append(el("code", {}, name));
     return row;
   }
@@ -293,12 +256,13 @@
     const schema = task.model.schema || {};
     const predictors = {};
     for (const p of [...(schema.predictors || []), ...(schema.grouping || [])]) predictors[p.name] = p;
+    const words = (task.model.labels || {}).predictors || {};
     const required = new Set(task.request.required || []);
     const fields = $("fields");
     fields.replaceChildren();
     for (const [name, property] of Object.entries(task.request.properties || {})) {
       if (name === "explain") continue;
-      fields.append(fieldRow(name, property, predictors[name] || {}, required.has(name)));
+      fields.append(fieldRow(name, property, words[name] || {}, predictors[name] || {}, required.has(name)));
     }
     const explain = resolve(task.doc, nonNull((task.request.properties || {}).explain || {}));
     const endpoint = (explain.properties || {}).endpoint || {};
@@ -587,9 +551,9 @@
     }
     rows.push({ label: "this patient", kind: "total", start: 0, end: running });
     const endpoint = contributions.endpoint;
-    $("waterfall-caption").textContent = "Probability of " + endpointLabel(endpoint).toLowerCase() + " ("
-      + (KIND_LABELS[(endpoints[endpoint] || {}).kind] || "") + ") by " + plain(contributions.horizon_months)
-      + " months: from the average training patient (" + percent(contributions.base_value) + ") to this patient ("
+    $("waterfall-caption").textContent = endpointLabel(endpoint) + ": the probability of "
+      + endpointWords(endpoint).phrase + " by " + plain(contributions.horizon_months) + " months ("
+      + (KIND_LABELS[(endpoints[endpoint] || {}).kind] || "") + "), from the average training patient (" + percent(contributions.base_value) + ") to this patient ("
       + percent(running / 100) + "). Each bar is one predictor's contribution in percentage points (pp): red "
       + "is worse for the patient (it " + (survival ? "lowers" : "raises") + " the probability), blue is better.";
     let low = 0, high = 0;

@@ -32,7 +32,15 @@ def test_every_task_folder_is_discovered_in_the_old_order():
 def test_schema_built_from_the_spec_equals_the_old_python_schema(name):
     before, task = SNAPSHOT[name], TASKS[name]
     schema = task.schema
-    assert _plain(schema.to_json()) == before["to_json"]
+    # The bundle's schema now also carries the spec's wording (title, endpoint titles and phrases, intended use,
+    # predictor labels); everything the old schema said is unchanged.
+    document = _plain(schema.to_json())
+    for group in ("predictors", "grouping"):
+        document[group] = [{k: v for k, v in p.items() if k != "label"} for p in document[group]]
+    assert {key: document[key] for key in before["to_json"]} == before["to_json"]
+    assert document["endpoint_wording"] == {e.name: {"title": e.plot_title, "phrase": e.answer_phrase}
+                                            for e in task.spec.endpoints}
+    assert document["use"] == task.spec.use.model_dump()
     for group in ("predictors", "grouping", "extra_outcome_columns"):
         assert _plain([dataclasses.asdict(p) for p in getattr(schema, group)]) == before[group], group
     # int vs float matters where a value is printed (data dictionary, OpenAPI): 18 must stay 18, 58.0 stay 58.0
@@ -196,6 +204,13 @@ def test_a_rule_the_folder_does_not_register_is_named_with_its_line(tmp_path):
     text = GOOD_SPEC + '\n[[rules]]\ncode = "age_below_limit"\ncolumns = ["age_years"]\nmessage = "too old"\n'
     with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'age_below_limit')}, rules\[0\]\.code: no rule "
                                             "'age_below_limit' is registered"):
+        load_task(_folder(tmp_path, text))
+
+
+def test_settings_of_a_route_the_folder_does_not_register_are_refused_with_their_line(tmp_path):
+    text = GOOD_SPEC + "\n[routes.stop_timing]\nmargin_percentage_points = 5.0\n"
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, '[routes.stop_timing]')}, routes\.stop_timing: no "
+                                            "route 'stop_timing' is registered"):
         load_task(_folder(tmp_path, text))
 
 

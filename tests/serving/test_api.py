@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from features.tasks import TASKS
+from risk_model.answers import ExplanationAnswer, PredictionAnswer, StopTimingAnswer
+from serving.answers import BatchResult
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 
@@ -115,13 +118,51 @@ def test_model_route_reports_identity_and_metrics(client, served_models):
     assert body["data_digest"] and body["schema"]["task"] == "cml_tfr"
 
 
+def test_model_route_gives_the_intended_use_and_the_words_of_the_task_spec(served_models):
+    """The page reads these fields (no markdown parsing); they are the task spec's own words, carried by the bundle."""
+    client = TestClient(create_app(ChampionRegistry(served_models.models_dir, list(served_models.versions)),
+                                   {"local": KEY}))
+    for task in served_models.versions:
+        spec = TASKS[task].spec
+        body = client.get(f"/v1/{task.replace('_', '-')}/model", headers=HEADERS).json()
+        assert body["use"] == {"intended_use": spec.use.intended_use, "users_and_limits": spec.use.users_and_limits}
+        labels = body["labels"]
+        assert labels["title"] == spec.title
+        assert labels["endpoints"] == {e.name: {"kind": e.kind, "title": e.plot_title, "phrase": e.answer_phrase}
+                                       for e in spec.endpoints}
+        fields = [*spec.predictors, *spec.grouping]
+        assert list(labels["predictors"]) == [p.name for p in fields]
+        for p in fields:
+            shown = labels["predictors"][p.name]
+            assert shown["unit"] == p.unit and shown["description"] == p.description
+            assert shown["label"] and p.description.startswith(shown["label"])
+
+
+def test_every_answer_is_the_documented_model(client):
+    """The prediction path returns the typed answers the OpenAPI document shows, route by route."""
+    document = client.get("/openapi.json").json()
+    routes = {"predict": PredictionAnswer, "explain": ExplanationAnswer, "stop-timing": StopTimingAnswer,
+              "predict-batch": BatchResult}
+    for route, model in routes.items():
+        body = {"patients": [PATIENT]} if route == "predict-batch" else PATIENT
+        answer = client.post(f"/v1/cml-tfr/{route}", json=body, headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        responses = document["paths"][f"/v1/cml-tfr/{route}"]["post"]["responses"]["200"]
+        assert responses["content"]["application/json"]["schema"]["$ref"].endswith(f"/{model.__name__}")
+        model.model_validate_json(answer.text)  # raises when the answer strays from it
+
+
 def test_stop_timing_route_answers_with_the_projection_statement(client):
     body = client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 4.0, "dmr_years": 2.0},
                        headers=HEADERS)
     assert body.status_code == 200, body.text
     answer = body.json()
     assert [o["stop_after_months"] for o in answer["options"]] == [0, 6, 12, 24]
-    assert "not a causal estimate" in answer["statement"]
+    for caveat in ("not a causal estimate", "respond better (selection)", "losing the deep response while waiting "
+                   "is not modelled"):
+        assert caveat in answer["statement"]
+    assert answer["comparison"]["margin_percentage_points"] == 5.0
+    assert f"{answer['comparison']['margin_percentage_points']:g} percentage points" in answer["comparison"]["rule"]
     for option in answer["options"]:
         for estimate in option["relapse_risk"]:
             assert 0 <= estimate["lower"] <= estimate["probability"] <= estimate["upper"] <= 1

@@ -138,6 +138,7 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     [(predictors, problems)] = prepare_patients(schema, [patient])
     assert not problems
     [expected] = predict_patients(bundle, [predictors])
+    expected = expected.model_dump()
     assert answer["model"]["version"] == champion["version"]
     served, reference = _probabilities(answer), _probabilities(expected)
     assert served.keys() == reference.keys()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.answers import MAX_BATCH_PATIENTS, MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS, WARNING_CODES
+from risk_model.answers import WARNING_CODES
+from serving.answers import MAX_BATCH_PATIENTS, MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS
 from serving.api import create_app
 from serving.audit import AuditTrail, canonical_input
 from serving.champions import ChampionRegistry
@@ -219,16 +220,23 @@ def test_bundles_from_before_the_reference_still_load_and_serve(store, tmp_path)
     shutil.copytree(store / "cml_tfr" / pointer["path"], old / pointer["path"])
     spec = json.loads((old / pointer["path"] / "bundle.json").read_text())
     assert spec.pop("ood_reference") and spec.pop("trained_at")
+    # Nor the spec's wording and intended use (bundles carry them since the page stopped parsing the model card).
+    assert spec["schema"].pop("endpoint_wording") and spec["schema"].pop("use") and spec["schema"].pop("title")
+    for predictor in spec["schema"]["predictors"]:
+        predictor.pop("label")
     (old / pointer["path"] / "bundle.json").write_text(json.dumps(spec))
     (old / "champion.json").write_text(json.dumps(pointer))
     bundle = ModelBundle.load(old / pointer["path"])
     assert bundle.ood_reference == {} and bundle.trained_at is None
     unusual = {**PATIENT, "tki_years": 19.5, "dmr_years": 19.0, "age_at_stop_years": 21}
-    codes = [w["code"] for w in predict_patient(bundle, unusual)["warnings"]]
+    codes = [w.code for w in predict_patient(bundle, unusual).warnings]
     assert "far_from_training_data" not in codes and "outside_training_range" in codes
     app = TestClient(create_app(ChampionRegistry(tmp_path / "models", ["cml_tfr"]), {"ops": KEY}))
     info = app.get("/v1/cml-tfr/model", headers=HEADERS).json()
     assert info["trained_at"] is None and info["out_of_distribution"]["distance_threshold"] is None
+    assert info["use"] is None  # the page then says to ask whoever trained it
+    assert [e["title"] for e in info["labels"]["endpoints"].values()] == ["Relapse", "Relapse free"]
+    assert info["labels"]["predictors"]["sokal_risk"]["label"] == "Sokal risk group at diagnosis"
 
 
 # --- reload, readiness, metrics ------------------------------------------------------------------------------

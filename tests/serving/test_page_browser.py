@@ -1,6 +1,8 @@
 """The risk-calculator page in a real headless Chromium (Debian's, driven by playwright) against the real BentoML
-server (tests/serving/conftest.py): enter the key, fill a patient, read the shown risk and compare it with the API's
-answer for the same patient; send a bad value and read the service's reason beside the field. The screenshots are
+server (tests/serving/conftest.py) over the champions built in seconds (tests/served_models.py: the page reads the
+intended use and its words from /v1/<task>/model, so it needs no model card, which only a training run writes):
+enter the key, fill a patient, read the shown risk and compare it with the API's answer for the same patient; send
+a bad value and read the service's reason beside the field. The screenshots are
 kept in test-artifacts/ (git-ignored).
 
 There is no browser download here: the test uses /usr/bin/chromium (`.ci/run` installs it with apt-get) and fails,
@@ -40,13 +42,6 @@ def shown_interval(lower: float | None, upper: float | None) -> str:
 
 
 pytestmark = pytest.mark.slow  # a real server process and a browser
-
-
-@pytest.fixture(scope="module")
-def live_server(trained_live_server):
-    """The page shows the intended use from the model card, which only a training run writes: this module's server
-    serves the trained champions."""
-    return trained_live_server
 
 
 @pytest.fixture(scope="module")
@@ -179,17 +174,16 @@ def test_a_clinician_gets_the_api_answer_and_sees_errors_beside_the_field(page, 
     _, info, _ = live_server.call("/v1/cml-tfr/model", key=live_server.key)
     assert page.inner_text("#model-name") == info["model"]["name"]
     assert page.inner_text("#model-version") == info["model"]["version"]
-    with urllib.request.urlopen(urllib.request.Request(
-            live_server.base + "/v1/cml-tfr/model-card", headers={"Authorization": f"Bearer {live_server.key}"}),
-            timeout=10) as response:
-        markdown = response.read().decode()
-    statement = markdown.split("## Intended use and users", 1)[1].strip().split("\n\n", 1)[0]
-    assert statement.strip() in page.inner_text("#intended-use")
+    shown_use = page.inner_text("#intended-use")
+    assert info["use"]["intended_use"] in shown_use and info["use"]["users_and_limits"] in shown_use
     for predictor in info["schema"]["predictors"]:
         if predictor["kind"] == "number" and page.locator(f"#field-{predictor['name']}-meta").count():
             meta = page.inner_text(f"#field-{predictor['name']}-meta")
             assert predictor["unit"] in meta and " to " in meta, meta
             assert page.get_attribute(f"#field-{predictor['name']}", "max") is not None
+        if page.locator(f"#field-{predictor['name']}").count():
+            label = page.inner_text(f'.field[data-field="{predictor["name"]}"] label')
+            assert label.startswith(info["labels"]["predictors"][predictor["name"]]["label"]), label
     marked = page.eval_on_selector_all(".field .required-mark", "marks => marks.length")
     _, document, _ = live_server.call("/openapi.json", key=None)
     assert marked == len(document["components"]["schemas"]["CmlTfrPatient"]["required"])
@@ -203,6 +197,10 @@ def test_a_clinician_gets_the_api_answer_and_sees_errors_beside_the_field(page, 
     status, answer, _ = live_server.call("/v1/cml-tfr/predict", sent, key=live_server.key)
     assert status == 200
     assert_shown_answer(page, answer)
+    for name, words in info["labels"]["endpoints"].items():  # the task spec's words, not the page's own
+        assert page.inner_text(f'#risk-table tr[data-endpoint="{name}"] th').startswith(words["title"])
+    explained = info["labels"]["endpoints"][answer["contributions"]["endpoint"]]
+    assert f"the probability of {explained['phrase']} by" in page.inner_text("#waterfall-caption")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert_png(SCREENSHOT)

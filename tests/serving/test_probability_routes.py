@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from risk_model.answers import StopTimingAnswer
 from risk_model.stop_timing import ADVANCED_WITH_TIME
-from serving.answers import StopTimingAnswer
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from tests.serving.test_api import HEADERS, KEY, PATIENT
@@ -55,7 +55,7 @@ def test_stop_timing_warns_as_predict_does_and_offers_nothing_past_the_schema(cl
         refused = {w["field"] for w in option["warnings"] if w["code"] == "projection_outside_schema_range"}
         assert {"age_at_stop_years", "tki_years"} <= refused
         assert all("not offered" in w["message"] for w in option["warnings"])
-    assert answer["recommendation"]["earliest_near_best_stop_after_months"] == 0
+    assert answer["comparison"]["better_options"] == [] and not any(o["called_better"] for o in answer["options"])
 
 
 def test_each_option_carries_its_projected_patients_own_warnings_and_risk(client, champions):
@@ -132,7 +132,9 @@ def test_stop_timing_answer_is_documented(client):
     answer = document["paths"]["/v1/cml-tfr/stop-timing"]["post"]["responses"]["200"]
     assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/StopTimingAnswer")
     schemas = document["components"]["schemas"]
-    assert {"warnings", "options", "recommendation", "statement"} <= set(schemas["StopTimingAnswer"]["properties"])
-    assert {"offered", "warnings", "relapse_risk"} <= set(schemas["StopOption"]["properties"])
+    assert {"warnings", "options", "comparison", "statement"} <= set(schemas["StopTimingAnswer"]["properties"])
+    assert {"offered", "warnings", "relapse_risk", "difference_from_stopping_now", "called_better"} <= \
+        set(schemas["StopOption"]["properties"])
+    assert "margin_percentage_points" in schemas["StopComparison"]["properties"]
     assert "projection_outside_schema_range" in schemas["Warning_"]["properties"]["code"]["description"]
     assert set(ADVANCED_WITH_TIME) == set(schemas["ProjectedValues"]["properties"])

@@ -66,8 +66,8 @@ def test_a_combination_far_from_training_warns_though_each_value_is_in_range(ref
     near, far = distances(reference, frame)
     assert near < reference["distance_threshold"] < far
     warnings = combination_warnings(reference, frame, [typical, odd])
-    assert warnings[0] == [] and [w["code"] for w in warnings[1]] == ["far_from_training_data"]
-    assert "99 % of training patients" in warnings[1][0]["message"]
+    assert warnings[0] == [] and [w.code for w in warnings[1]] == ["far_from_training_data"]
+    assert "99 % of training patients" in warnings[1][0].message
 
 
 def test_many_imputed_predictors(reference):
@@ -81,7 +81,7 @@ def test_many_imputed_predictors(reference):
     assert combination_warnings(reference, pd.DataFrame([patient]), [patient]) == [[]]
     lowered = {**reference, "min_imputed_predictors": 3}
     [[warning]] = combination_warnings(lowered, pd.DataFrame([patient]), [patient])
-    assert warning["code"] == "many_imputed_predictors" and "marker_a, marker_b, marker_c" in warning["message"]
+    assert warning.code == "many_imputed_predictors" and "marker_a, marker_b, marker_c" in warning.message
 
 
 def test_rarely_missing_markers_keep_the_default_threshold():

@@ -97,6 +97,11 @@ def test_it_serves_every_declared_endpoint_coherently(client):
     assert explained.status_code == 200, explained.text
     answer = explained.json()
     assert answer["endpoint"] == "graft_failure"
+    # Its words are its spec's, carried by its bundle: in the answer and in what the page reads.
+    assert answer["explained"] == "probability of graft failure by 12 months"
+    labels = client.get("/v1/three-causes/model", headers=headers).json()["labels"]
+    assert labels["endpoints"]["graft_failure"] == {"kind": "incidence", "title": "Graft failure",
+                                                    "phrase": "graft failure"}
     assert sum(i["percentage_points"] for i in answer["items"]) == pytest.approx(
         100 * (answer["probability"] - answer["base_value"]), abs=1e-6)
 
