@@ -72,6 +72,21 @@ ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 	@$(PY) -m training.mlflow_store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
+# An MLflow tracking server for runs from several hosts (README "Past one machine"): runs and models in PostgreSQL,
+# artifacts proxied by the server into ARTIFACTS (a path on this host, or a shared one: NFS, s3://...). Clients set
+# MLFLOW_TRACKING_URI=http://<this host>:$(TRACKING_PORT). HOST=0.0.0.0 opens it; ALLOWED_HOSTS= names it for clients
+# beyond private addresses. The default store: database mlflow on this host's PostgreSQL over its socket.
+TRACKING_STORE ?= postgresql:///mlflow
+ARTIFACTS ?= $(CURDIR)/mlruns/server-artifacts
+TRACKING_PORT ?= 5000
+TRACKING_WORKERS ?= 2
+ALLOWED_HOSTS ?=
+.PHONY: tracking-server
+tracking-server: install ## MLflow tracking server on PostgreSQL for several hosts (TRACKING_STORE=, ARTIFACTS=, HOST=, TRACKING_PORT=, ALLOWED_HOSTS=)
+	@mkdir -p '$(ARTIFACTS)'
+	.venv/bin/mlflow server --backend-store-uri '$(TRACKING_STORE)' --serve-artifacts --artifacts-destination '$(ARTIFACTS)' \
+	  --host $(HOST) --port $(TRACKING_PORT) --workers $(TRACKING_WORKERS) $(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
+
 # One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
 TEST_WORKERS ?= auto
 # `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier

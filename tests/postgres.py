@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,12 @@ def start_postgres() -> LocalPostgres:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {detail}") from error
     return server
+
+
+def running_postgres() -> Iterator[LocalPostgres]:
+    """For a module fixture: `yield from running_postgres()`; the server is stopped and its folder removed after."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

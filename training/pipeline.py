@@ -339,9 +339,18 @@ def _experiment(mlflow: Any, settings: TrainSettings) -> str:
     if existing:
         mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
         return existing.experiment_id
-    location = (settings.artifact_root / settings.task).as_uri()
-    return mlflow.create_experiment(settings.task, artifact_location=location,
-                                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    # A tracking server chooses the location itself (proxied to its --artifacts-destination, which every host
+    # reaches through the server); a path here would exist on this host only.
+    served = settings.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else (settings.artifact_root / settings.task).as_uri()
+    try:
+        return mlflow.create_experiment(settings.task, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    except mlflow.exceptions.MlflowException:
+        existing = mlflow.get_experiment_by_name(settings.task)  # another host's trainer created it just now
+        if existing is None:
+            raise
+        return existing.experiment_id
 
 
 def _gate_interval(decision: PromotionDecision) -> tuple[float, float] | None:

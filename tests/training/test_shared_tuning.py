@@ -13,18 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import start_postgres
+from tests.postgres import running_postgres
 
 pytestmark = pytest.mark.slow
-
-PATIENTS, SEED, BUDGET = 600, 7, 8
 
 
 @pytest.fixture(scope="module")
 def postgres():
-    server = start_postgres()
-    yield server
-    server.stop()
+    yield from running_postgres()
+
+
+PATIENTS, SEED, BUDGET = 600, 7, 8
 
 
 @pytest.fixture(scope="module")
