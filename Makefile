@@ -87,6 +87,21 @@ tracking-server: install ## MLflow tracking server on PostgreSQL for several hos
 	.venv/bin/mlflow server --backend-store-uri '$(TRACKING_STORE)' --serve-artifacts --artifacts-destination '$(ARTIFACTS)' \
 	  --host $(HOST) --port $(TRACKING_PORT) --workers $(TRACKING_WORKERS) $(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
 
+# The boosted fits on a dask cluster (README "Past one machine"): a scheduler, workers started from a checkout of
+# this project on each host (they run its code), and DASK_SCHEDULER=tcp://<scheduler host>:$(DASK_PORT) for the
+# trainer. HOST= is the address this process listens on (other hosts must reach it). Unset: fits in this process.
+DASK_PORT ?= 8786
+DASK_THREADS ?= 1
+DASK_SCHEDULER ?=
+export DASK_SCHEDULER
+.PHONY: dask-scheduler dask-worker
+dask-scheduler: install ## a dask scheduler for the boosted fits of several hosts (HOST=, DASK_PORT=8786)
+	.venv/bin/dask scheduler --host $(HOST) --port $(DASK_PORT) --no-dashboard
+
+dask-worker: install ## a dask worker on this host joining DASK_SCHEDULER=tcp://host:8786 (HOST= its address, DASK_THREADS=)
+	@test -n "$(DASK_SCHEDULER)" || { echo "usage: make dask-worker DASK_SCHEDULER=tcp://<scheduler host>:$(DASK_PORT) [HOST=<this host's address>]" >&2; exit 2; }
+	.venv/bin/dask worker $(DASK_SCHEDULER) --host $(HOST) --nthreads $(DASK_THREADS) --nworkers 1
+
 # One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
 TEST_WORKERS ?= auto
 # `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier
