@@ -160,7 +160,6 @@ def _result(study: Any, shared: SharedStudy | None) -> TuningResult:
 
 HEARTBEAT_SECONDS = 30  # a running trial proves it is alive this often ...
 GRACE_SECONDS = 120  # ... and is marked FAIL when silent this long (its worker died), so nobody waits forever
-STORAGE_ENV, STUDY_ENV = "OPTUNA_STORAGE", "OPTUNA_STUDY"
 
 
 @dataclass(frozen=True)
@@ -199,8 +198,9 @@ def shared_study(storage: str | None, name: str | None, jobs: int = 1, seeded: b
 
 
 def open_storage(url: str, jobs: int = 1) -> Any:
-    """RDB storage whose connection pool fits this process: one connection per trial thread plus the heartbeat's.
-    The server must allow workers x (jobs + 1) connections (PostgreSQL: max_connections, 100 by default)."""
+    """RDB storage whose connection pool fits this process: one connection per trial thread plus the heartbeat's,
+    and as many again in overflow for bursts. PostgreSQL's max_connections (100 by default) must exceed the sum
+    over the workers (README "Past one machine")."""
     import optuna
     import sqlalchemy.exc
 
