@@ -27,7 +27,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install train validate task data-dictionary serve ui test test-fast test-browser lint format
+.PHONY: help install train validate task data-dictionary serve ui test test-fast test-browser test-postgres lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,9 +42,19 @@ help: ## list the targets
 
 install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
 
-train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=)
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=, STUDY=, STORAGE=)
 	@mkdir -p mlruns models data
-	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS))
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(STUDY_OPTIONS)
+
+# A shared Optuna study (README "Past one machine"): the trainer and any `make tune-worker` join it. Empty = in memory.
+STUDY ?=
+STORAGE ?=
+JOBS ?=
+STUDY_OPTIONS = $(if $(STUDY),--study '$(STUDY)') $(if $(STORAGE),--storage '$(STORAGE)')
+.PHONY: tune-worker
+tune-worker: install ## run tuning trials in a shared study from any host: STUDY=, STORAGE=postgresql://..., TASK= [DATA=, TRIALS=, JOBS=]
+	@mkdir -p data
+	$(PY) -m training.cli tune-worker $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(STUDY_OPTIONS)
 
 validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet [DROP=a,b SEP= DECIMAL= ENCODING=] (exit 0 = usable)
 	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP))
@@ -62,11 +72,41 @@ ui: install ## open the MLflow UI on http://127.0.0.1:5000 over the local store
 	@$(PY) -m training.mlflow_store
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
+# An MLflow tracking server for runs from several hosts (README "Past one machine"): runs and models in PostgreSQL,
+# artifacts proxied by the server into ARTIFACTS (a path on this host, or a shared one: NFS, s3://...). Clients set
+# MLFLOW_TRACKING_URI=http://<this host>:$(TRACKING_PORT). HOST=0.0.0.0 opens it; ALLOWED_HOSTS= names it for clients
+# beyond private addresses. The default store: database mlflow on this host's PostgreSQL over its socket.
+TRACKING_STORE ?= postgresql:///mlflow
+ARTIFACTS ?= $(CURDIR)/mlruns/server-artifacts
+TRACKING_PORT ?= 5000
+TRACKING_WORKERS ?= 2
+ALLOWED_HOSTS ?=
+.PHONY: tracking-server
+tracking-server: install ## MLflow tracking server on PostgreSQL for several hosts (TRACKING_STORE=, ARTIFACTS=, HOST=, TRACKING_PORT=, ALLOWED_HOSTS=)
+	@mkdir -p '$(ARTIFACTS)'
+	.venv/bin/mlflow server --backend-store-uri '$(TRACKING_STORE)' --serve-artifacts --artifacts-destination '$(ARTIFACTS)' \
+	  --host $(HOST) --port $(TRACKING_PORT) --workers $(TRACKING_WORKERS) $(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
+
+# The boosted fits on a dask cluster (README "Past one machine"): a scheduler, workers started from a checkout of
+# this project on each host (they run its code), and DASK_SCHEDULER=tcp://<scheduler host>:$(DASK_PORT) for the
+# trainer. HOST= is the address this process listens on (other hosts must reach it). Unset: fits in this process.
+DASK_PORT ?= 8786
+DASK_THREADS ?= 1
+DASK_SCHEDULER ?=
+export DASK_SCHEDULER
+.PHONY: dask-scheduler dask-worker
+dask-scheduler: install ## a dask scheduler for the boosted fits of several hosts (HOST=, DASK_PORT=8786)
+	.venv/bin/dask scheduler --host $(HOST) --port $(DASK_PORT) --no-dashboard
+
+dask-worker: install ## a dask worker on this host joining DASK_SCHEDULER=tcp://host:8786 (HOST= its address, DASK_THREADS=)
+	@test -n "$(DASK_SCHEDULER)" || { echo "usage: make dask-worker DASK_SCHEDULER=tcp://<scheduler host>:$(DASK_PORT) [HOST=<this host's address>]" >&2; exit 2; }
+	.venv/bin/dask worker $(DASK_SCHEDULER) --host $(HOST) --nthreads $(DASK_THREADS) --nworkers 1
+
 # One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
 TEST_WORKERS ?= auto
 # `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier
 # in one process, so that its session fixtures (the trained store, the real servers) are made once.
-test: install test-browser ## install what the tests need (the page test's browser included) and run both tiers
+test: install test-browser test-postgres ## install what the tests need (the page test's browser, PostgreSQL) and run both tiers
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 	$(PY) -m pytest -m slow
 
@@ -82,6 +122,17 @@ test-browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "The page test needs Debian's chromium. Run: sudo apt-get install -y chromium  then make test again." >&2; \
+	    exit 2; \
+	  fi; }
+
+# The scale-out tests start their own PostgreSQL (tests/postgres.py) from Debian's package: installed the same way.
+test-postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql for the scale-out tests (apt-get, about 30 s)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "The scale-out tests need PostgreSQL. Run: sudo apt-get install -y postgresql  then make test again." >&2; \
 	    exit 2; \
 	  fi; }
 

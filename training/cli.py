@@ -1,4 +1,4 @@
-"""Thin command line over the pipeline: `python -m training.cli train|validate|data-dictionary [--task ...]`."""
+"""Thin command line over the pipeline: `python -m training.cli train|validate|data-dictionary|tune-worker`."""
 
 from __future__ import annotations
 
@@ -96,7 +96,49 @@ def _drops(task_name: str, args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(named)
 
 
+def _study_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """A shared Optuna study from --storage/--study, else OPTUNA_STORAGE/OPTUNA_STUDY; both or neither."""
+    return {"optuna_storage": args.storage or os.environ.get("OPTUNA_STORAGE") or None,
+            "optuna_study": args.study or os.environ.get("OPTUNA_STUDY") or None}
+
+
+def _study_problem(args: argparse.Namespace) -> str | None:
+    from training.tune import shared_study
+
+    try:
+        shared_study(*_study_options(args).values())
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _tune_worker(args: argparse.Namespace) -> int:
+    from training.tune import StudyMismatchError, shared_study
+    from training.tune_worker import run_worker
+
+    options = _study_options(args)
+    if not (options["optuna_storage"] and options["optuna_study"]):
+        print("tune-worker needs a shared study: STUDY=<name> STORAGE=postgresql://user@host:5432/db "
+              "(or OPTUNA_STUDY / OPTUNA_STORAGE)", file=sys.stderr)
+        return 2
+    data, drops = _data_for(args.task, args.data), _drops(args.task, args)
+    if data is not None and check_file(args.task, data, _read_options(args), drops) is None:
+        return 2
+    shared = shared_study(*options.values(), jobs=args.jobs, seeded=False)
+    settings = TrainSettings(task=args.task, data_path=data, n_patients=args.patients, seed=args.seed,
+                             n_trials=args.trials, **_read_options(args), drop_predictors=drops, **options)
+    try:
+        run_worker(settings, shared)
+    except StudyMismatchError as error:
+        print(f"\n{error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
+    if problem := _study_problem(args):
+        print(problem, file=sys.stderr)
+        return 2
     if (args.data or args.drop_predictor) and not args.task:
         print(f"--data and --drop-predictor need --task (TASK=...): tasks are {_task_list()}", file=sys.stderr)
         return 2
@@ -118,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
         settings = TrainSettings(
             task=task, data_path=data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI), **_read_options(args),
-            drop_predictors=drops,
+            drop_predictors=drops, **_study_options(args),
         )
         print(f"=== training {task} ===", flush=True)
         try:
@@ -250,6 +292,12 @@ def _draft_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--storage", default=None, help="shared Optuna study: RDB storage URL, e.g. "
+                                                         "postgresql://user@host:5432/optuna (default: in memory)")
+    command.add_argument("--study", default=None, help="shared Optuna study name (one study per task and cause)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -262,7 +310,20 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
     _add_format_options(train)
     train.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
+    _add_study_options(train)
     train.set_defaults(handler=_train)
+    worker = commands.add_parser("tune-worker", help="join the task's shared Optuna studies and run tuning trials "
+                                                     "(the trainer's data, seed and options)")
+    worker.add_argument("--task", choices=sorted(TASKS), required=True)
+    worker.add_argument("--data", help="the trainer's registry file (default: the same synthetic cohort)")
+    worker.add_argument("--patients", type=int, default=None, help="synthetic cohort size (as the trainer's)")
+    worker.add_argument("--seed", type=int, default=42, help="the trainer's seed (the folds depend on it)")
+    worker.add_argument("--trials", type=int, default=30, help="the budget, if this worker creates the study")
+    worker.add_argument("--jobs", type=int, default=1, help="trial threads in this worker")
+    _add_format_options(worker)
+    worker.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
+    _add_study_options(worker)
+    worker.set_defaults(handler=_tune_worker)
     validate = commands.add_parser("validate", help="check a registry file against a task's schema, train nothing")
     validate.add_argument("--task", choices=sorted(TASKS), default=None)
     validate.add_argument("--data", help="registry file (.csv or .parquet); default for a real-data task: its "

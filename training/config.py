@@ -29,6 +29,9 @@ class TrainSettings:
     encoding: str | None = None
     # Predictors the model must not use (`--drop-predictor`, `DROP=`): e.g. one that is constant in the file.
     drop_predictors: tuple[str, ...] = ()
+    # A shared Optuna study (training/tune.py): RDB storage URL and study name; None = in memory, seeded.
+    optuna_storage: str | None = os.environ.get("OPTUNA_STORAGE") or None
+    optuna_study: str | None = os.environ.get("OPTUNA_STUDY") or None
 
     @property
     def artifact_root(self) -> Path:

@@ -10,6 +10,7 @@ together make the `ModelBundle`, so evaluation and serving share one prediction 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,12 +80,22 @@ class XGBoostCoxFamily:
     booster_: Any = None
     baseline_: BreslowBaseline | None = None
 
+    def _params(self, schema: TaskSchema) -> dict[str, Any]:
+        return {**XGB_FIXED_PARAMS, **self.params, "seed": self.seed,
+                "monotone_constraints": monotone_constraints(schema, self.preprocessor_)}
+
     def _train(self, matrix: np.ndarray, label: np.ndarray, schema: TaskSchema, rounds: int,
                valid: tuple[np.ndarray, np.ndarray] | None = None, early_stopping: int | None = None) -> Any:
         import xgboost as xgb
 
-        params = {**XGB_FIXED_PARAMS, **self.params, "seed": self.seed,
-                  "monotone_constraints": monotone_constraints(schema, self.preprocessor_)}
+        from training.distributed import cluster_client, from_arrays, scheduler_address, train_on_cluster
+
+        params = self._params(schema)
+        # DASK_SCHEDULER: the fit runs on the cluster's workers. Not the early-stopped tuning fits: xgboost cannot
+        # evaluate the Cox partial likelihood distributed (tuning scales out through tune-workers instead).
+        if valid is None and (address := scheduler_address()):
+            client = cluster_client(address)
+            return train_on_cluster(client, params, from_arrays(matrix, label, client), rounds)
         train = xgb.DMatrix(matrix, label=label, missing=np.nan)
         evals = [(xgb.DMatrix(valid[0], label=valid[1], missing=np.nan), "valid")] if valid else []
         return xgb.train(params, train, num_boost_round=rounds, evals=evals,
@@ -102,6 +113,38 @@ class XGBoostCoxFamily:
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
         margin = self.predict_margin(frame)
+        self.baseline_ = BreslowBaseline().fit(margin, time, event)
+        return self
+
+    def fit_partitions(self, parts: Any, schema: TaskSchema,
+                       target_of: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]], client: Any = None,
+                       ) -> XGBoostCoxFamily:
+        """`fit` for a cohort held in partitions (a dask DataFrame, training/distributed.py) on a dask cluster
+        (`client`, else DASK_SCHEDULER): the matrix is built and fitted on the workers; only margins, times and
+        events (three numbers per patient) come back for the Breslow baseline."""
+        from training.distributed import (
+            cluster_client,
+            model_matrix,
+            predict_margin,
+            scheduler_address,
+            train_on_cluster,
+        )
+
+        if client is None:
+            address = scheduler_address()
+            if address is None:
+                raise ValueError("fit_partitions needs a dask cluster: a client, or DASK_SCHEDULER=tcp://host:port")
+            client = cluster_client(address)
+        # The boosted family's encoding depends on the schema only (no imputation): the empty frame suffices.
+        self.preprocessor_ = Preprocessor(impute=False).fit(parts._meta, schema)
+        matrix, label = model_matrix(parts, self.preprocessor_.transform, self.preprocessor_.columns,
+                                     lambda part: xgboost_cox_label(*target_of(part)))
+        self.booster_ = train_on_cluster(client, self._params(schema), (matrix, label), self.num_boost_round)
+        margin = predict_margin(client, self.booster_, matrix)
+        targets = client.compute(parts.map_partitions(
+            lambda part: pd.DataFrame(dict(zip(("time", "event"), target_of(part), strict=True)), index=part.index),
+            meta=pd.DataFrame({"time": pd.Series(dtype=float), "event": pd.Series(dtype=int)}))).result()
+        time, event = check_survival_target(targets["time"].to_numpy(), targets["event"].to_numpy())
         self.baseline_ = BreslowBaseline().fit(margin, time, event)
         return self
 

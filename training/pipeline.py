@@ -49,7 +49,7 @@ from training.report import EvaluationReport, build_report, log_report
 from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
 from training.splits import hold_out_centres, tuning_folds
 from training.subgroups import report_group_definitions
-from training.tune import TuningResult, tune_xgboost
+from training.tune import TuningResult, shared_study, tune_xgboost
 
 TIE_MARGIN_C = 0.005
 MIN_EVENTS_PER_PREDICTOR = 10
@@ -240,6 +240,9 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                            "n_held_out": len(held_out), "n_trials": settings.n_trials, "n_folds": len(folds)})
 
         tuned = {}
+        shared = shared_study(settings.optuna_storage, settings.optuna_study)
+        if shared:
+            say(f"tuning in the shared study {shared.name}.{settings.task}.<cause> at {shared.shown_storage}")
         for cause, target in task.cause_targets(development).items():
             def log_trial(number: int, params: dict[str, Any], score: float, rounds: int, cause: str = cause
                           ) -> None:
@@ -253,7 +256,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
 
             say(f"tuning xgboost survival:cox for {cause} with Optuna ({settings.n_trials} trials, seeded TPE)")
             tuned[cause] = tune_xgboost(development, schema, target, folds, settings.n_trials, settings.seed,
-                                        log_trial)
+                                        log_trial, shared and shared.for_cause(settings.task, cause))
+            mlflow.set_tags(tuned[cause].order_tags(cause))
             mlflow.log_params({f"xgb_{cause}_{k}": v for k, v in tuned[cause].params.items()})
             mlflow.log_param(f"xgb_{cause}_num_boost_round", tuned[cause].num_boost_round)
             mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
@@ -345,9 +349,18 @@ def _experiment(mlflow: Any, settings: TrainSettings) -> str:
     if existing:
         mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
         return existing.experiment_id
-    location = (settings.artifact_root / settings.task).as_uri()
-    return mlflow.create_experiment(settings.task, artifact_location=location,
-                                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    # A tracking server chooses the location itself (proxied to its --artifacts-destination, which every host
+    # reaches through the server); a path here would exist on this host only.
+    served = settings.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else (settings.artifact_root / settings.task).as_uri()
+    try:
+        return mlflow.create_experiment(settings.task, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    except mlflow.exceptions.MlflowException:
+        existing = mlflow.get_experiment_by_name(settings.task)  # another host's trainer created it just now
+        if existing is None:
+            raise
+        return existing.experiment_id
 
 
 def _gate_interval(decision: PromotionDecision) -> tuple[float, float] | None:
