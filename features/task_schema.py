@@ -40,6 +40,10 @@ class Predictor:
     unit_suffixes: tuple[str, ...] = ()
     # A count such as a calendar year: 2018.5 is refused, in files and requests alike.
     whole_number: bool = False
+    # How a number enters the Cox family (features/task_spec.py): "log2", spline knots (a count or the knots), cuts.
+    transform: str | None = None
+    spline_knots: int | tuple[float, ...] | None = None
+    cuts: tuple[float, ...] = ()
 
     @property
     def stem(self) -> str:

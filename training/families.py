@@ -1,11 +1,17 @@
 """The two model families behind one interface: fit on a validated frame, predict a margin, then S(t | x).
 
-- `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty) on imputed,
-  missing-indicator, drop-first one-hot columns; baseline by Breslow on its own (in-sample) margins.
+- `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty, which also penalises spline
+  terms) on imputed, missing-indicator, drop-first one-hot columns, numbers in the form the spec declares (log2,
+  restricted cubic spline, cuts); baseline on its own (in-sample) margins.
 - `XGBoostCoxFamily`: xgboost `survival:cox` on raw columns (missing values native), monotone in
   TKI and deep-response duration; baseline by Breslow on the booster's own margins of its training patients.
 Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
 together make the `ModelBundle`, so evaluation and serving share one prediction path.
+
+`ties`: the baseline estimator (risk_model/breslow.py): "grouped" for a single event, whose S(t | x) =
+exp(-H0(t) exp(margin)) it matches when outcomes are seen at visits; "breslow" for competing causes, whose
+product-limit combination takes Breslow's increments. `knots`: spline knots fixed from outside (a replicate takes
+the point model's), else placed on the training patients.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def xgboost_cox_label(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 class CoxFamily:
     penalizer: float = 0.01
     name: str = "cox_ph"
+    ties: str = "grouped"
+    knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     coefficients_: np.ndarray | None = None
     baseline_: BreslowBaseline | None = None
@@ -43,7 +51,7 @@ class CoxFamily:
         from lifelines import CoxPHFitter
 
         time, event = check_survival_target(*target)
-        self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema)
+        self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         # Columns constant in this fold (e.g. a missing indicator with nothing missing) carry no information.
         varying = matrix.std(axis=0) > 0
@@ -53,7 +61,7 @@ class CoxFamily:
         coefficients = np.zeros(matrix.shape[1])
         coefficients[varying] = fitter.params_.to_numpy()
         self.coefficients_ = coefficients
-        self.baseline_ = BreslowBaseline().fit(matrix @ coefficients, time, event)
+        self.baseline_ = BreslowBaseline(ties=self.ties).fit(matrix @ coefficients, time, event)
         return self
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
@@ -62,6 +70,11 @@ class CoxFamily:
     def cause_model(self) -> CauseModel:
         return CauseModel(family=self.name, preprocessor=self.preprocessor_, baseline=self.baseline_,
                           coefficients=self.coefficients_.tolist())
+
+
+def baseline_ties(outcome: str) -> str:
+    """The baseline estimator matching how the bundle combines a task's causes (see the module docstring)."""
+    return "grouped" if outcome == "single_event" else "breslow"
 
 
 def monotone_constraints(schema: TaskSchema, preprocessor: Preprocessor) -> tuple[int, ...]:
@@ -75,6 +88,8 @@ class XGBoostCoxFamily:
     num_boost_round: int = 200
     seed: int = 0
     name: str = "xgboost_cox"
+    ties: str = "grouped"
+    knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     booster_: Any = None
     baseline_: BreslowBaseline | None = None
@@ -98,11 +113,11 @@ class XGBoostCoxFamily:
         boosters' margins (out-of-fold ones, say) shifts every probability. On its own margins the level matches.
         """
         time, event = check_survival_target(*target)
-        self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema)
+        self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
         margin = self.predict_margin(frame)
-        self.baseline_ = BreslowBaseline().fit(margin, time, event)
+        self.baseline_ = BreslowBaseline(ties=self.ties).fit(margin, time, event)
         return self
 
     def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,

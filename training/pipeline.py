@@ -27,7 +27,7 @@ from risk_model.ood import out_of_distribution_reference
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
-from training.families import CoxFamily, XGBoostCoxFamily
+from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.promotion import (
@@ -143,12 +143,13 @@ def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[s
     """One cause-specific model per cause of the task, combined into a bundle."""
     schema = task.schema
     causes = {}
+    ties = baseline_ties(task.outcome)
     for cause, target in task.cause_targets(development).items():
         if family == "cox_ph":
-            causes[cause] = CoxFamily().fit(development, schema, target).cause_model()
+            causes[cause] = CoxFamily(ties=ties).fit(development, schema, target).cause_model()
         else:
             result = tuned[cause]
-            causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed).fit(
+            causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed, ties=ties).fit(
                 development, schema, target).cause_model()
     post_relapse = None
     if task.post_relapse_target is not None:
