@@ -17,6 +17,9 @@ from features.tasks import TASKS, TASKS_DIR, discover_tasks, load_task
 SNAPSHOT = json.loads((Path(__file__).parent / "snapshots" / "schemas_before_spec.json").read_text())
 
 
+FORM_FIELDS = ("transform", "spline_knots", "cuts")
+
+
 def _plain(value):
     """Tuples as lists, as the JSON snapshot holds them."""
     return json.loads(json.dumps(value, default=list))
@@ -34,7 +37,9 @@ def test_schema_built_from_the_spec_equals_the_old_python_schema(name):
     schema = task.schema
     assert _plain(schema.to_json()) == before["to_json"]
     for group in ("predictors", "grouping", "extra_outcome_columns"):
-        assert _plain([dataclasses.asdict(p) for p in getattr(schema, group)]) == before[group], group
+        # The forms a number enters the Cox family in (log2, spline, cuts) came after the snapshot.
+        now = [{k: v for k, v in dataclasses.asdict(p).items() if k not in FORM_FIELDS} for p in getattr(schema, group)]
+        assert _plain(now) == before[group], group
     # int vs float matters where a value is printed (data dictionary, OpenAPI): 18 must stay 18, 58.0 stay 58.0
     for p, old in zip(schema.predictors, before["predictors"], strict=True):
         for key in ("minimum", "maximum", "example"):
