@@ -323,3 +323,19 @@ def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_pa
     text = GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\nevent_coding = "binary"')
     with pytest.raises(TaskSpecError, match=r"outcome\.event_coding: 'binary' with several causes needs"):
         load_task(_folder(tmp_path, text))
+
+
+def test_a_numbers_form_is_checked_with_its_line(tmp_path):
+    broken = (GOOD_SPEC.replace("example = 50.0", 'example = 50.0\nspline_knots = 9\ncuts = [100.0]')
+              .replace('example = "low"', 'example = "low"\ntransform = "log2"'))
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, broken))
+    problems = caught.value.problems
+    number = next(p for p in problems if p.startswith(f"line {_line(broken, '[[predictors]]')}, predictors[0]"))
+    assert "spline_knots 9 must be 3 to 7 knots" in number and "cuts must be increasing values within" in number
+    assert any(p.startswith(f"line {_line(broken, '[[predictors]]', 1)}, predictors[1]: transform, spline_knots and "
+                            "cuts are only for kind 'number'") for p in problems), problems
+    fine = GOOD_SPEC.replace("example = 50.0", 'example = 50.0\nspline_knots = 4\ncuts = [65.0]\ntransform = "log2"')
+    (tmp_path / "fine").mkdir()
+    age = load_spec(_folder(tmp_path / "fine", fine)).predictors[0]
+    assert (age.spline_knots, age.cuts, age.transform) == (4, [65.0], "log2")
