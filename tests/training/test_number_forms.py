@@ -88,3 +88,28 @@ def test_the_grouped_baseline_recovers_the_hazard_of_outcomes_seen_at_visits():
     breslow = BreslowBaseline().fit(margin, seen, event).cumulative_hazard(months)
     np.testing.assert_allclose(grouped, months / 10.0, rtol=0.05)
     assert np.all(breslow < 0.95 * months / 10.0)  # continuous-time increments fall short at visits
+
+
+def test_the_cox_family_respects_a_monotone_hint(cohort):
+    # Age carries no effect in the generator; declared "risk never rises with age", a linear term that comes out
+    # rising is left out, and a spline that rises anywhere over the training ages is too.
+    target = TASK.cause_targets(cohort)["relapse"]
+    free = CoxFamily().fit(cohort, _schema_with_spline_on_age(), target)
+    hinted_schema = replace(_schema_with_spline_on_age(), predictors=tuple(
+        replace(p, monotone=-1) if p.name == "age_at_stop_years" else p
+        for p in _schema_with_spline_on_age().predictors))
+    hinted = CoxFamily().fit(cohort, hinted_schema, target)
+    columns = hinted.preprocessor_.columns
+    grid = pd.DataFrame({"age_at_stop_years": np.linspace(cohort["age_at_stop_years"].min(),
+                                                          cohort["age_at_stop_years"].max(), 40)})
+
+    def age_effect(model: CoxFamily) -> np.ndarray:
+        own = np.array([c.startswith("age_at_stop_years") and not c.endswith("__missing") for c in columns])
+        encoding = PatientEncoding.of(model.preprocessor_.schema_predictors)
+        effect = model.preprocessor_.transform_encoded(encoding.frame(grid), encoding)
+        return effect[:, own] @ model.coefficients_[own]
+
+    assert np.any(np.diff(age_effect(free)) > 1e-9)  # unconstrained, the noise makes it rise somewhere
+    assert np.all(np.diff(age_effect(hinted)) <= 1e-9)
+    # The other predictors keep their effects (tki_years' step at 5 years is still there).
+    assert hinted.coefficients_[columns.index("tki_years@ge5")] < 0
