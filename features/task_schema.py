@@ -34,7 +34,7 @@ class Predictor:
     categories: tuple[str, ...] = ()
     required: bool = True
     example: Any = None
-    # -1: risk never rises with the value (an xgboost monotone constraint, stated in the model card).
+    # -1: risk never rises with the value (xgboost constraint; Cox terms against it left out; in the model card).
     monotone: int = 0
     # Accepted unit suffixes in a registry file for durations, e.g. ("days", "months", "years").
     unit_suffixes: tuple[str, ...] = ()

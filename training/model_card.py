@@ -194,7 +194,7 @@ def _predictor_section(inputs: ModelCardInputs) -> list[str]:
     for p in s.predictors:
         unit = p.unit or (", ".join(p.categories) if p.categories else p.kind)
         missing = f"{100 * frame[p.name].isna().mean():.0f} %" if p.name in frame else "-"
-        monotone = {-1: "risk never rises with it (xgboost)", 1: "risk never falls with it (xgboost)"}.get(
+        monotone = {-1: "risk never rises with it (both families)", 1: "risk never falls with it (both families)"}.get(
             p.monotone, "")
         lines.append(f"| `{p.name}` | {p.description} | {unit} | {'yes' if p.required else 'no'} | {missing} | "
                      f"{monotone} |")
