@@ -34,12 +34,16 @@ class Predictor:
     categories: tuple[str, ...] = ()
     required: bool = True
     example: Any = None
-    # -1: risk never rises with the value (an xgboost monotone constraint, stated in the model card).
+    # -1: risk never rises with the value (xgboost constraint; Cox terms against it left out; in the model card).
     monotone: int = 0
     # Accepted unit suffixes in a registry file for durations, e.g. ("days", "months", "years").
     unit_suffixes: tuple[str, ...] = ()
     # A count such as a calendar year: 2018.5 is refused, in files and requests alike.
     whole_number: bool = False
+    # How a number enters the Cox family (features/task_spec.py): "log2", spline knots (a count or the knots), cuts.
+    transform: str | None = None
+    spline_knots: int | tuple[float, ...] | None = None
+    cuts: tuple[float, ...] = ()
 
     @property
     def stem(self) -> str:

@@ -48,10 +48,16 @@ class ColumnSpec(_Spec):
     whole_number: bool = False
     # The name of a derived-predictor function the folder registers: filled when a file or request lacks it.
     derived_by: str | None = None
+    # How a number enters the Cox family (trees need no transform): "log2" (a hazard ratio per doubling); a
+    # restricted cubic spline (a knot count, placed at Harrell's quantiles of the training values, or the knots,
+    # on the transformed scale); a step at each cut (the value from which the risk changes).
+    transform: Literal["log2"] | None = None
+    spline_knots: int | list[float] | None = None
+    cuts: list[float] = []
 
     @model_validator(mode="after")
     def _coherent(self) -> ColumnSpec:
-        problems = []
+        problems = _form_problems(self)
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             problems.append(f"minimum {self.minimum} is above maximum {self.maximum}")
         if self.kind == "category" and not self.categories:
@@ -73,6 +79,22 @@ class ColumnSpec(_Spec):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _form_problems(column: ColumnSpec) -> list[str]:
+    problems = []
+    if column.kind != "number" and (column.transform or column.spline_knots is not None or column.cuts):
+        problems.append("transform, spline_knots and cuts are only for kind 'number'")
+    if column.transform == "log2" and (column.minimum is None or column.minimum <= 0):
+        problems.append("transform 'log2' needs a minimum above 0")
+    knots = column.spline_knots
+    if isinstance(knots, int) and not 3 <= knots <= 7:
+        problems.append(f"spline_knots {knots} must be 3 to 7 knots (or the knots themselves)")
+    if isinstance(knots, list) and (len(knots) < 3 or knots != sorted(set(knots))):
+        problems.append("spline knots must be at least 3 increasing values")
+    if column.cuts and (column.cuts != sorted(set(column.cuts)) or not all(_within(c, column) for c in column.cuts)):
+        problems.append("cuts must be increasing values within minimum and maximum")
+    return problems
 
 
 def _within(value: object, column: ColumnSpec) -> bool:
@@ -539,7 +561,9 @@ def _predictor(column: ColumnSpec) -> Predictor:
         column.name, column.kind, column.description, unit=column.unit, minimum=column.minimum,
         maximum=column.maximum, categories=tuple(column.categories), required=column.required,
         example=column.example, monotone=column.monotone, unit_suffixes=tuple(column.unit_suffixes),
-        whole_number=column.whole_number,
+        whole_number=column.whole_number, transform=column.transform,
+        spline_knots=tuple(column.spline_knots) if isinstance(column.spline_knots, list) else column.spline_knots,
+        cuts=tuple(column.cuts),
     )
 
 

@@ -3,7 +3,8 @@
 Each replicate refits every cause-specific model, with the same settings, on a bootstrap resample of the
 development patients. At prediction, the replicates' spread on the complementary log-log scale of the event
 probability gives a normal interval around the bundle's own estimate (so the estimate always lies inside and
-the bounds stay in [0, 1]). It reflects sampling uncertainty of the fitted model, not model misspecification.
+the bounds stay in [0, 1]). It reflects sampling uncertainty of the fitted model in the form the task declares
+(log2, splines, cuts: risk_model/preprocessing.py), not misspecification beyond that form.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from risk_model.bundle import ModelBundle
 N_REPLICATES = 30
 Z_95 = 1.959964
 INTERVAL_METHOD = (f"bootstrap ensemble of {N_REPLICATES} refits on resampled development patients; normal "
-                   "interval on the complementary log-log scale of the event probability")
+                   "interval on the complementary log-log scale of the event probability; it covers the sampling "
+                   "uncertainty of the model in the form the task declares, not misspecification beyond that form")
 
 
 def interval_method(bundle: ModelBundle) -> str | None:

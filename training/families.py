@@ -1,11 +1,17 @@
 """The two model families behind one interface: fit on a validated frame, predict a margin, then S(t | x).
 
-- `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty) on imputed,
-  missing-indicator, drop-first one-hot columns; baseline by Breslow on its own (in-sample) margins.
+- `CoxFamily`: lifelines Cox proportional hazards (Efron ties, small ridge penalty, which also penalises spline
+  terms) on imputed, missing-indicator, drop-first one-hot columns, numbers in the form the spec declares (log2,
+  restricted cubic spline, cuts); baseline on its own (in-sample) margins.
 - `XGBoostCoxFamily`: xgboost `survival:cox` on raw columns (missing values native), monotone in
   TKI and deep-response duration; baseline by Breslow on the booster's own margins of its training patients.
 Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
 together make the `ModelBundle`, so evaluation and serving share one prediction path.
+
+`ties`: the baseline estimator (risk_model/breslow.py): "grouped" for a single event, whose S(t | x) =
+exp(-H0(t) exp(margin)) it matches when outcomes are seen at visits; "breslow" for competing causes, whose
+product-limit combination takes Breslow's increments. `knots`: spline knots fixed from outside (a replicate takes
+the point model's), else placed on the training patients.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from features.survival_target import check_survival_target
 from features.task_schema import TaskSchema
 from risk_model.breslow import BreslowBaseline
 from risk_model.bundle import CauseModel
-from risk_model.preprocessing import Preprocessor
+from risk_model.preprocessing import PatientEncoding, Preprocessor
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "nthread": 1,
                     "tree_method": "hist", "verbosity": 0}
@@ -36,26 +42,42 @@ def xgboost_cox_label(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 class CoxFamily:
     penalizer: float = 0.01
     name: str = "cox_ph"
+    ties: str = "grouped"
+    knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     coefficients_: np.ndarray | None = None
     baseline_: BreslowBaseline | None = None
 
     def fit(self, frame: pd.DataFrame, schema: TaskSchema, target: tuple[np.ndarray, np.ndarray]) -> CoxFamily:
-        from lifelines import CoxPHFitter
-
+        """Fit, then respect the spec's monotone hints: a value or cut column whose coefficient goes against its
+        predictor's hint, or a spline whose curve does over the training values, is left out and the model
+        refitted (the constrained fit's boundary, where that effect is flat)."""
         time, event = check_survival_target(*target)
-        self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema)
+        self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         # Columns constant in this fold (e.g. a missing indicator with nothing missing) carry no information.
-        varying = matrix.std(axis=0) > 0
-        data = pd.DataFrame(matrix[:, varying], columns=np.array(self.preprocessor_.columns)[varying])
+        keep = matrix.std(axis=0) > 0
+        hints = {p.name: p.monotone for p in schema.predictors if p.monotone and p.kind == "number"}
+        for _ in range(len(self.preprocessor_.columns)):
+            coefficients = self._fit_columns(matrix, keep, time, event)
+            against = _against_hints(self.preprocessor_, coefficients, hints, frame) & keep
+            if not against.any():
+                break
+            keep &= ~against
+        self.coefficients_ = coefficients
+        self.baseline_ = BreslowBaseline(ties=self.ties).fit(matrix @ coefficients, time, event)
+        return self
+
+    def _fit_columns(self, matrix: np.ndarray, keep: np.ndarray, time: np.ndarray, event: np.ndarray
+                     ) -> np.ndarray:
+        from lifelines import CoxPHFitter
+
+        data = pd.DataFrame(matrix[:, keep], columns=np.array(self.preprocessor_.columns)[keep])
         data["_time"], data["_event"] = time, event
         fitter = CoxPHFitter(penalizer=self.penalizer).fit(data, "_time", "_event")
         coefficients = np.zeros(matrix.shape[1])
-        coefficients[varying] = fitter.params_.to_numpy()
-        self.coefficients_ = coefficients
-        self.baseline_ = BreslowBaseline().fit(matrix @ coefficients, time, event)
-        return self
+        coefficients[keep] = fitter.params_.to_numpy()
+        return coefficients
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor_.transform(frame) @ self.coefficients_
@@ -63,6 +85,30 @@ class CoxFamily:
     def cause_model(self) -> CauseModel:
         return CauseModel(family=self.name, preprocessor=self.preprocessor_, baseline=self.baseline_,
                           coefficients=self.coefficients_.tolist())
+
+
+def _against_hints(preprocessor: Preprocessor, coefficients: np.ndarray, hints: dict[str, int],
+                   frame: pd.DataFrame) -> np.ndarray:
+    """Columns to leave out for going against a monotone hint (-1: risk never rises with the value)."""
+    columns, sources = np.array(preprocessor.columns), np.array(preprocessor.sources)
+    against = np.zeros(len(columns), dtype=bool)
+    for name, direction in hints.items():
+        own = sources == name
+        spline = own & np.char.startswith(columns.astype(str), f"{name}@rcs")
+        signed = own & ~spline & ~np.char.endswith(columns.astype(str), "__missing")
+        against |= signed & (direction * coefficients < -1e-12)
+        if spline.any() and not against[own].any():
+            grid = np.quantile(pd.to_numeric(frame[name], errors="coerce").dropna(), np.linspace(0, 1, 50))
+            curve = PatientEncoding.of(preprocessor.schema_predictors)
+            effect = preprocessor.transform_encoded(curve.frame(pd.DataFrame({name: grid})), curve)
+            rises = np.diff(effect[:, own] @ coefficients[own]) * direction
+            against |= spline if (rises < -1e-9).any() else np.zeros_like(spline)
+    return against
+
+
+def baseline_ties(outcome: str) -> str:
+    """The baseline estimator matching how the bundle combines a task's causes (see the module docstring)."""
+    return "grouped" if outcome == "single_event" else "breslow"
 
 
 def monotone_constraints(schema: TaskSchema, preprocessor: Preprocessor) -> tuple[int, ...]:
@@ -76,6 +122,8 @@ class XGBoostCoxFamily:
     num_boost_round: int = 200
     seed: int = 0
     name: str = "xgboost_cox"
+    ties: str = "grouped"
+    knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     booster_: Any = None
     baseline_: BreslowBaseline | None = None
@@ -109,11 +157,11 @@ class XGBoostCoxFamily:
         boosters' margins (out-of-fold ones, say) shifts every probability. On its own margins the level matches.
         """
         time, event = check_survival_target(*target)
-        self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema)
+        self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
         margin = self.predict_margin(frame)
-        self.baseline_ = BreslowBaseline().fit(margin, time, event)
+        self.baseline_ = BreslowBaseline(ties=self.ties).fit(margin, time, event)
         return self
 
     def fit_partitions(self, parts: Any, schema: TaskSchema,

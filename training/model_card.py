@@ -82,6 +82,8 @@ class ModelCardInputs:
     unit_conversions: list[str] = field(default_factory=list)
     not_learned: list[dict[str, str]] = field(default_factory=list)  # dropped predictors and why
     comparison: str = ""  # markdown of today's risk tools and nested models (training/comparators.py)
+    # Cox family's proportional-hazards check per cause (training/ph_check.py); empty when not run.
+    ph_check: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -146,6 +148,7 @@ def build_markdown(inputs: ModelCardInputs) -> str:
     out += _data_section(inputs)
     out += _predictor_section(inputs)
     out += _model_section(inputs)
+    out += _ph_section(inputs)
     out += _validation_section(inputs)
     out += _performance_section(inputs)
     out += _calibration_section(inputs)
@@ -193,7 +196,7 @@ def _predictor_section(inputs: ModelCardInputs) -> list[str]:
     for p in s.predictors:
         unit = p.unit or (", ".join(p.categories) if p.categories else p.kind)
         missing = f"{100 * frame[p.name].isna().mean():.0f} %" if p.name in frame else "-"
-        monotone = {-1: "risk never rises with it (xgboost)", 1: "risk never falls with it (xgboost)"}.get(
+        monotone = {-1: "risk never rises with it (both families)", 1: "risk never falls with it (both families)"}.get(
             p.monotone, "")
         lines.append(f"| `{p.name}` | {p.description} | {unit} | {'yes' if p.required else 'no'} | {missing} | "
                      f"{monotone} |")
@@ -225,8 +228,9 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
              "Cox baseline).",
              "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `nthread=1`) with a "
              "Breslow baseline on its own margins of the development patients; Cox proportional hazards "
-             "(lifelines, small ridge penalty) "
-             "with a Breslow baseline. One cause-specific model per cause; other causes censor it.",
+             "(lifelines, small ridge penalty; numbers in the form the task declares: log2, restricted cubic "
+             "splines, cuts) with the same baseline estimator (grouped-time for a single event, Breslow for "
+             "competing causes). One cause-specific model per cause; other causes censor it.",
              f"- Tuning: Optuna (seeded TPE, {inputs.n_trials} trials) on centre-grouped folds of the development "
              "centres, early stopping on the validation fold's partial likelihood; the held-out centres are never "
              "seen.",
@@ -242,6 +246,21 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
             lines.append(f"| {cause} | {shown} |")
         lines.append("")
     return lines
+
+
+def _ph_section(inputs: ModelCardInputs) -> list[str]:
+    if not inputs.ph_check:
+        return []
+    lines = ["## Proportional hazards (Cox family)", "",
+             "Scaled Schoenfeld residuals against the rank of event time (Grambsch-Therneau), on the development "
+             "patients: a small p says a hazard ratio changes with time, which neither family models.", "",
+             "| cause | global test (df) | p | predictors with p < 0.05 |", "|---|---|---|---|"]
+    for cause, check in inputs.ph_check.items():
+        flagged = ", ".join(f"{name} ({_f(test['p'], 3)})" for name, test in check["predictors"].items()
+                            if test["p"] < 0.05) or "none"
+        test = check["global"]
+        lines.append(f"| {cause} | {_f(test['statistic'], 1)} ({test['df']}) | {_f(test['p'], 3)} | {flagged} |")
+    return [*lines, ""]
 
 
 def _validation_section(inputs: ModelCardInputs) -> list[str]:

@@ -29,9 +29,10 @@ from training.comparators import compare_with_comparators, comparison_markdown, 
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle
 from training.explain import build_background, explanation_plots, training_summary
-from training.families import CoxFamily, XGBoostCoxFamily
+from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
+from training.ph_check import proportional_hazards_check
 from training.promotion import (
     PromotionDecision,
     PromotionGates,
@@ -146,12 +147,13 @@ def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[s
     """One cause-specific model per cause of the task, combined into a bundle."""
     schema = task.schema
     causes = {}
+    ties = baseline_ties(task.outcome)
     for cause, target in task.cause_targets(development).items():
         if family == "cox_ph":
-            causes[cause] = CoxFamily().fit(development, schema, target).cause_model()
+            causes[cause] = CoxFamily(ties=ties).fit(development, schema, target).cause_model()
         else:
             result = tuned[cause]
-            causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed).fit(
+            causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed, ties=ties).fit(
                 development, schema, target).cause_model()
     post_relapse = None
     if task.post_relapse_target is not None:
@@ -266,6 +268,9 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         bundles = {family: complete_bundle(fit_family(family, task, development, tuned, settings.seed),
                                            development, schema, settings.seed)
                    for family in ("cox_ph", "xgboost_cox")}
+        ph_check = proportional_hazards_check(bundles["cox_ph"], task, development)
+        mlflow.log_dict(ph_check, "ph_check.json")
+        mlflow.log_metrics({f"ph_global_p_{cause}": check["global"]["p"] for cause, check in ph_check.items()})
         held_out_targets = task.endpoint_targets(held_out)
         evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
         family_runs = {}
@@ -316,7 +321,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                 metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
                 validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
                 decision_curves=report.usefulness, synthetic=not settings.data_path,
-                unit_conversions=cohort.unit_conversions, not_learned=not_learned,
+                unit_conversions=cohort.unit_conversions, not_learned=not_learned, ph_check=ph_check,
                 comparison=comparison_markdown(comparison) if comparison is not None else "")
             chosen.lineage["version"] = card_inputs.version
             chosen.model_card = build_model_card(card_inputs)

@@ -1,7 +1,8 @@
 """The bootstrap replicates behind the 95 % intervals (risk_model/intervals.py reads them at prediction).
 
 Each replicate refits every cause-specific model, with the same settings, on a bootstrap resample of the
-development patients.
+development patients, with the point model's spline knots (so every member reads the same encoding) and its
+baseline estimator.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ import pandas as pd
 from features.tasks import Task
 from risk_model.bundle import CauseModel, ModelBundle
 from risk_model.intervals import N_REPLICATES
-from training.families import CoxFamily, XGBoostCoxFamily
+from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
 
 
 def fit_replicates(bundle: ModelBundle, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int,
                    n_replicates: int = N_REPLICATES) -> list[dict[str, CauseModel]]:
     rng = np.random.default_rng(seed + 101)
+    knots = next(iter(bundle.causes.values())).preprocessor.knots()
+    ties = baseline_ties(task.outcome)
     replicates = []
     for number in range(n_replicates):
         sample = development.iloc[rng.integers(0, len(development), len(development))].reset_index(drop=True)
         causes = {}
         for cause, target in task.cause_targets(sample).items():
             if bundle.family == "cox_ph":
-                causes[cause] = CoxFamily().fit(sample, task.schema, target).cause_model()
+                causes[cause] = CoxFamily(ties=ties, knots=knots).fit(sample, task.schema, target).cause_model()
             else:
                 settings = tuned[cause]
-                causes[cause] = XGBoostCoxFamily(settings.params, settings.num_boost_round, seed + number).fit(
-                    sample, task.schema, target).cause_model()
+                causes[cause] = XGBoostCoxFamily(settings.params, settings.num_boost_round, seed + number,
+                                                 ties=ties, knots=knots).fit(sample, task.schema, target).cause_model()
         replicates.append(causes)
     return replicates

@@ -42,6 +42,9 @@ def test_parent_run_records_data_metrics_plots_and_decision(trained_store, clien
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/calibration_12m.png", "plots/shap_summary_relapse_12m.png"} <= artifacts
     assert parent.inputs.dataset_inputs[0].dataset.digest == tags["data_digest"]
+    # The Cox family's proportional-hazards check: its p values as metrics, the full table as an artifact.
+    assert 0.0 <= metrics["ph_global_p_relapse"] <= 1.0
+    assert "ph_check.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 def test_registry_aliases_and_export(trained_store, client):
