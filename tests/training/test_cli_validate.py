@@ -98,7 +98,7 @@ def test_validate_of_the_public_ebmt_extract(workdir, capsys):
 
 
 def test_real_data_tasks_only_by_name():
-    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct")
+    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct", "all_frontline")
     assert TASKS["ebmt_hsct"].public_extract is not None and TASKS["cml_tfr"].public_extract is None
 
 

@@ -35,7 +35,7 @@ def test_model_card_intended_use_is_the_spec_text():
 
 
 def test_plain_make_train_trains_the_tasks_whose_spec_says_so():
-    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct")
+    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct", "all_frontline")
 
 
 def test_a_named_report_group_is_reported_and_defined_with_the_age_bands(tmp_path, monkeypatch):
