@@ -24,6 +24,7 @@ from features.task_schema import SchemaValidationError, TaskSchema, validate_fra
 from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
+from training.after_event import after_event_model, kaplan_meier_curve  # noqa: F401 - kaplan_meier_curve re-exported
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle, subset_target
 from training.explain import build_background, explanation_plots, training_summary
@@ -135,16 +136,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def kaplan_meier_curve(months: np.ndarray, event: np.ndarray) -> dict[str, list[float]]:
-    """Product-limit survival after each event time (used for survival after relapse)."""
-    months, event = np.asarray(months, dtype=float), np.asarray(event)
-    # Counted by sorting, not by a pass over every patient per event time (quadratic on a large registry).
-    grid, deaths = np.unique(months[event == 1], return_counts=True)
-    at_risk = len(months) - np.searchsorted(np.sort(months), grid, side="left")
-    survival = np.cumprod(1.0 - deaths / at_risk)
-    return {"months": grid.tolist(), "survival": survival.tolist()}
-
-
 def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int
                ) -> ModelBundle:
     """One cause-specific model per cause of the task, combined into a bundle."""
@@ -157,9 +148,7 @@ def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[s
             result = tuned[cause]
             causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed).fit(
                 development, schema, target).cause_model()
-    post_relapse = None
-    if task.post_relapse_target is not None:
-        post_relapse = kaplan_meier_curve(*task.post_relapse_target(development))
+    post_relapse = after_event_model(task, development)  # survival after relapse, with age and time to relapse
     return ModelBundle(task=schema.task, family=family, outcome=task.outcome, causes=causes,
                        horizons_months=list(schema.horizons_months), main_horizon_months=schema.main_horizon_months,
                        schema=schema.to_json(), post_relapse_survival=post_relapse)
@@ -467,8 +456,10 @@ def champion_bundle(settings: TrainSettings, champion: dict[str, Any]) -> tuple[
     cannot read must not stop the retraining its own message asks for."""
     try:
         return ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"], upgrade=True), ""
-    except (BundleFormatError, FileNotFoundError) as exc:
-        return None, f"the champion's bundle cannot be read ({exc})"
+    except BundleFormatError as exc:
+        return None, f"is a bundle this code cannot read ({exc})"
+    except FileNotFoundError:
+        return None, "its bundle is missing from models/"
 
 
 def _next_version(mlflow: Any, task: str) -> str:
