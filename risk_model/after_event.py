@@ -20,6 +20,7 @@ import numpy as np
 from risk_model.preprocessing import PatientEncoding
 
 AFTER_EVENT = "after_first_event"  # the margin of the post-event model, beside the causes' margins
+BLOCK_CELLS = 4_000_000  # survival values computed at once (patients x event times x months), bounds memory
 MAX_LOG_SCALE = 30.0  # keeps exp() finite and positive for an extreme patient (0 * inf would give NaN)
 
 
@@ -60,10 +61,22 @@ def alive_after_event(post: dict[str, Any], grid: np.ndarray, months: np.ndarray
         return increments @ baseline
     model = post["model"]
     shift = model["event_time_coef"] * (grid - model["event_time_reference"])  # grid
-    scale = np.exp(np.clip(margin[..., None] + shift, -MAX_LOG_SCALE, MAX_LOG_SCALE))  # members x patients x grid
-    with np.errstate(divide="ignore"):
-        log_baseline = np.log(baseline)  # -inf where nobody is alive or the event is still to come: exp gives 0
+    # Nobody alive (or the event still to come) is a 0/1 mask after the power, not log(0) = -inf: exp(-inf) is
+    # far slower than exp of a finite number in numpy.
+    possible = baseline > 0
+    log_baseline = np.log(np.where(possible, baseline, 1.0))
+    # Every ensemble member shares the post-event model: one survival table per patient serves all members
+    # (the explanation's finite differences move this margin per row, and take the general path).
+    shared = bool(np.all(margin == margin[:1]))
+    rows = margin[:1] if shared else margin
+    scale = np.exp(np.clip(rows[..., None] + shift, -MAX_LOG_SCALE, MAX_LOG_SCALE))  # rows x patients x grid
     out = np.empty((*increments.shape[:-1], len(months)))
-    for k in range(len(months)):
-        out[..., k] = np.sum(increments * np.exp(log_baseline[:, k] * scale), axis=-1)
+    block = max(1, BLOCK_CELLS // max(1, scale.size))
+    for first in range(0, len(months), block):
+        cells = slice(first, first + block)
+        alive = np.exp(log_baseline[None, None, :, cells] * scale[..., None]) * possible[:, cells]  # x grid x months
+        if shared:  # patients x members x grid @ patients x grid x months
+            out[..., first:first + block] = np.swapaxes(np.swapaxes(increments, 0, 1) @ alive[0], 0, 1)
+        else:
+            out[..., first:first + block] = (increments[..., None, :] @ alive)[..., 0, :]
     return out
