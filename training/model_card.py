@@ -249,10 +249,12 @@ def _validation_section(inputs: ModelCardInputs) -> list[str]:
     v = inputs.validation
     pooling = ("pooled with a DerSimonian-Laird random-effects model (logit C, log O/E, slope) with I² and a 95 % "
                "prediction interval" if v.design.by_cluster else
-               "averaged over the folds (folds are not populations, so no random-effects model)")
+               "averaged over the folds (folds are not populations, so no random-effects model), with a 95 % "
+               "confidence interval from the fold standard errors")
     unit = v.design.unit or "fold"
     return ["## Validation design", "",
-            f"- Held-out evaluation: {inputs.split_design}. Headline metrics and the promotion gate use it; "
+            f"- Held-out evaluation: {inputs.split_design}. Headline metrics and the net-benefit gate use it (the "
+            "calibration and discrimination gates read the pooled estimates below); "
             "censoring weights come from the evaluation data itself.",
             f"- {v.design.description[0].upper() + v.design.description[1:]}: both families refitted without each "
             f"{unit} with the tuned settings and judged on its patients ({v.seconds:.0f} s). Per {unit}: C, and "
@@ -279,7 +281,8 @@ def _performance_section(inputs: ModelCardInputs) -> list[str]:
             lines.append(f"| {endpoint} | {template.format(h=h)} | {value}{other} |")
     lines += ["", f"{inputs.validation.design.kind[0].upper() + inputs.validation.design.kind[1:]}, pooled "
                   "estimates of the registered family: estimate (95 % CI), 95 % prediction interval, I² "
-                  "(a mean over folds without intervals under K-fold).", "",
+                  "(under K-fold: the mean over folds, its interval from the fold standard errors, no prediction "
+                  "interval).", "",
               "| endpoint | metric | pooled | prediction interval | I² | clusters |", "|---|---|---|---|---:|---:|"]
     pooled = inputs.validation.pooled
     for row in pooled[pooled["family"] == inputs.family].itertuples():
