@@ -70,6 +70,9 @@ def test_a_failed_gate_leaves_the_champion_serving(trained_store, client, failed
     assert run.data.params["gate_config_slope_bounds"] == "[5.0, 6.0]"
     assert run.data.metrics["gate_cal_slope_ok"] == 0.0 and "gate_cal_slope_12m" in run.data.metrics
     assert "gate_uno_c_lower95" in run.data.metrics and "gate_net_benefit_ok" in run.data.metrics
+    # Each evidence gate with its interval and band: the slope's cross-validated interval lies below 5.
+    assert run.data.metrics["gate_cal_slope_12m_upper95"] < 5.0 == run.data.metrics["gate_cal_slope_12m_band_low"]
+    assert "95 % CI" in run.data.tags["gate_cal_slope_12m"] and "FAIL" in run.data.tags["gate_cal_slope_12m"]
     # models/: champion.json is byte for byte what it was, and serving loads the old champion.
     pointer = trained_store.models_dir / TASK / "champion.json"
     assert pointer.read_text() == before["pointer"]

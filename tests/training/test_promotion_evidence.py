@@ -255,3 +255,16 @@ def test_the_champion_is_compared_head_to_head_on_patients_neither_trained_on(co
     expected = evaluate_bundle(champion, shared_frame, main).metrics["uno_c"]
     assert decision.gates["champion_uno_c"] == pytest.approx(expected)
     assert decision.table == [{"gate": "cal_slope_12m"}]
+
+
+def test_the_run_note_and_tags_record_every_gate_with_its_interval_and_band():
+    from training.pipeline import _gate_tag
+    from training.run_note import run_note
+
+    gates = [slope(0.84, 0.52, 1.16), c_index(0.45, 0.40, 0.49)]
+    note = run_note(task="t", endpoint="relapse", horizon=12, data="d", split="s", metrics={"cox_ph": {}},
+                    family="cox_ph", version="1", promoted=False, reason="r", gates={},
+                    gate_table=[g.row() for g in gates])
+    assert "| cal_slope_12m | 0.840 | 0.520 to 1.160 | 0.800 to 1.250 | pass | hand-made |" in note
+    assert "| uno_c | 0.450 | 0.400 to 0.490 | above 0.500 | FAIL | hand-made |" in note
+    assert _gate_tag(gates[0].row()) == "0.840 (95 % CI 0.520 to 1.160), band 0.8 to 1.25: pass; hand-made"
