@@ -52,8 +52,9 @@ def _baseline_at(post: dict[str, Any], since: np.ndarray) -> np.ndarray:
     return np.where(since >= 0, np.where(index >= 0, survival[np.maximum(index, 0)], 1.0), 0.0)
 
 
-def alive_after_event(post: dict[str, Any], grid: np.ndarray, months: np.ndarray, increments: np.ndarray,
-                      margin: np.ndarray | None) -> np.ndarray:
+def alive_after_event(
+    post: dict[str, Any], grid: np.ndarray, months: np.ndarray, increments: np.ndarray, margin: np.ndarray | None
+) -> np.ndarray:
     """P(event by t and alive at t) (members x patients x months) from the event's increments on `grid`
     (members x patients x grid) and the post-event margin (members x patients; None: the curve alone)."""
     baseline = _baseline_at(post, months[None, :] - grid[:, None])  # grid x months
@@ -76,7 +77,7 @@ def alive_after_event(post: dict[str, Any], grid: np.ndarray, months: np.ndarray
         cells = slice(first, first + block)
         alive = np.exp(log_baseline[None, None, :, cells] * scale[..., None]) * possible[:, cells]  # x grid x months
         if shared:  # patients x members x grid @ patients x grid x months
-            out[..., first:first + block] = np.swapaxes(np.swapaxes(increments, 0, 1) @ alive[0], 0, 1)
+            out[..., first : first + block] = np.swapaxes(np.swapaxes(increments, 0, 1) @ alive[0], 0, 1)
         else:
-            out[..., first:first + block] = (increments[..., None, :] @ alive)[..., 0, :]
+            out[..., first : first + block] = (increments[..., None, :] @ alive)[..., 0, :]
     return out

@@ -35,12 +35,17 @@ def kaplan_meier_curve(months: np.ndarray, event: np.ndarray) -> dict[str, list[
 
 def _numeric_candidates(rows: pd.DataFrame, predictors: list[dict[str, Any]]) -> list[str]:
     names = [p["name"] for p in predictors if p["kind"] == "number" and p["name"] in rows.columns]
-    return [n for n in names if pd.to_numeric(rows[n], errors="coerce").isna().mean() <= MAX_MISSING_SHARE
-            and pd.to_numeric(rows[n], errors="coerce").nunique() > 1]
+    return [
+        n
+        for n in names
+        if pd.to_numeric(rows[n], errors="coerce").isna().mean() <= MAX_MISSING_SHARE
+        and pd.to_numeric(rows[n], errors="coerce").nunique() > 1
+    ]
 
 
-def fit_after_event(rows: pd.DataFrame, predictors: list[dict[str, Any]], event_time: np.ndarray,
-                    since: np.ndarray, dead: np.ndarray) -> dict[str, Any]:
+def fit_after_event(
+    rows: pd.DataFrame, predictors: list[dict[str, Any]], event_time: np.ndarray, since: np.ndarray, dead: np.ndarray
+) -> dict[str, Any]:
     """The post-event curve and, where the data allow, its Cox model (the bundle's `post_relapse_survival`).
 
     `rows`: the patients who had the event; `event_time`: months from time zero to it; `since`, `dead`: months
@@ -51,7 +56,7 @@ def fit_after_event(rows: pd.DataFrame, predictors: list[dict[str, Any]], event_
     budget = deaths // EVENTS_PER_COEFFICIENT - 1  # one coefficient goes to the time to the event
     if budget < 0 or len(np.unique(event_time)) < 2:
         return curve
-    names = _numeric_candidates(rows, predictors)[:min(budget, MAX_PREDICTORS)]
+    names = _numeric_candidates(rows, predictors)[: min(budget, MAX_PREDICTORS)]
     data = pd.DataFrame({n: pd.to_numeric(rows[n], errors="coerce").to_numpy(float) for n in names})
     fill = {n: float(data[n].mean()) for n in names}
     data = data.fillna(fill).assign(**{EVENT_TIME: event_time, "since": np.maximum(since, 1e-6), "dead": dead})
@@ -59,12 +64,17 @@ def fit_after_event(rows: pd.DataFrame, predictors: list[dict[str, Any]], event_
     if fitted is None:
         return curve
     coefficients, means, baseline = fitted
-    return {**baseline, "model": {
-        "predictors": [{"name": n, "coef": coefficients[n], "fill": fill[n]} for n in names],
-        "reference_lp": float(sum(coefficients[n] * means[n] for n in names)),
-        "event_time_coef": coefficients[EVENT_TIME], "event_time_reference": means[EVENT_TIME],
-        "deaths": deaths, "patients": len(rows),
-    }}
+    return {
+        **baseline,
+        "model": {
+            "predictors": [{"name": n, "coef": coefficients[n], "fill": fill[n]} for n in names],
+            "reference_lp": float(sum(coefficients[n] * means[n] for n in names)),
+            "event_time_coef": coefficients[EVENT_TIME],
+            "event_time_reference": means[EVENT_TIME],
+            "deaths": deaths,
+            "patients": len(rows),
+        },
+    }
 
 
 def _cox(data: pd.DataFrame) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]] | None:

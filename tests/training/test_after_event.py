@@ -48,9 +48,15 @@ def test_too_few_deaths_or_no_time_after_the_event_keep_the_plain_curve():
 
 
 def with_model(bundle: ModelBundle, x1: float, timing: float, reference: float = 10.0) -> ModelBundle:
-    bundle.post_relapse_survival = {**bundle.post_relapse_survival, "model": {
-        "predictors": [{"name": "x1", "coef": x1, "fill": 0.0}], "reference_lp": 0.0,
-        "event_time_coef": timing, "event_time_reference": reference}}
+    bundle.post_relapse_survival = {
+        **bundle.post_relapse_survival,
+        "model": {
+            "predictors": [{"name": "x1", "coef": x1, "fill": 0.0}],
+            "reference_lp": 0.0,
+            "event_time_coef": timing,
+            "event_time_reference": reference,
+        },
+    }
     bundle._ensemble_cache = bundle._background_cache = None
     return bundle
 
@@ -72,15 +78,19 @@ def test_overall_survival_depends_on_the_patient_and_stays_coherent(cohort):
 
     # Prognosis worsening with the month of relapse (timing > 0, from month 0) lowers OS against a timing-free
     # model; with the reference at month 10, early relapses fare better and late ones worse.
-    late = with_model(toy_bundle(cohort, {"relapse": [0.0, 0.8], "nrm": [0.0, 0.5]}), x1=1.0, timing=0.05,
-                      reference=0.0)
+    late = with_model(
+        toy_bundle(cohort, {"relapse": [0.0, 0.8], "nrm": [0.0, 0.5]}), x1=1.0, timing=0.05, reference=0.0
+    )
     assert np.all(late.endpoint_probabilities(patients, MONTHS)["os"][:, 1:] < p["os"][:, 1:])
 
     # Zero coefficients: exactly the covariate-free curve of older bundles.
     plain = toy_bundle(cohort, {"relapse": [0.0, 0.8], "nrm": [0.0, 0.5]})
     zero = with_model(toy_bundle(cohort, {"relapse": [0.0, 0.8], "nrm": [0.0, 0.5]}), x1=0.0, timing=0.0)
-    np.testing.assert_allclose(zero.endpoint_probabilities(patients, MONTHS)["os"],
-                               plain.endpoint_probabilities(patients, MONTHS)["os"], atol=1e-12)
+    np.testing.assert_allclose(
+        zero.endpoint_probabilities(patients, MONTHS)["os"],
+        plain.endpoint_probabilities(patients, MONTHS)["os"],
+        atol=1e-12,
+    )
 
 
 def test_overall_survival_is_the_integral_over_the_relapse_time_density(cohort):
@@ -98,8 +108,9 @@ def test_overall_survival_is_the_integral_over_the_relapse_time_density(cohort):
         for k, t in enumerate(MONTHS):
             since = t - grid
             index = np.searchsorted(post["months"], since, side="right") - 1
-            base = np.where(since < 0, 0.0, np.where(index >= 0, np.asarray(post["survival"])[np.maximum(index, 0)],
-                                                     1.0))
+            base = np.where(
+                since < 0, 0.0, np.where(index >= 0, np.asarray(post["survival"])[np.maximum(index, 0)], 1.0)
+            )
             alive = base ** np.exp(0.8 * x1 + 0.04 * (grid - 10.0))
             assert p["os"][i, k] == pytest.approx(p["lfs"][i, k] + np.sum(increments * alive), abs=1e-10)
 
@@ -110,8 +121,11 @@ def test_the_model_travels_in_the_bundle_and_explains_overall_survival(cohort, t
     bundle.save(tmp_path / "b")
     loaded = ModelBundle.load(tmp_path / "b")
     assert loaded.post_relapse_survival["model"] == bundle.post_relapse_survival["model"]
-    np.testing.assert_allclose(loaded.endpoint_probabilities(patients, MONTHS)["os"],
-                               bundle.endpoint_probabilities(patients, MONTHS)["os"], atol=1e-12)
+    np.testing.assert_allclose(
+        loaded.endpoint_probabilities(patients, MONTHS)["os"],
+        bundle.endpoint_probabilities(patients, MONTHS)["os"],
+        atol=1e-12,
+    )
     contributions, base = bundle.contributions(patients, 36, endpoint="os")
     os_36 = bundle.endpoint_probabilities(patients, np.array([36.0]))["os"][:, 0]
     np.testing.assert_allclose(contributions.sum(axis=1) + base, os_36, atol=1e-9)

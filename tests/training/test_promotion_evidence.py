@@ -39,14 +39,17 @@ def c_index(estimate: float, lower: float, upper: float) -> GateEstimate:
     return GateEstimate("uno_c", "discrimination", estimate, lower, upper, (0.5, np.inf), "hand-made")
 
 
-@pytest.mark.parametrize(("estimate", "lower", "upper", "passed"), [
-    (1.00, 0.90, 1.10, True),  # inside
-    (0.70, 0.45, 0.95, True),  # point below the band, interval reaches into it: no evidence of miscalibration
-    (1.40, 1.20, 1.60, True),  # point above, interval overlaps the upper bound
-    (0.60, 0.40, 0.79, False),  # whole interval below the band
-    (1.50, 1.26, 1.80, False),  # whole interval above the band
-    (1.00, 0.20, 1.90, True),  # wide interval covering the band
-])
+@pytest.mark.parametrize(
+    ("estimate", "lower", "upper", "passed"),
+    [
+        (1.00, 0.90, 1.10, True),  # inside
+        (0.70, 0.45, 0.95, True),  # point below the band, interval reaches into it: no evidence of miscalibration
+        (1.40, 1.20, 1.60, True),  # point above, interval overlaps the upper bound
+        (0.60, 0.40, 0.79, False),  # whole interval below the band
+        (1.50, 1.26, 1.80, False),  # whole interval above the band
+        (1.00, 0.20, 1.90, True),  # wide interval covering the band
+    ],
+)
 def test_a_calibration_gate_fails_only_when_the_interval_lies_outside_the_band(estimate, lower, upper, passed):
     gate = slope(estimate, lower, upper)
     assert gate.passed is passed
@@ -55,12 +58,15 @@ def test_a_calibration_gate_fails_only_when_the_interval_lies_outside_the_band(e
     assert (values["cal_slope_12m_band_low"], values["cal_slope_12m_band_high"]) == SLOPE_BAND
 
 
-@pytest.mark.parametrize(("estimate", "lower", "upper", "passed"), [
-    (0.62, 0.58, 0.66, True),
-    (0.49, 0.44, 0.54, True),  # point below 0.5 but the interval reaches above it
-    (0.45, 0.40, 0.499, False),  # whole interval below the floor
-    (0.80, 0.75, 0.85, True),  # far above: never fails for being too good
-])
+@pytest.mark.parametrize(
+    ("estimate", "lower", "upper", "passed"),
+    [
+        (0.62, 0.58, 0.66, True),
+        (0.49, 0.44, 0.54, True),  # point below 0.5 but the interval reaches above it
+        (0.45, 0.40, 0.499, False),  # whole interval below the floor
+        (0.80, 0.75, 0.85, True),  # far above: never fails for being too good
+    ],
+)
 def test_the_discrimination_gate_fails_only_when_the_interval_lies_below_the_floor(estimate, lower, upper, passed):
     assert c_index(estimate, lower, upper).passed is passed
     assert c_index(estimate, lower, upper).values()["uno_c_ok"] is passed
@@ -77,11 +83,16 @@ def _validation(pooled_rows: list[dict]) -> ValidationResult:
 
 
 def test_gates_read_the_pooled_estimate_and_interval_of_the_family():
-    rows = [{"family": f, "endpoint": "relapse", "metric": m, "horizon": h, "estimate": e, "lower": lo, "upper": up}
-            for f, shift in (("cox_ph", 0.0), ("xgboost_cox", 1.0))
-            for m, h, e, lo, up in (("cal_slope", 12.0, 0.7 + shift, 0.5 + shift, 0.9 + shift),
-                                    ("cal_oe", 12.0, 1.0, 0.9, 1.1), ("uno_c", np.nan, 0.6, 0.55, 0.65),
-                                    ("cal_slope", 24.0, 9.0, 8.0, 10.0))]
+    rows = [
+        {"family": f, "endpoint": "relapse", "metric": m, "horizon": h, "estimate": e, "lower": lo, "upper": up}
+        for f, shift in (("cox_ph", 0.0), ("xgboost_cox", 1.0))
+        for m, h, e, lo, up in (
+            ("cal_slope", 12.0, 0.7 + shift, 0.5 + shift, 0.9 + shift),
+            ("cal_oe", 12.0, 1.0, 0.9, 1.1),
+            ("uno_c", np.nan, 0.6, 0.55, 0.65),
+            ("cal_slope", 24.0, 9.0, 8.0, 10.0),
+        )
+    ]
     validation = _validation(rows)
     gates = evidence_gates(validation, "cox_ph", "relapse", 12, PromotionGates())
     by_name = {g.name: g for g in gates}
@@ -118,16 +129,20 @@ def test_a_failing_boosted_family_falls_back_to_the_cox_baseline_when_that_passe
         def result(family: str) -> GateResult:
             asked.append(family)
             return results[family]
+
         return result
 
-    chosen, note = fall_back_to_baseline("xgboost_cox", gate({"xgboost_cox": _result("xgboost_cox", ("cal_slope",)),
-                                                              "cox_ph": _result("cox_ph")}))
+    chosen, note = fall_back_to_baseline(
+        "xgboost_cox", gate({"xgboost_cox": _result("xgboost_cox", ("cal_slope",)), "cox_ph": _result("cox_ph")})
+    )
     assert chosen.family == "cox_ph" and not chosen.failed
     assert "xgboost_cox" in note and "cal_slope" in note and "registered instead" in note
     assert asked == ["xgboost_cox", "cox_ph"]
 
-    chosen, note = fall_back_to_baseline("xgboost_cox", gate({"xgboost_cox": _result("xgboost_cox", ("cal_oe",)),
-                                                              "cox_ph": _result("cox_ph", ("uno_c",))}))
+    chosen, note = fall_back_to_baseline(
+        "xgboost_cox",
+        gate({"xgboost_cox": _result("xgboost_cox", ("cal_oe",)), "cox_ph": _result("cox_ph", ("uno_c",))}),
+    )
     assert chosen.family == "xgboost_cox" and chosen.failed == ["cal_oe"]
     assert "failed too" in note and "uno_c" in note
 
@@ -242,8 +257,17 @@ def test_the_champion_is_compared_head_to_head_on_patients_neither_trained_on(co
     targets = task.endpoint_targets(held_out)
     settings = replace(small_settings(tmp_path), models_dir=tmp_path)
     passed = GateResult("xgboost_cox", {"cal_slope_ok": True}, [{"gate": "cal_slope_12m"}])
-    decision = _gate(new, passed, held_out, targets, settings, "d", PromotionGates(bootstrap_draws=50), cox,
-                     (cohort, new_split, event))
+    decision = _gate(
+        new,
+        passed,
+        held_out,
+        targets,
+        settings,
+        "d",
+        PromotionGates(bootstrap_draws=50),
+        cox,
+        (cohort, new_split, event),
+    )
 
     shared = np.flatnonzero(np.isin(new_split.held_out, old_split.held_out))
     assert 0 < len(shared) < len(new_split.held_out)
@@ -262,9 +286,20 @@ def test_the_run_note_and_tags_record_every_gate_with_its_interval_and_band():
     from training.run_note import run_note
 
     gates = [slope(0.84, 0.52, 1.16), c_index(0.45, 0.40, 0.49)]
-    note = run_note(task="t", endpoint="relapse", horizon=12, data="d", split="s", metrics={"cox_ph": {}},
-                    family="cox_ph", version="1", promoted=False, reason="r", gates={},
-                    gate_table=[g.row() for g in gates])
+    note = run_note(
+        task="t",
+        endpoint="relapse",
+        horizon=12,
+        data="d",
+        split="s",
+        metrics={"cox_ph": {}},
+        family="cox_ph",
+        version="1",
+        promoted=False,
+        reason="r",
+        gates={},
+        gate_table=[g.row() for g in gates],
+    )
     assert "| cal_slope_12m | 0.840 | 0.520 to 1.160 | 0.800 to 1.250 | pass | hand-made |" in note
     assert "| uno_c | 0.450 | 0.400 to 0.490 | above 0.500 | FAIL | hand-made |" in note
     assert _gate_tag(gates[0].row()) == "0.840 (95 % CI 0.520 to 1.160), band 0.8 to 1.25: pass; hand-made"
