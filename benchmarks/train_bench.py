@@ -192,7 +192,9 @@ def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int,
         held_out_targets = task.endpoint_targets(held_out)
         with stage("held-out metrics, both families"):
             evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
-        family = pipeline.choose_family(evaluations) if family == "auto" else family
+        if family == "auto":
+            with stage("family choice on development (tuning-fold refits)"):
+                family = pipeline.choose_on_development(task, development, folds, tuned, settings)[0]
         chosen = bundles[family]
         with stage(f"interval refits ({replicates})"):
             chosen.replicates = fit_replicates(chosen, task, development, tuned, seed, replicates)

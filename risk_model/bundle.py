@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from risk_model.after_event import AFTER_EVENT, alive_after_event, encoding_weights, has_model, post_event_margin
 from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 
@@ -120,7 +121,9 @@ class ModelBundle:
     horizons_months: list[int]
     main_horizon_months: int
     schema: dict[str, Any]
-    post_relapse_survival: dict[str, list[float]] | None = None  # {"months", "survival"} since relapse
+    # Survival after relapse (risk_model/after_event.py): {"months", "survival"} since relapse, and "model" (age,
+    # time to relapse) when training could fit one.
+    post_relapse_survival: dict[str, Any] | None = None
     background: list[dict[str, Any]] = field(default_factory=list)
     background_weights: list[float] = field(default_factory=list)
     risk_cut_points: list[float] = field(default_factory=list)
@@ -213,6 +216,9 @@ class ModelBundle:
             else:
                 margins[name] = np.stack([m[name].margin_encoded(encoded, ensemble["encoding"])
                                           for m in ensemble["members"][:count]])
+        if has_model(self.post_relapse_survival):  # one post-relapse model shared by every member
+            after = post_event_margin(self.post_relapse_survival, ensemble["encoding"], encoded)
+            margins[AFTER_EVENT] = np.repeat(after[None, :], count, axis=0)
         return margins
 
     def margins(self, frame: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
@@ -280,6 +286,8 @@ class ModelBundle:
         if self.outcome == "single_event":
             return list(self.causes)
         main = main_causes(self)
+        if endpoint == "os" and has_model(self.post_relapse_survival):
+            return [*main, AFTER_EVENT]
         return [*main, *GRFS_CAUSES] if endpoint == "grfs" else main
 
     def contributions(self, patients: pd.DataFrame | np.ndarray | list[dict[str, Any]], horizon_months: float,
@@ -333,6 +341,11 @@ class ModelBundle:
         the difference of the linear parts; xgboost: interventional TreeSHAP per reference (risk_model/tree_shap.py).
         """
         ensemble, background = self._ensemble(), self._background_terms()
+        if cause == AFTER_EVENT:
+            weights = encoding_weights(self.post_relapse_survival, ensemble["encoding"])[0]
+            parts_x = (encoded * weights) @ ensemble["grouping"]
+            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
+            return parts_x[:, None, :] - parts_b[None, :, :]
         model = self.causes[cause]
         if model.family == "cox_ph":
             weights = ensemble["weights"][cause][0]
@@ -531,13 +544,9 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     for name, kind in bundle.endpoint_kinds.items():
         if kind == "survival" and name not in ("os", "grfs"):
             result[name] = event_free
-    if "os" in wanted:
-        post = bundle.post_relapse_survival
-        post_months, post_survival = np.asarray(post["months"]), np.asarray(post["survival"])
-        since = months[None, :] - grid[:, None]  # grid x months
-        index = np.searchsorted(post_months, since, side="right") - 1
-        alive = np.where(since >= 0, np.where(index >= 0, post_survival[np.maximum(index, 0)], 1.0), 0.0)
-        result["os"] = result["lfs"] + d_first @ alive
+    if "os" in wanted:  # event-free, or relapsed and alive (risk_model/after_event.py)
+        result["os"] = result["lfs"] + alive_after_event(bundle.post_relapse_survival, grid, months, d_first,
+                                                         margins.get(AFTER_EVENT))
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
         grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * grfs_steps[name][:, None, :]

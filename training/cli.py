@@ -190,10 +190,13 @@ def _print_summary(summary: object) -> None:
     for template in HEADLINE:
         name = template.format(h=h)
         print(f"{name:<16}" + "".join(f"{m.get(name, float('nan')):>14.3f}" for m in summary.metrics.values()))
-    low, high = run.data.metrics.get("gate_uno_c_lower95"), run.data.metrics.get("gate_uno_c_upper95")
+    low, high = run.data.metrics.get("uno_c_lower95"), run.data.metrics.get("uno_c_upper95")
     if low is not None and high is not None:
         print(f"uno_c of the registered family ({summary.family}): {summary.metrics[summary.family]['uno_c']:.3f}, "
               f"95 % bootstrap interval {low:.3f} to {high:.3f} (held-out predictions, no refit)")
+    evidence = sorted((k, v) for k, v in run.data.tags.items() if k.startswith("gate_") and "95 % CI" in v)
+    for name, text in evidence:  # the promotion gates: pooled cross-validated estimate, interval, band, result
+        print(f"{name}: {text}")
     print(f"registered: {summary.task} version {summary.version} ({summary.family})")
     print(f"promoted to champion: {'yes' if summary.promoted else 'no'} ({summary.reason})")
     print(f"run: {summary.run_id} in experiment {summary.experiment_id} ({summary.tracking_uri})")

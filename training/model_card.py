@@ -20,6 +20,7 @@ from features.tasks import TASKS
 from training.bootstrap import HEADLINE, BootstrapIntervals
 from training.evaluate import endpoint_prefix
 from training.promotion import PromotionDecision, PromotionGates
+from training.run_note import gate_table_lines
 from training.subgroups import SMALL_GROUP_EVENTS, SMALL_GROUP_PATIENTS
 from training.validation import ValidationResult
 
@@ -224,7 +225,9 @@ def _not_learned_lines(not_learned: list[dict[str, str]]) -> list[str]:
 
 def _model_section(inputs: ModelCardInputs) -> list[str]:
     lines = ["## Model", "",
-             f"- Registered family: `{inputs.family}` (the better held-out Uno's C; ties within 0.005 go to the "
+             f"- Registered family: `{inputs.family}` (the better cross-validated Uno's C on the development tuning "
+             "folds, never the held-out patients; ties within 0.005, or a boosted model failing the gates the "
+             "baseline passes, go to the "
              "Cox baseline).",
              "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `nthread=1`) with a "
              "Breslow baseline on its own margins of the development patients; Cox proportional hazards "
@@ -267,10 +270,12 @@ def _validation_section(inputs: ModelCardInputs) -> list[str]:
     v = inputs.validation
     pooling = ("pooled with a DerSimonian-Laird random-effects model (logit C, log O/E, slope) with I² and a 95 % "
                "prediction interval" if v.design.by_cluster else
-               "averaged over the folds (folds are not populations, so no random-effects model)")
+               "averaged over the folds (folds are not populations, so no random-effects model), with a 95 % "
+               "confidence interval from the fold standard errors")
     unit = v.design.unit or "fold"
     return ["## Validation design", "",
-            f"- Held-out evaluation: {inputs.split_design}. Headline metrics and the promotion gate use it; "
+            f"- Held-out evaluation: {inputs.split_design}. Headline metrics and the net-benefit gate use it (the "
+            "calibration and discrimination gates read the pooled estimates below); "
             "censoring weights come from the evaluation data itself.",
             f"- {v.design.description[0].upper() + v.design.description[1:]}: both families refitted without each "
             f"{unit} with the tuned settings and judged on its patients ({v.seconds:.0f} s). Per {unit}: C, and "
@@ -297,7 +302,8 @@ def _performance_section(inputs: ModelCardInputs) -> list[str]:
             lines.append(f"| {endpoint} | {template.format(h=h)} | {value}{other} |")
     lines += ["", f"{inputs.validation.design.kind[0].upper() + inputs.validation.design.kind[1:]}, pooled "
                   "estimates of the registered family: estimate (95 % CI), 95 % prediction interval, I² "
-                  "(a mean over folds without intervals under K-fold).", "",
+                  "(under K-fold: the mean over folds, its interval from the fold standard errors, no prediction "
+                  "interval).", "",
               "| endpoint | metric | pooled | prediction interval | I² | clusters |", "|---|---|---|---|---:|---:|"]
     pooled = inputs.validation.pooled
     for row in pooled[pooled["family"] == inputs.family].itertuples():
@@ -367,11 +373,18 @@ def _subgroup_section(inputs: ModelCardInputs) -> list[str]:
 def _gate_section(inputs: ModelCardInputs) -> list[str]:
     g = inputs.gates
     lines = ["## Promotion gate", "",
-             f"Configuration `{g.source}`: calibration slope in {list(g.slope_bounds)}, O/E in {list(g.oe_bounds)}, "
-             f"lower 95 % bound of Uno's C above {g.min_uno_c_lower95}, net benefit above both defaults somewhere "
-             f"in {g.net_benefit_range[0]}-{g.net_benefit_range[1]}; against a champion on the same data, lower "
-             f"bound of delta-C above {g.min_delta_uno_c_lower95} and better on C or IBS.", "",
-             "| gate value | result |", "|---|---|"]
+             f"Configuration `{g.source}`. The gates read the pooled cross-centre (or repeated cross-validated) "
+             "estimate at the main horizon with its 95 % confidence interval: calibration slope in "
+             f"{list(g.slope_bounds)} and O/E in {list(g.oe_bounds)} fail only when the whole interval lies outside "
+             f"the band, Uno's C only when the whole interval lies below {g.min_uno_c}; net benefit above both "
+             f"defaults somewhere in {g.net_benefit_range[0]}-{g.net_benefit_range[1]} on the held-out patients. "
+             "The family was chosen on development data (cross-validated C on the tuning folds); a chosen family "
+             "that fails is replaced by the Cox baseline when that passes. Against the champion, on held-out "
+             f"patients neither model trained on: lower bound of delta-C above {g.min_delta_uno_c_lower95} and "
+             "better on C or IBS.", ""]
+    if inputs.decision.table:
+        lines += gate_table_lines(inputs.decision.table) + [""]
+    lines += ["| gate value | result |", "|---|---|"]
     for name, value in inputs.decision.gates.items():
         shown = ("pass" if value else "FAIL") if isinstance(value, bool) else _f(value) if isinstance(
             value, float | int | np.floating) else str(value)

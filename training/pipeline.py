@@ -25,34 +25,42 @@ from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
 from risk_model.report_groups import with_development_counts
+from training.after_event import after_event_model, kaplan_meier_curve  # noqa: F401 - kaplan_meier_curve re-exported
 from training.comparators import compare_with_comparators, comparison_markdown, log_comparison
 from training.config import TrainSettings
-from training.evaluate import Evaluation, evaluate_bundle
+from training.evaluate import Evaluation, evaluate_bundle, subset_target
 from training.explain import build_background, explanation_plots, training_summary
 from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.ph_check import proportional_hazards_check
 from training.promotion import (
+    GateResult,
     PromotionDecision,
     PromotionGates,
     absolute_gates,
     compare_with_champion,
     decide,
+    enough_shared,
     export_champion,
+    fall_back_to_baseline,
     load_gates,
     mark_challenger,
     mark_champion,
     read_champion,
+    shared_held_out,
+    split_lineage,
 )
 from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
 from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
-from training.splits import hold_out_centres, tuning_folds
+from training.selection import choose_family, development_concordance
+from training.splits import HoldOutSplit, hold_out_centres, tuning_folds
 from training.subgroups import report_group_definitions
 from training.tune import TuningResult, shared_study, tune_xgboost
+from training.validation import ValidationResult, internal_external_validation
 
-TIE_MARGIN_C = 0.005
+FAMILIES = ("cox_ph", "xgboost_cox")
 MIN_EVENTS_PER_PREDICTOR = 10
 
 
@@ -132,16 +140,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def kaplan_meier_curve(months: np.ndarray, event: np.ndarray) -> dict[str, list[float]]:
-    """Product-limit survival after each event time (used for survival after relapse)."""
-    months, event = np.asarray(months, dtype=float), np.asarray(event)
-    # Counted by sorting, not by a pass over every patient per event time (quadratic on a large registry).
-    grid, deaths = np.unique(months[event == 1], return_counts=True)
-    at_risk = len(months) - np.searchsorted(np.sort(months), grid, side="left")
-    survival = np.cumprod(1.0 - deaths / at_risk)
-    return {"months": grid.tolist(), "survival": survival.tolist()}
-
-
 def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int
                ) -> ModelBundle:
     """One cause-specific model per cause of the task, combined into a bundle."""
@@ -155,18 +153,29 @@ def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[s
             result = tuned[cause]
             causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed, ties=ties).fit(
                 development, schema, target).cause_model()
-    post_relapse = None
-    if task.post_relapse_target is not None:
-        post_relapse = kaplan_meier_curve(*task.post_relapse_target(development))
+    post_relapse = after_event_model(task, development)  # survival after relapse, with age and time to relapse
     return ModelBundle(task=schema.task, family=family, outcome=task.outcome, causes=causes,
                        horizons_months=list(schema.horizons_months), main_horizon_months=schema.main_horizon_months,
                        schema=schema.to_json(), post_relapse_survival=post_relapse)
 
 
-def choose_family(evaluations: dict[str, Evaluation]) -> str:
-    """The better held-out Uno's C; ties within 0.005 go to the Cox baseline."""
-    cox, boosted = evaluations["cox_ph"].metrics["uno_c"], evaluations["xgboost_cox"].metrics["uno_c"]
-    return "xgboost_cox" if boosted > cox + TIE_MARGIN_C else "cox_ph"
+def choose_on_development(task: Task, development: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]],
+                          tuned: dict[str, TuningResult], settings: TrainSettings) -> tuple[str, dict[str, float]]:
+    """The family to register, from its cross-validated C on the tuning folds (training/selection.py): the
+    held-out reporting patients are not an argument, so they cannot sway the choice."""
+    scores = development_concordance(task, development, folds, refit_for_validation(task, tuned, settings), FAMILIES)
+    return choose_family(scores), scores
+
+
+def gate_families(bundles: dict[str, ModelBundle], family: str, validation: ValidationResult,
+                  held_out: pd.DataFrame, targets: dict[str, EndpointTarget], gates: PromotionGates
+                  ) -> tuple[GateResult, str]:
+    """The chosen family's gates, and the Cox baseline's when it fails (training/promotion.py)."""
+    def result(name: str) -> GateResult:
+        bundle = bundles[name]
+        return absolute_gates(bundle, validation, held_out, targets[bundle.main_endpoint], gates)
+
+    return fall_back_to_baseline(family, result)
 
 
 def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: TaskSchema, seed: int) -> ModelBundle:
@@ -279,7 +288,17 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                                                 lineage_tags)
             say(f"  {name}: held-out Uno C {evaluation.metrics['uno_c']:.3f}, Harrell C "
                 f"{evaluation.metrics['harrell_c']:.3f}, IBS {evaluation.metrics['ibs']:.3f}")
-        family = choose_family(evaluations)
+        say("choosing the family on development data (cross-validated C on the tuning folds)")
+        family, development_c = choose_on_development(task, development, folds, tuned, settings)
+        mlflow.log_metrics({f"development_cv_uno_c_{f}": v for f, v in development_c.items() if np.isfinite(v)})
+        validation = internal_external_validation(frame, task, refit_for_validation(task, tuned, settings),
+                                                  FAMILIES, settings.seed, say)
+        gate_result, fallback_note = gate_families(bundles, family, validation, held_out, held_out_targets, gates)
+        mlflow.set_tags({"family_chosen_on_development": family, "family_choice": _choice_note(development_c)}
+                        | ({"family_fallback": fallback_note} if fallback_note else {}))
+        say(f"  chosen on development: {family} ({_choice_note(development_c)})"
+            + (f"; {fallback_note}" if fallback_note else ""))
+        family = gate_result.family
         chosen, metrics = bundles[family], evaluations[family].metrics
         say(f"bootstrap ensemble for the 95 % intervals: {settings.n_replicates} refits of {family}")
         chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
@@ -296,7 +315,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             scratch_path = Path(scratch)
             _log_plots(mlflow, schema, chosen, held_out, scratch_path)
             report = build_report(task, frame, held_out, held_out_targets, bundles, family,
-                                  refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path)
+                                  refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path,
+                                  validation=validation)
             report_metrics = log_report(mlflow, report, scratch_path, family, family_runs, schema.main_horizon_months)
             mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
             comparison = compare_with_comparators(task, development, held_out, held_out_targets, chosen, family,
@@ -305,13 +325,16 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             if comparison is not None:  # today's risk tools and nested models the spec declares
                 mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task))
             say("promotion gate, model card and registration")
-            decision = _gate(chosen, {**metrics, **report_metrics}, held_out, held_out_targets, settings,
-                             cohort.digest, gates, bundles["cox_ph"])
+            decision = _gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
+                             bundles["cox_ph"], (frame, split, schema.event_column))
+            if fallback_note:
+                decision.reason = f"{fallback_note}; {decision.reason}"
             chosen.metrics = {**metrics, **{k: v for k, v in report_metrics.items() if not k.endswith("_seconds")}}
             chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
                               "data_source": cohort.description, "split_design": split.design,
                               "validation_design": report.validation.design.description,
-                              "not_learned_predictors": [item["name"] for item in not_learned]}
+                              "not_learned_predictors": [item["name"] for item in not_learned],
+                              **split_lineage(frame, split, settings.seed, settings.held_out_fraction)}
             card_inputs = ModelCardInputs(
                 schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
                 family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
@@ -337,7 +360,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
                 task=settings.task, endpoint=chosen.main_endpoint, horizon=schema.main_horizon_months,
                 data=cohort.description, split=split.design, metrics={n: e.metrics for n, e in evaluations.items()},
                 family=family, version=version, promoted=decision.promoted, reason=decision.reason,
-                gates=decision.gates, interval=_gate_interval(decision), not_learned=not_learned))
+                gates=decision.gates, interval=_gate_interval(decision), not_learned=not_learned,
+                gate_table=decision.table))
             if decision.promoted:
                 export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
                                 cohort.digest)
@@ -405,18 +429,39 @@ def _log_plots(mlflow: Any, schema: TaskSchema, chosen: ModelBundle, held_out: p
         mlflow.log_artifact(shutil.copy(main, folder / f"shap_summary_{endpoint}_{h}m.png"), "plots")
 
 
-def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
+def _choice_note(scores: dict[str, float]) -> str:
+    return "cross-validated Uno's C on the development tuning folds: " + ", ".join(
+        f"{f} {v:.3f}" for f, v in scores.items())
+
+
+def _gate(bundle: ModelBundle, gate_result: GateResult, held_out: pd.DataFrame,
           targets: dict[str, EndpointTarget], settings: TrainSettings, digest: str, gates: PromotionGates,
-          baseline: ModelBundle) -> PromotionDecision:
-    values = absolute_gates(bundle, metrics, held_out, targets[bundle.main_endpoint], settings.seed, gates)
+          baseline: ModelBundle, split_of: tuple[pd.DataFrame, HoldOutSplit, str]) -> PromotionDecision:
+    """The evidence gates, then the champion head to head on held-out patients neither model trained on; when
+    that is not possible, the boosted model against the Cox baseline fitted on the same data."""
+    decision = _against_champion(bundle, dict(gate_result.values), held_out, targets, settings, digest, gates,
+                                 baseline, split_of)
+    decision.table = gate_result.table
+    return decision
+
+
+def _against_champion(bundle: ModelBundle, values: dict[str, Any], held_out: pd.DataFrame,
+                      targets: dict[str, EndpointTarget], settings: TrainSettings, digest: str,
+                      gates: PromotionGates, baseline: ModelBundle,
+                      split_of: tuple[pd.DataFrame, HoldOutSplit, str]) -> PromotionDecision:
     champion = read_champion(settings.models_dir, settings.task)
     if champion is None:
         return decide(values, None, "no champion yet", gates)
-    current, not_comparable = None, f"was trained on other data ({champion.get('data_digest')})"
-    if champion.get("data_digest") == digest:
-        current, not_comparable = champion_bundle(settings, champion)
-    if current is None:
-        # Not comparable with the champion: the boosted model must at least not be worse than the Cox baseline
+    current, why_not = champion_bundle(settings, champion)
+    rows = None
+    if current is not None:
+        rows, why_not = shared_held_out({**current.lineage, "data_digest": champion.get("data_digest")}, digest,
+                                        *split_of)
+        if rows is not None and not enough_shared(targets[bundle.main_endpoint], rows):
+            rows, why_not = None, (f"only {len(rows)} held-out patients neither model trained on ({why_not}), "
+                                   "too few to compare")
+    if rows is None:
+        # No patients both models never saw: the boosted model must at least not be worse than the Cox baseline
         # fitted on the same data beyond noise (the Cox baseline itself passes this trivially).
         if bundle.family != baseline.family:
             versus = compare_with_champion(bundle, baseline, held_out, targets, settings.seed, gates)
@@ -424,10 +469,14 @@ def _gate(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame
                            "baseline_delta_uno_c_lower95": versus["delta_uno_c_lower95"],
                            "not_worse_than_cox_baseline_ok": bool(
                                versus["delta_uno_c_lower95"] > gates.min_delta_uno_c_lower95)})
-        return decide(values, None, f"champion v{champion['version']} {not_comparable}: compared with the Cox "
-                                    "baseline on the same data only", gates)
-    comparison = compare_with_champion(bundle, current, held_out, targets, settings.seed, gates)
-    return decide(values, comparison, f"champion v{champion['version']}", gates)
+        return decide(values, None, f"champion v{champion['version']}: head-to-head comparison not possible "
+                                    f"({why_not}); compared with the Cox baseline on the same data only", gates)
+    shared = held_out.iloc[rows].reset_index(drop=True)
+    comparison = compare_with_champion(bundle, current, shared, {e: subset_target(t, rows) for e, t in targets.items()},
+                                       settings.seed, gates)
+    comparison["head_to_head_patients"] = len(rows)
+    return decide(values, comparison, f"champion v{champion['version']} compared head to head on {len(rows)} "
+                                      f"held-out patients neither trained on ({why_not})", gates)
 
 
 def champion_bundle(settings: TrainSettings, champion: dict[str, Any]) -> tuple[ModelBundle | None, str]:
@@ -437,6 +486,8 @@ def champion_bundle(settings: TrainSettings, champion: dict[str, Any]) -> tuple[
         return ModelBundle.load(Path(settings.models_dir) / settings.task / champion["path"], upgrade=True), ""
     except BundleFormatError as exc:
         return None, f"is a bundle this code cannot read ({exc})"
+    except FileNotFoundError:
+        return None, "its bundle is missing from models/"
 
 
 def _next_version(mlflow: Any, task: str) -> str:
@@ -493,5 +544,15 @@ def _record_decision(mlflow: Any, decision: PromotionDecision, task: str, versio
     mlflow.set_tags({"promotion_decision": outcome, "promotion_reason": decision.reason, "registered_version": version})
     mlflow.log_metrics({f"gate_{k}": float(v) for k, v in decision.gates.items()
                         if isinstance(v, int | float | bool) and np.isfinite(float(v))})
+    mlflow.set_tags({f"gate_{row['gate']}": _gate_tag(row) for row in decision.table})
     mlflow.log_text(json.dumps({"promoted": decision.promoted, "reason": decision.reason,
-                                "gates": decision.gates}, indent=1, default=str), "promotion.json")
+                                "gates": decision.gates, "evidence": decision.table}, indent=1, default=str),
+                    "promotion.json")
+
+
+def _gate_tag(row: dict[str, Any]) -> str:
+    """One evidence gate in words: estimate, interval, band, result and source."""
+    low, high = row["band"]
+    band = f"above {low:g}" if not np.isfinite(high) else f"{low:g} to {high:g}"
+    return (f"{row['estimate']:.3f} (95 % CI {row['lower95']:.3f} to {row['upper95']:.3f}), band {band}: "
+            f"{'pass' if row['passed'] else 'FAIL'}; {row['source']}")

@@ -1,12 +1,17 @@
 """The promotion gate (clarifications §5), the export of a champion bundle to `models/`, and moving the alias
 by hand (`make promote`, `make rollback`).
 
-The gates live in one configuration, `training/promotion_gates.toml` (`load_gates`). Absolute gates at the main
-horizon: calibration slope and O/E within bounds, lower 95 % bootstrap bound of Uno's C above a floor, and net
-benefit above treat-all and treat-none somewhere in the threshold range. Against a champion trained on the same
-data: a paired bootstrap of delta-C on the new held-out data; promote when its lower bound is above the floor and
-the new version is better on C or IBS. A version that fails keeps only the alias `challenger`; the champion,
-`models/<task>/champion.json` and therefore serving stay as they were.
+The gates live in one configuration, `training/promotion_gates.toml` (`load_gates`). They read evidence, not one
+split's point estimate: at the main horizon of the main endpoint, the pooled cross-centre estimate of the
+internal-external validation (random-effects over left-out centres; the fold mean over repeated cross-validation
+without centres) with its 95 % confidence interval. A calibration gate (slope, O/E) fails only when the whole
+interval lies outside its band; the discrimination gate (Uno's C) only when the whole interval lies below its
+floor. Net benefit must beat treat-all and treat-none somewhere in the threshold range on the held-out patients.
+The family is chosen on development data (training/selection.py); when it fails a gate the Cox baseline faces
+the same gates before anything is registered as failed (`fall_back_to_baseline`). Against the champion: a paired
+bootstrap of delta-C on held-out patients neither model trained on (`shared_held_out`); promote when its lower
+bound is above the floor and the new version is better on C or IBS. A version that fails keeps only the alias
+`challenger`; the champion, `models/<task>/champion.json` and therefore serving stay as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +35,7 @@ from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, ModelBundle
 from training.bootstrap import bootstrap_indices
 from training.evaluate import concordance_with_se, evaluate_bundle, net_benefit, subset_target, uno_tau
 from training.mlflow_store import relocate_store
+from training.splits import HoldOutSplit, hold_out_centres
 
 GATES_FILE = Path(__file__).with_name("promotion_gates.toml")
 CHAMPION_FILE = "champion.json"
@@ -39,7 +46,7 @@ HISTORY_TAG = "champion_history"  # registered-model tag: versions in the order 
 class PromotionGates:
     slope_bounds: tuple[float, float] = (0.8, 1.25)
     oe_bounds: tuple[float, float] = (0.8, 1.25)
-    min_uno_c_lower95: float = 0.5
+    min_uno_c: float = 0.5
     net_benefit_range: tuple[float, float, float] = (0.05, 0.60, 0.01)  # first, last, step
     min_delta_uno_c_lower95: float = -0.01
     bootstrap_draws: int = 200
@@ -63,7 +70,7 @@ def load_gates(path: str | Path | None = None) -> PromotionGates:
     absolute, champion, bootstrap = spec["absolute"], spec["champion"], spec["bootstrap"]
     return PromotionGates(
         slope_bounds=tuple(absolute["calibration_slope"]), oe_bounds=tuple(absolute["observed_expected"]),
-        min_uno_c_lower95=float(absolute["min_uno_c_lower95"]),
+        min_uno_c=float(absolute["min_uno_c"]),
         net_benefit_range=tuple(absolute["net_benefit_thresholds"]),
         min_delta_uno_c_lower95=float(champion["min_delta_uno_c_lower95"]),
         bootstrap_draws=int(bootstrap["draws"]), bootstrap_min_centres=int(bootstrap["min_centres"]),
@@ -76,6 +83,8 @@ class PromotionDecision:
     promoted: bool
     reason: str
     gates: dict[str, Any] = field(default_factory=dict)
+    # One row per evidence gate: name, estimate, lower95, upper95, band, source, passed (model card, run note).
+    table: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _main_risk(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
@@ -97,37 +106,176 @@ def bootstrap_uno_c(risks: list[np.ndarray], target: EndpointTarget, horizons: l
     return np.array(values).reshape(-1, len(risks))
 
 
-def absolute_gates(bundle: ModelBundle, metrics: dict[str, float], held_out: pd.DataFrame,
-                   target: EndpointTarget, seed: int, gates: PromotionGates | None = None) -> dict[str, Any]:
-    """Gates at the main horizon on the main endpoint's held-out predictions.
+@dataclass(frozen=True)
+class GateEstimate:
+    """One evidence gate: an estimate with its 95 % confidence interval against a band.
 
-    The bootstrap bounds of Uno's C are taken from `metrics` (`uno_c_lower95`, `uno_c_upper95`) when the run
-    computed them already, else drawn here with the same design.
-    """
-    gates = gates or load_gates()
-    h = bundle.main_horizon_months
+    `kind` "calibration": fails only when the whole interval lies outside [low, high]; "discrimination": fails
+    only when the whole interval lies below `low` (`high` is infinite). Without an interval the point decides; an
+    estimate that could not be computed fails (nothing to show the gate is met)."""
+
+    name: str
+    kind: str
+    estimate: float
+    lower: float
+    upper: float
+    band: tuple[float, float]
+    source: str
+
+    @property
+    def passed(self) -> bool:
+        lower, upper = (self.lower, self.upper) if np.isfinite(self.lower) and np.isfinite(self.upper) \
+            else (self.estimate, self.estimate)
+        if not (np.isfinite(lower) and np.isfinite(upper)):
+            return False
+        low, high = self.band
+        if self.kind == "discrimination":
+            return bool(upper >= low)
+        return bool(upper >= low and lower <= high)
+
+    def values(self) -> dict[str, Any]:
+        """Flat keys for the decision, MLflow (`gate_<key>`) and promotion.json."""
+        return {self.name: self.estimate, f"{self.name}_lower95": self.lower, f"{self.name}_upper95": self.upper,
+                f"{self.name}_band_low": self.band[0], f"{self.name}_band_high": self.band[1],
+                f"{self.name.rsplit('_', 1)[0] if self.kind == 'calibration' else self.name}_ok": self.passed}
+
+    def row(self) -> dict[str, Any]:
+        return {"gate": self.name, "estimate": self.estimate, "lower95": self.lower, "upper95": self.upper,
+                "band": self.band, "kind": self.kind, "source": self.source, "passed": self.passed}
+
+
+def pooled_estimate(validation: Any, family: str, endpoint: str, metric: str, horizon: float | None
+                    ) -> tuple[float, float, float]:
+    """(estimate, lower95, upper95) of one pooled metric of the internal-external validation; NaN when absent."""
+    pooled = validation.pooled
+    rows = pooled[(pooled["family"] == family) & (pooled["endpoint"] == endpoint) & (pooled["metric"] == metric)]
+    rows = rows[rows["horizon"].isna()] if horizon is None else rows[rows["horizon"] == horizon]
+    if rows.empty:
+        return np.nan, np.nan, np.nan
+    row = rows.iloc[0]
+    return float(row["estimate"]), float(row["lower"]), float(row["upper"])
+
+
+def evidence_gates(validation: Any, family: str, endpoint: str, horizon: int, gates: PromotionGates
+                   ) -> list[GateEstimate]:
+    """Calibration slope, O/E and Uno's C of `family` from the pooled cross-centre (or repeated cross-validated)
+    estimates and their 95 % confidence intervals."""
+    source = f"pooled {validation.design.kind} estimate, 95 % confidence interval"
+    specs = (("cal_slope", "calibration", float(horizon), gates.slope_bounds),
+             ("cal_oe", "calibration", float(horizon), gates.oe_bounds),
+             ("uno_c", "discrimination", None, (gates.min_uno_c, np.inf)))
+    result = []
+    for metric, kind, h, band in specs:
+        estimate, lower, upper = pooled_estimate(validation, family, endpoint, metric, h)
+        name = f"{metric}_{horizon}m" if h is not None else metric
+        result.append(GateEstimate(name, kind, estimate, lower, upper, (float(band[0]), float(band[1])), source))
+    return result
+
+
+def net_benefit_gate(bundle: ModelBundle, held_out: pd.DataFrame, target: EndpointTarget, gates: PromotionGates
+                     ) -> dict[str, Any]:
+    """Net benefit above treat-all and treat-none at one threshold or more, on the held-out patients."""
     risk = _main_risk(bundle, held_out)
-    lower, upper = metrics.get("uno_c_lower95", np.nan), metrics.get("uno_c_upper95", np.nan)
-    if not np.isfinite(lower):
-        indices, _ = bootstrap_indices(held_out, gates.bootstrap_draws, seed, gates.bootstrap_min_centres)
-        draws = bootstrap_uno_c([risk], target, bundle.horizons_months, indices)
-        if len(draws):
-            lower, upper = float(np.quantile(draws[:, 0], 0.025)), float(np.quantile(draws[:, 0], 0.975))
-    curve = net_benefit(np.asarray(target.months, float), np.asarray(target.code), risk, h, gates.thresholds,
-                        target.event_of_interest)
+    curve = net_benefit(np.asarray(target.months, float), np.asarray(target.code), risk, bundle.main_horizon_months,
+                        gates.thresholds, target.event_of_interest)
     useful = curve[(curve.model > curve.treat_all) & (curve.model > curve.treat_none)]
-    slope, oe = metrics.get(f"cal_slope_{h}m", np.nan), metrics.get(f"cal_oe_{h}m", np.nan)
     return {
-        f"cal_slope_{h}m": slope,
-        "cal_slope_ok": bool(gates.slope_bounds[0] <= slope <= gates.slope_bounds[1]),
-        f"cal_oe_{h}m": oe, "cal_oe_ok": bool(gates.oe_bounds[0] <= oe <= gates.oe_bounds[1]),
-        "uno_c_lower95": lower, "uno_c_upper95": upper,
-        "uno_c_lower95_ok": bool(np.isfinite(lower) and lower > gates.min_uno_c_lower95),
         "net_benefit_thresholds_useful": int(len(useful)),
         "net_benefit_useful_from": float(useful.threshold.min()) if len(useful) else np.nan,
         "net_benefit_useful_to": float(useful.threshold.max()) if len(useful) else np.nan,
         "net_benefit_ok": bool(len(useful) > 0),
     }
+
+
+@dataclass
+class GateResult:
+    """Every gate of one family: flat values (the decision's `gates`) and the evidence table."""
+
+    family: str
+    values: dict[str, Any]
+    table: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> list[str]:
+        return failed_gates(self.values)
+
+
+def failed_gates(values: dict[str, Any]) -> list[str]:
+    return [name[:-3] for name, ok in values.items() if name.endswith("_ok") and not ok]
+
+
+def absolute_gates(bundle: ModelBundle, validation: Any, held_out: pd.DataFrame, target: EndpointTarget,
+                   gates: PromotionGates | None = None) -> GateResult:
+    """The gates of one fitted family: the evidence gates from the validation, net benefit on the held-out data."""
+    gates = gates or load_gates()
+    estimates = evidence_gates(validation, bundle.family, bundle.main_endpoint, bundle.main_horizon_months, gates)
+    values: dict[str, Any] = {}
+    for estimate in estimates:
+        values.update(estimate.values())
+    values.update(net_benefit_gate(bundle, held_out, target, gates))
+    return GateResult(bundle.family, values, [e.row() for e in estimates])
+
+
+def fall_back_to_baseline(chosen: str, gate_result: Callable[[str], GateResult], baseline: str = "cox_ph"
+                          ) -> tuple[GateResult, str]:
+    """The family to register and why: the chosen one when it passes (or is the baseline); when it fails, the
+    Cox baseline faces the same gates and is registered instead if it passes; when both fail, the chosen one is
+    registered as failed with both results in the note."""
+    result = gate_result(chosen)
+    if not result.failed or chosen == baseline:
+        return result, ""
+    fallback = gate_result(baseline)
+    if not fallback.failed:
+        return fallback, (f"{chosen} (chosen on development data) failed gate(s) {', '.join(result.failed)}; the "
+                          f"{baseline} baseline passed the same gates and is registered instead")
+    return result, (f"{chosen} failed gate(s) {', '.join(result.failed)}; the {baseline} baseline failed too "
+                    f"({', '.join(fallback.failed)})")
+
+
+# --- head to head with the champion, on patients neither trained on ---------------------------------------
+
+MIN_SHARED_PATIENTS = 50
+MIN_SHARED_EVENTS = 10
+
+
+def split_lineage(frame: pd.DataFrame, split: HoldOutSplit, seed: int, fraction: float) -> dict[str, Any]:
+    """What a later run needs to know which patients this model never trained on (no patient values): the split
+    seed and fraction, and the held-out centres when whole centres were held out."""
+    by_centre = split.design.startswith("held-out centres")
+    centres = sorted(frame.iloc[split.held_out]["centre"].astype(str).unique()) if by_centre else None
+    return {"split_seed": int(seed), "held_out_fraction": float(fraction), "held_out_centres": centres}
+
+
+def shared_held_out(champion: dict[str, Any], digest: str, frame: pd.DataFrame, split: HoldOutSplit,
+                    event_column: str) -> tuple[np.ndarray | None, str]:
+    """Positions within the new held-out set of patients the champion never trained on either, and how they were
+    found; None (and why) when that cannot be known.
+
+    Whole centres held out by the champion: the new held-out patients of those centres (same or changed data).
+    Otherwise the same data only: the champion's split is recomputed from its seed and fraction and the patients
+    held out by both are kept. Changed data without centres: which patients the champion trained on is unknown."""
+    held = frame.iloc[split.held_out]
+    centres = champion.get("held_out_centres")
+    if centres is not None and "centre" in held.columns and held["centre"].notna().all():
+        keep = np.flatnonzero(held["centre"].astype(str).isin(centres).to_numpy())
+        how = "new held-out patients of the centres the champion held out too"
+    elif champion.get("data_digest") != digest:
+        return None, ("the champion was trained on other data without a centre hold-out: which of the new held-out "
+                      "patients it trained on is unknown")
+    elif champion.get("split_seed") is None:
+        return None, "the champion's bundle does not record its split"
+    else:
+        theirs = hold_out_centres(frame, event_column, champion["held_out_fraction"], int(champion["split_seed"]))
+        keep = np.flatnonzero(np.isin(split.held_out, theirs.held_out))
+        how = "same data: patients held out by both splits"
+    if len(keep) == len(held):
+        how += " (all of the new held-out patients)"
+    return keep, how
+
+
+def enough_shared(target: EndpointTarget, rows: np.ndarray) -> bool:
+    code = np.asarray(target.code)[rows]
+    return len(rows) >= MIN_SHARED_PATIENTS and int(np.sum(code == target.event_of_interest)) >= MIN_SHARED_EVENTS
 
 
 def compare_with_champion(new: ModelBundle, champion: ModelBundle, held_out: pd.DataFrame,
@@ -151,7 +299,7 @@ def compare_with_champion(new: ModelBundle, champion: ModelBundle, held_out: pd.
 def decide(gate_values: dict[str, Any], comparison: dict[str, Any] | None, champion_note: str,
            gates: PromotionGates | None = None) -> PromotionDecision:
     gates = gates or load_gates()
-    failed = [name[:-3] for name, ok in gate_values.items() if name.endswith("_ok") and not ok]
+    failed = failed_gates(gate_values)
     if failed:
         return PromotionDecision(False, f"failed gate(s): {', '.join(failed)}; {champion_note}", gate_values)
     if comparison is None:
@@ -160,13 +308,13 @@ def decide(gate_values: dict[str, Any], comparison: dict[str, Any] | None, champ
     if not comparison["delta_uno_c_lower95"] > gates.min_delta_uno_c_lower95:
         return PromotionDecision(False, "worse than the champion beyond noise "
                                         f"(delta-C lower bound {comparison['delta_uno_c_lower95']:.3f} <= "
-                                        f"{gates.min_delta_uno_c_lower95})", all_values)
+                                        f"{gates.min_delta_uno_c_lower95}); {champion_note}", all_values)
     if comparison["delta_uno_c"] > 0 or comparison["delta_ibs"] < 0:
         return PromotionDecision(True, f"passed every gate and beats the champion (delta-C "
-                                       f"{comparison['delta_uno_c']:+.4f}, delta-IBS {comparison['delta_ibs']:+.4f})",
-                                 all_values)
-    return PromotionDecision(False, "passed the gates but is not better than the champion on C or IBS",
-                             all_values)
+                                       f"{comparison['delta_uno_c']:+.4f}, delta-IBS {comparison['delta_ibs']:+.4f}); "
+                                       f"{champion_note}", all_values)
+    return PromotionDecision(False, f"passed the gates but is not better than the champion on C or IBS; "
+                                    f"{champion_note}", all_values)
 
 
 # --- models/ export ---------------------------------------------------------------------------------

@@ -64,14 +64,17 @@ def usefulness_sentence(table: pd.DataFrame) -> str:
 
 def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_out_targets: dict[str, EndpointTarget],
                  bundles: dict[str, ModelBundle], chosen: str, refit: Refit, gates: PromotionGates, seed: int,
-                 say: Callable[[str], None], folder: Path) -> EvaluationReport:
+                 say: Callable[[str], None], folder: Path, validation: ValidationResult | None = None
+                 ) -> EvaluationReport:
+    """`validation`: the internal-external validation when the pipeline ran it already (its gates read it)."""
     schema = task.schema
     horizons, main = list(schema.horizons_months), schema.main_horizon_months
     seconds: dict[str, float] = {}
 
     started = time.monotonic()
-    validation = internal_external_validation(frame, task, refit, tuple(bundles), seed, say)
-    seconds["validation"] = time.monotonic() - started
+    if validation is None:
+        validation = internal_external_validation(frame, task, refit, tuple(bundles), seed, say)
+    seconds["validation"] = validation.seconds if validation.seconds else time.monotonic() - started
     say(f"validation done in {validation.seconds:.0f} s")
 
     started = time.monotonic()

@@ -41,7 +41,8 @@ def _number(value: Any) -> str:
 
 def run_note(*, task: str, endpoint: str, horizon: int, data: str, split: str, metrics: dict[str, dict[str, float]],
              family: str, version: str, promoted: bool, reason: str, gates: dict[str, Any],
-             interval: tuple[float, float] | None = None, not_learned: list[dict[str, str]] | None = None) -> str:
+             interval: tuple[float, float] | None = None, not_learned: list[dict[str, str]] | None = None,
+             gate_table: list[dict[str, Any]] | None = None) -> str:
     """The closing summary of a training run as markdown: held-out metrics of both families, the registered
     version, the gate values and the decision."""
     families = list(metrics)
@@ -55,8 +56,11 @@ def run_note(*, task: str, endpoint: str, horizon: int, data: str, split: str, m
         name = template.format(h=horizon)
         lines.append(f"| {name} | " + " | ".join(_number(metrics[f].get(name, np.nan)) for f in families) + " |")
     if interval is not None:
-        lines += ["", f"Uno's C of the registered family: {_number(metrics[family].get('uno_c'))}, 95 % bootstrap "
-                      f"interval {_number(interval[0])} to {_number(interval[1])}."]
+        lines += ["", f"Uno's C of the registered family: {_number(metrics[family].get('uno_c'))} held out; the gate's "
+                      f"cross-validated 95 % interval {_number(interval[0])} to {_number(interval[1])}."]
+    if gate_table:
+        lines += ["", "Evidence gates (fail only when the whole interval lies outside the band, or below the floor):",
+                  "", *gate_table_lines(gate_table)]
     lines += ["", "Promotion gate:", "", "| gate | value |", "|---|---|"]
     lines += [f"| {name} | {_number(value)} |" for name, value in gates.items()]
     if not_learned:
@@ -66,3 +70,14 @@ def run_note(*, task: str, endpoint: str, horizon: int, data: str, split: str, m
     if len(text) > MAX_NOTE_CHARS:
         text = text[: MAX_NOTE_CHARS - 40].rsplit("\n", 1)[0] + "\n\n(cut: see promotion.json)\n"
     return text
+
+
+def gate_table_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The evidence gates as a markdown table: estimate, 95 % interval, band, result and where it comes from."""
+    lines = ["| gate | estimate | 95 % interval | band | result | evidence |", "|---|---:|---|---|---|---|"]
+    for row in table:
+        low, high = row["band"]
+        band = f"above {_number(low)}" if not np.isfinite(high) else f"{_number(low)} to {_number(high)}"
+        lines.append(f"| {row['gate']} | {_number(row['estimate'])} | {_number(row['lower95'])} to "
+                     f"{_number(row['upper95'])} | {band} | {_number(bool(row['passed']))} | {row['source']} |")
+    return lines

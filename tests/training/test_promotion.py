@@ -70,6 +70,9 @@ def test_a_failed_gate_leaves_the_champion_serving(trained_store, client, failed
     assert run.data.params["gate_config_slope_bounds"] == "[5.0, 6.0]"
     assert run.data.metrics["gate_cal_slope_ok"] == 0.0 and "gate_cal_slope_12m" in run.data.metrics
     assert "gate_uno_c_lower95" in run.data.metrics and "gate_net_benefit_ok" in run.data.metrics
+    # Each evidence gate with its interval and band: the slope's cross-validated interval lies below 5.
+    assert run.data.metrics["gate_cal_slope_12m_upper95"] < 5.0 == run.data.metrics["gate_cal_slope_12m_band_low"]
+    assert "95 % CI" in run.data.tags["gate_cal_slope_12m"] and "FAIL" in run.data.tags["gate_cal_slope_12m"]
     # models/: champion.json is byte for byte what it was, and serving loads the old champion.
     pointer = trained_store.models_dir / TASK / "champion.json"
     assert pointer.read_text() == before["pointer"]
@@ -136,17 +139,22 @@ def test_the_model_card_travels_in_the_bundle_and_old_bundles_still_load(trained
 
 
 def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_cox_baseline(tmp_path):
+    """A champion whose bundle cannot tell which new patients it trained on (here: none to read) is not compared
+    head to head; the boosted model must then not be worse than the Cox baseline on the same data."""
     from features.task_schema import validate_frame
     from features.tasks import TASKS
     from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
     from tasks.cml_tfr.generator import generate_cml_tfr_cohort
-    from training.evaluate import evaluate_bundle
     from training.pipeline import _gate, complete_bundle, fit_family
+    from training.promotion import GateResult
+    from training.splits import hold_out_centres
     from training.tune import TuningResult
 
     task = TASKS[TASK]
     frame = validate_frame(generate_cml_tfr_cohort(900, seed=17), CML_TFR_SCHEMA)
-    development, held_out = frame.iloc[:600].reset_index(drop=True), frame.iloc[600:].reset_index(drop=True)
+    split = hold_out_centres(frame, CML_TFR_SCHEMA.event_column, 0.3, 0)
+    development = frame.iloc[split.development].reset_index(drop=True)
+    held_out = frame.iloc[split.held_out].reset_index(drop=True)
     tuned = {"relapse": TuningResult({"eta": 0.05, "max_depth": 1}, 100, 0.6, 0)}
     cox, boosted = (complete_bundle(fit_family(f, task, development, tuned, 0), development, CML_TFR_SCHEMA, 0)
                     for f in ("cox_ph", "xgboost_cox"))
@@ -154,11 +162,12 @@ def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_
     (tmp_path / TASK / "champion.json").write_text(json.dumps({"version": "7", "path": "7", "data_digest": "other"}))
     settings = replace(small_settings(tmp_path), models_dir=tmp_path)
     targets = task.endpoint_targets(held_out)
-    gates = PromotionGates(slope_bounds=(0.0, 10.0), oe_bounds=(0.0, 10.0), min_uno_c_lower95=0.0,
-                           net_benefit_range=(0.05, 0.95, 0.05))
+    gates = PromotionGates(net_benefit_range=(0.05, 0.95, 0.05))
     for bundle in (cox, boosted):
-        metrics = evaluate_bundle(bundle, held_out, targets).metrics
-        decision = _gate(bundle, metrics, held_out, targets, settings, "new-digest", gates, cox)
+        passed = GateResult(bundle.family, {"cal_slope_ok": True}, [])
+        decision = _gate(bundle, passed, held_out, targets, settings, "new-digest", gates, cox,
+                         (frame, split, CML_TFR_SCHEMA.event_column))
+        assert "head-to-head comparison not possible" in decision.reason
         assert "compared with the Cox baseline on the same data only" in decision.reason
         if bundle is boosted:
             assert {"baseline_delta_uno_c", "baseline_delta_uno_c_lower95",
