@@ -109,12 +109,17 @@ def test_no_option_is_called_better_when_the_paired_interval_includes_zero(bundl
 
 
 def test_an_option_is_called_better_when_its_paired_interval_clearly_excludes_zero(bundle):
-    answer = stop_timing(with_replicates(bundle, np.linspace(0.9, 1.1, 21)), PATIENT)
+    replicated = with_replicates(bundle, np.linspace(0.9, 1.1, 21))
+    first = stop_timing(replicated, PATIENT)
+    reduction = {o.stop_after_months: -o.difference_from_stopping_now[1].percentage_points
+                 for o in first.options[1:]}
+    assert 0 < reduction[12] < reduction[24]
+    # A margin between the two reductions: both intervals lie below zero, only 24 months clears the margin.
+    settings = StopTimingSettings(margin_percentage_points=(reduction[12] + reduction[24]) / 2)
+    answer = stop_timing(replicated, PATIENT, settings)
     by_delay = {o.stop_after_months: o for o in answer.options}
-    latest = by_delay[24].difference_from_stopping_now[1]
-    assert latest.upper < 0 and -latest.percentage_points > 5.0
+    latest, twelve = (by_delay[d].difference_from_stopping_now[1] for d in (24, 12))
+    assert latest.upper < 0 and twelve.upper < 0
     assert by_delay[24].called_better and answer.comparison.better_options == [24]
-    # 12 months: an interval below zero too, but a reduction under the 5-point margin is not called better.
-    twelve = by_delay[12].difference_from_stopping_now[1]
-    assert twelve.upper < 0 and -twelve.percentage_points < 5.0 and not by_delay[12].called_better
+    assert not by_delay[12].called_better
     assert "stopping after 24 more months" in answer.comparison.conclusion
