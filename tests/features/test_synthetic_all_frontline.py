@@ -285,11 +285,6 @@ def test_e18_discrimination_of_the_nci_rule(cohort):
     assert within(c["nci"], c["se"], 0.58, 0.65)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: with E11-E13 and E15 met, the correctly specified Cox reaches "
-    "C ~0.87 in children, above F.4's assumed 0.72-0.80 (see the generator's docstring)",
-)
 def test_e18_discrimination_of_a_correctly_specified_cox(cohort):
     c = _relapse_c(cohort)
     assert within(c["full"], c["se"], 0.72, 0.80)
