@@ -223,7 +223,7 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
     lines = ["## Model", "",
              f"- Registered family: `{inputs.family}` (the better held-out Uno's C; ties within 0.005 go to the "
              "Cox baseline).",
-             "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `nthread=1`) with a "
+             "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `hist` trees) with a "
              "Breslow baseline on its own margins of the development patients; Cox proportional hazards "
              "(lifelines, small ridge penalty) "
              "with a Breslow baseline. One cause-specific model per cause; other causes censor it.",

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 JOBS_ENV = "TRAIN_JOBS"
+IDLE_SECONDS = 3600
 TASKS_PER_WORKER = 4  # items are sent in about this many chunks per worker: shared inputs travel once per chunk
 
 Item = TypeVar("Item")
@@ -110,9 +111,19 @@ def _run_chunk(
     """In a worker: fits get `threads` threads, nothing below starts another pool, and warnings are filtered as
     the caller filters them (a worker does not inherit the trainer's filters)."""
     _state.threads, _state.in_worker = threads, True
+    _keep_worker_alive()
     with warnings.catch_warnings():
         warnings.filters[:] = filters
         return [fn(item) for item in chunk]
+
+
+def _keep_worker_alive() -> None:
+    """loky restarts a worker whose memory grew 300 MB past its size after its first task, taken for a leak. Here
+    growth is the training stack loading (xgboost, lifelines, matplotlib) and caches, and each restart costs
+    seconds of imports again, more than a stage gains: workers live as long as the pool."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62
 
 
 def parallel_map(fn: Callable[[Item], Result], items: Iterable[Item], jobs: int | None = None) -> Iterator[Result]:
@@ -128,7 +139,9 @@ def parallel_map(fn: Callable[[Item], Result], items: Iterable[Item], jobs: int 
 
     threads = threads_per_task(jobs)
     # inner_max_num_threads caps OpenMP and BLAS in the workers (threadpoolctl), beside xgboost's nthread.
-    with parallel_config(backend="loky", inner_max_num_threads=threads):
+    # Workers stay up between stages (tuning in threads can outlast loky's default idle timeout of 300 s): a new
+    # worker pays seconds of imports again.
+    with parallel_config(backend="loky", inner_max_num_threads=threads, idle_worker_timeout=IDLE_SECONDS):
         run = Parallel(n_jobs=jobs, return_as="generator")
         filters = list(warnings.filters)
         for results in run(delayed(_run_chunk)(fn, chunk, threads, filters) for chunk in _chunks(items, jobs)):
