@@ -147,9 +147,14 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     import warnings
 
-    from training.parallel import configure_jobs
+    from training.parallel import configure_jobs, configured_jobs
 
-    configure_jobs(args.jobs)
+    try:
+        configure_jobs(args.jobs)
+        configured_jobs()  # TRAIN_JOBS read now: a bad value stops the run before anything is tuned
+    except ValueError as error:
+        print(f"--jobs / JOBS= / TRAIN_JOBS: {error}", file=sys.stderr)
+        return 2
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="mlflow")

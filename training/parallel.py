@@ -9,7 +9,8 @@ workers, and a run with one job is the same as the sequential code.
 Workers: `JOBS=` (make), `--jobs` (command line) or the environment variable TRAIN_JOBS; default: the cores this
 process may use. With N processes (or N tuning threads) each xgboost fit gets cores // N threads, and OpenMP and
 BLAS in a worker as many, so the machine is not oversubscribed; alone a fit gets every core (xgboost's `hist`
-gives the same trees for any thread count). Inside a worker everything runs sequentially (no pool in a pool).
+gave the same trees with one thread and two in tests/training/test_parallel.py). Inside a worker everything runs
+sequentially (no pool in a pool).
 """
 
 from __future__ import annotations
