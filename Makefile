@@ -42,14 +42,17 @@ help: ## list the targets
 
 install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
 
-train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=, STUDY=, STORAGE=)
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=, JOBS=, STUDY=, STORAGE=)
 	@mkdir -p mlruns models data
-	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(STUDY_OPTIONS)
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(STUDY_OPTIONS)
 
 # A shared Optuna study (README "Past one machine"): the trainer and any `make tune-worker` join it. Empty = in memory.
 STUDY ?=
 STORAGE ?=
 JOBS ?=
+# Optuna trials at once (threads); 1 (the default) keeps tuning, and every served number, repeatable for a seed.
+TUNING_JOBS ?=
+export TUNING_JOBS
 STUDY_OPTIONS = $(if $(STUDY),--study '$(STUDY)') $(if $(STORAGE),--storage '$(STORAGE)')
 .PHONY: tune-worker
 tune-worker: install ## run tuning trials in a shared study from any host: STUDY=, STORAGE=postgresql://..., TASK= [DATA=, TRIALS=, JOBS=]
@@ -175,9 +178,9 @@ SIZES ?=
 TRIALS ?=
 FAMILY ?=
 .PHONY: bench-train
-bench-train: install ## time, CPU and peak memory of each training stage at 2,000 / 20,000 / 180,000 patients (TASK=, SIZES=, TRIALS=, FAMILY=)
+bench-train: install ## time, CPU and peak memory of each training stage at 2,000 / 20,000 / 180,000 patients (TASK=, SIZES=, TRIALS=, FAMILY=, JOBS=)
 	$(PY) -m benchmarks.train_bench $(if $(TASK),--task $(TASK)) $(if $(SIZES),--sizes $(SIZES)) \
-	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(FAMILY),--family $(FAMILY))
+	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(FAMILY),--family $(FAMILY)) $(if $(JOBS),--jobs $(JOBS))
 
 bento: install ## build a Bento: the service, its code, the current champions; requirements from uv.lock
 	$(UV) export --frozen --no-hashes --no-dev --no-emit-project --quiet --format requirements-txt -o requirements-bento.txt

@@ -8,15 +8,19 @@ card and registration), timing each one. Tuning is reported per trial as well (i
 by trials x causes). MLflow writes to a temporary store, so nothing reaches mlruns/ or models/; the per-trial and
 per-family MLflow logging of `make train` is left out (registration is timed).
 
-Memory: the resident set size (RSS) of the process, sampled every 10 ms by a thread reading /proc/self/statm; a
-stage's figure is the peak RSS while it ran (it includes what earlier stages still hold: the cohort, the models),
-and the whole process's peak is `ru_maxrss`. RSS sees native allocations (xgboost, BLAS) that tracemalloc misses,
-and sampling adds no overhead to the timed code; a peak shorter than 10 ms can be missed.
+Work runs in this process and, with more than one job (`--jobs`, `JOBS=`, default every core), in the pool's worker
+processes: CPU and memory count both (the workers' CPU while alive, read from /proc).
+
+Memory: the resident set size (RSS) of the process and its workers together, sampled every 10 ms by a thread
+reading /proc; a stage's figure is the peak RSS while it ran (it includes what earlier stages still hold: the
+cohort, the models), and the whole run's peak is the larger of that and the process's own `ru_maxrss`. RSS sees
+native allocations (xgboost, BLAS) that tracemalloc misses, and sampling adds no overhead to the timed code; a
+peak shorter than 10 ms can be missed.
 The growth exponent is the least-squares slope of log(seconds) on log(patients) over the sizes (1 = linear,
 2 = quadratic); with the fixed costs of small cohorts it understates the growth of large ones.
 
 Usage: python -m benchmarks.train_bench [--task cml_tfr] [--sizes 2000 20000 180000] [--trials 10]
-                                        [--replicates 30] [--draws 200] [--seed 42] [--family auto]
+                                        [--replicates 30] [--draws 200] [--seed 42] [--family auto] [--jobs N]
 """
 
 from __future__ import annotations
@@ -44,13 +48,45 @@ DEFAULT_SIZES = (2_000, 20_000, 180_000)
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_SECONDS = 0.01
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- measuring one stage ------------------------------------------------------------------------------------
 
+def worker_pids() -> list[int]:
+    """This process's children: the pool's worker processes (training/parallel.py), alive now."""
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _rss_of(pid: str | int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE_BYTES
+    except OSError:  # a worker that has just stopped
+        return 0
+
+
 def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE_BYTES
+    """Resident memory of this process and its pool workers together."""
+    return _rss_of("self") + sum(_rss_of(pid) for pid in worker_pids())
+
+
+def workers_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live worker process."""
+    seconds = {}
+    for pid in worker_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
 
 
 class PeakSampler:
@@ -90,14 +126,16 @@ class Stages:
     def begin(self, name: str, **extra: Any) -> None:
         self.end()
         self._open = {"stage": name, **extra, "start_rss_mb": self.sampler.reset() / 2**20,
-                      "_wall": time.perf_counter(), "_cpu": time.process_time()}
+                      "_wall": time.perf_counter(), "_cpu": time.process_time(), "_workers": workers_cpu_seconds()}
 
     def end(self) -> None:
         row, self._open = self._open, None
         if row is None:
             return
         row["seconds"] = time.perf_counter() - row.pop("_wall")
-        row["cpu_seconds"] = time.process_time() - row.pop("_cpu")
+        before = row.pop("_workers")
+        workers = sum(now - before.get(pid, 0.0) for pid, now in workers_cpu_seconds().items())
+        row["cpu_seconds"] = time.process_time() - row.pop("_cpu") + workers
         row["peak_rss_mb"] = self.sampler.read() / 2**20
         self.rows.append(row)
         self.say(f"  {row['stage']}: {row['seconds']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB")
@@ -249,7 +287,8 @@ def worker(args: argparse.Namespace) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
         rows, family = run_stages(args.task[0], args.sizes[0], args.trials, args.replicates, args.draws,
                                   args.seed, Path(scratch), lambda message: print(message, flush=True), args.family)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    peak = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kB on Linux
+                *(row["peak_rss_mb"] for row in rows)])
     Path(args.json_out).write_text(json.dumps({"rows": rows, "family": family, "process_peak_rss_mb": peak}))
 
 
@@ -292,7 +331,7 @@ def table(task: str, sizes: list[int], results: dict[int, dict[str, Any]]) -> li
     totals = [sum(r["seconds"] for r in results[n]["rows"] if r["stage"] != "tuning, per trial") for n in sizes]
     cells = " | ".join(f"{_seconds(t)} | | {results[n]['process_peak_rss_mb']:,.0f}" for n, t in zip(sizes, totals,
                                                                                                      strict=True))
-    lines.append(f"| **total** (peak: the process's ru_maxrss) | {cells} | {_exponent(sizes, totals)} |")
+    lines.append(f"| **total** (peak: process and workers) | {cells} | {_exponent(sizes, totals)} |")
     families = {n: results[n]["family"] for n in sizes}
     note = f"Registered family: {', '.join(f'{n:,} patients {f}' for n, f in families.items())}"
     if len(set(families.values())) > 1:
@@ -311,6 +350,7 @@ def _seconds(value: float) -> str:
 
 
 def header(args: argparse.Namespace) -> list[str]:
+    from training.parallel import configured_jobs
     from training.pipeline import git_commit
 
     stamp = time.strftime("%Y-%m-%d %H:%M")
@@ -319,9 +359,11 @@ def header(args: argparse.Namespace) -> list[str]:
             f"average at start {' '.join(f'{v:.2f}' for v in os.getloadavg())}; commit {git_commit()}.",
             f"- Settings: {args.trials} tuning trials per cause, {args.replicates} interval refits, {args.draws} "
             f"bootstrap draws, seed {args.seed}; synthetic cohorts; each task and size in a fresh process, the "
-            "stages in `run_training`'s order in that process.",
-            "- Seconds: wall clock. CPU: CPU time of all threads over wall time (100 % = one core busy). Peak MB: "
-            f"the process's resident set size sampled every {SAMPLE_SECONDS * 1000:.0f} ms while the stage ran "
+            "stages in `run_training`'s order in that process; "
+            f"{configured_jobs()} worker processes and tuning threads (`--jobs`, `JOBS=`).",
+            "- Seconds: wall clock. CPU: CPU time of all threads and worker processes over wall time (100 % = one "
+            "core busy). Peak MB: the resident set size of the process and its workers sampled every "
+            f"{SAMPLE_SECONDS * 1000:.0f} ms while the stage ran "
             "(it includes what earlier stages still hold). Time exponent: least-squares slope of log(seconds) on "
             "log(patients) (1 = linear, 2 = quadratic).", ""]
 
@@ -336,9 +378,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--family", choices=("auto", "cox_ph", "xgboost_cox"), default="auto",
                         help="the registered family (auto: the pipeline's choice on the held-out C)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes and tuning threads (training/parallel.py; default: TRAIN_JOBS, else "
+                             "every core)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from training.parallel import configure_jobs
+
+    configure_jobs(args.jobs)  # the stage workers inherit it through the environment
     if args.worker:
         worker(args)
         return

@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# Under pytest-xdist the test workers hold the cores already: training inside a test runs its stages in sequence
+# (training/parallel.py) rather than start a pool per test worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TRAIN_JOBS", "1")
 
 
 # Tests that use these are slow (they train through the whole pipeline or start a real server): they must say so

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from training.evaluate import (
     time_dependent_auc,
     uno_tau,
 )
+from training.parallel import parallel_map
 
 MIN_CENTRES_FOR_CENTRE_BOOTSTRAP = 5
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_oe_{h}m", "cal_slope_{h}m", "ici_{h}m")
@@ -113,6 +115,14 @@ def headline_metrics(target: EndpointTarget, risk: dict[int, np.ndarray], ibs_ri
     return metrics
 
 
+def _draw_metrics(target: EndpointTarget, at_months: np.ndarray, months: np.ndarray, grid_risk: np.ndarray | None,
+                  grid: np.ndarray | None, horizons: list[int], main: int, rows: np.ndarray) -> dict[str, float]:
+    """The headline metrics of one bootstrap draw (`rows` of the evaluation data)."""
+    risk = {int(m): at_months[rows, i] for i, m in enumerate(months)}
+    return headline_metrics(subset_target(target, rows), risk, grid_risk[rows] if grid_risk is not None else None,
+                            grid, horizons, main)
+
+
 def bootstrap_headline(bundle: ModelBundle, frame: pd.DataFrame, targets: dict[str, EndpointTarget],
                        evaluable: dict[str, list[int]], draws: int, seed: int,
                        min_centres: int = MIN_CENTRES_FOR_CENTRE_BOOTSTRAP) -> BootstrapIntervals:
@@ -130,10 +140,8 @@ def bootstrap_headline(bundle: ModelBundle, frame: pd.DataFrame, targets: dict[s
         per_draw: dict[str, list[float]] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for rows in indices:
-                risk = {int(m): at_months[endpoint][rows, i] for i, m in enumerate(months)}
-                values = headline_metrics(subset_target(target, rows), risk,
-                                          grid_risk[rows] if grid_risk is not None else None, grid, horizons, main)
+            draw = partial(_draw_metrics, target, at_months[endpoint], months, grid_risk, grid, horizons, main)
+            for values in parallel_map(draw, indices):  # the draws' rows are fixed: any worker count, same values
                 for name, value in values.items():
                     per_draw.setdefault(name, []).append(value)
         prefix = endpoint_prefix(endpoint, bundle.main_endpoint)

@@ -17,6 +17,8 @@ HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h
 # A plain `make train` trains the tasks whose spec says so (synthetic cohorts); real-data tasks only by name.
 DEFAULT_TASKS = tuple(name for name, task in TASKS.items() if task.spec and task.spec.trained_by_default)
 DATA_DIR = Path("data")
+JOBS_HELP = ("worker processes for refits, validation folds and bootstrap draws, and tuning trials at once "
+             "(default: TRAIN_JOBS, else every core; 1 = sequential and reproducible tuning)")
 DROP_HELP = ("a predictor the model must not use, e.g. one with the same value for nearly every patient (repeatable, "
              "or comma-separated); the file may leave it out")
 
@@ -145,6 +147,14 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     import warnings
 
+    from training.parallel import configure_jobs, configured_jobs
+
+    try:
+        configure_jobs(args.jobs)
+        configured_jobs()  # TRAIN_JOBS read now: a bad value stops the run before anything is tuned
+    except ValueError as error:
+        print(f"--jobs / JOBS= / TRAIN_JOBS: {error}", file=sys.stderr)
+        return 2
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="mlflow")
@@ -313,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--trials", type=int, default=30, help="Optuna trials")
     _add_format_options(train)
     train.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
+    train.add_argument("--jobs", type=int, default=None, help=JOBS_HELP)
     _add_study_options(train)
     train.set_defaults(handler=_train)
     worker = commands.add_parser("tune-worker", help="join the task's shared Optuna studies and run tuning trials "

@@ -95,7 +95,7 @@ def train_on_cluster(
         dtrain = dxgb.DaskDMatrix(client, *train, missing=np.nan)
         output = dxgb.train(
             client,
-            params,
+            {k: v for k, v in params.items() if k != "nthread"},  # each dask worker's own threads (DASK_THREADS=)
             dtrain,
             num_boost_round=rounds,
             verbose_eval=False,

@@ -4,8 +4,10 @@ endpoint and horizon."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from features.task_schema import CrossFieldRule, Predictor, TaskSchema
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
 from risk_model.wording import endpoint_title
+from training.parallel import parallel_map
 
 MAX_BACKGROUND_ROWS = 50
 MIN_CLUSTER_SIZE = 10  # fewest training patients a background row, and each of its numbers, may stand for
@@ -475,17 +478,30 @@ def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path) ->
     patients = explanation_sample(frame)
     Path(folder).mkdir(parents=True, exist_ok=True)
     written, tables = [], []
-    for endpoint, kind in bundle.endpoint_kinds.items():
-        for horizon in explained_horizons(bundle):
-            values, base = bundle.contributions(patients, horizon, endpoint)
-            explained = Explained(endpoint, kind, horizon, 100 * values, 100 * base, patients,
-                                  bundle.schema["predictors"], bundle.family, endpoint_title(bundle.schema, endpoint))
-            tables.append(explained.table())
-            written += _plots_of(explained, tables[-1], Path(folder) / endpoint)
+    # Each (endpoint, horizon) is a task of its own for the worker processes. Contributions read the bundle's own
+    # model only, so its bootstrap replicates stay behind (they would be sent and evaluated for nothing).
+    own = copy.copy(bundle)
+    own.replicates, own._ensemble_cache = [], None
+    pairs = [(endpoint, kind, horizon) for endpoint, kind in bundle.endpoint_kinds.items()
+             for horizon in explained_horizons(bundle)]
+    for table, files in parallel_map(partial(_explain, own, patients, Path(folder)), pairs):
+        tables.append(table)
+        written += files
     if tables:
         written.append(Path(folder) / "mean_abs_contribution.csv")
         pd.concat(tables, ignore_index=True).to_csv(written[-1], index=False)
     return written
+
+
+def _explain(bundle: ModelBundle, patients: pd.DataFrame, folder: Path, pair: tuple[str, str, float],
+             ) -> tuple[pd.DataFrame, list[Path]]:
+    """One endpoint at one horizon: its contributions, table and plots."""
+    endpoint, kind, horizon = pair
+    values, base = bundle.contributions(patients, horizon, endpoint)
+    explained = Explained(endpoint, kind, horizon, 100 * values, 100 * base, patients, bundle.schema["predictors"],
+                          bundle.family, endpoint_title(bundle.schema, endpoint))
+    table = explained.table()
+    return table, _plots_of(explained, table, folder / endpoint)
 
 
 def _plots_of(explained: Explained, table: pd.DataFrame, folder: Path) -> list[Path]:

@@ -28,9 +28,10 @@ from features.task_schema import TaskSchema
 from risk_model.breslow import BreslowBaseline
 from risk_model.bundle import CauseModel
 from risk_model.preprocessing import PatientEncoding, Preprocessor
+from training.parallel import xgboost_threads
 
-XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "nthread": 1,
-                    "tree_method": "hist", "verbosity": 0}
+XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "tree_method": "hist",
+                    "verbosity": 0}
 
 
 def xgboost_cox_label(time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -129,7 +130,8 @@ class XGBoostCoxFamily:
     baseline_: BreslowBaseline | None = None
 
     def _params(self, schema: TaskSchema) -> dict[str, Any]:
-        return {**XGB_FIXED_PARAMS, **self.params, "seed": self.seed,
+        # nthread: this process's share of the cores (training/parallel.py); the trees do not depend on it.
+        return {**XGB_FIXED_PARAMS, **self.params, "seed": self.seed, "nthread": xgboost_threads(),
                 "monotone_constraints": monotone_constraints(schema, self.preprocessor_)}
 
     def _train(self, matrix: np.ndarray, label: np.ndarray, schema: TaskSchema, rounds: int,

@@ -229,7 +229,7 @@ def _model_section(inputs: ModelCardInputs) -> list[str]:
              "folds, never the held-out patients; ties within 0.005, or a boosted model failing the gates the "
              "baseline passes, go to the "
              "Cox baseline).",
-             "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `nthread=1`) with a "
+             "- Families: xgboost `survival:cox` per cause (monotone constraints as above, `hist` trees) with a "
              "Breslow baseline on its own margins of the development patients; Cox proportional hazards "
              "(lifelines, small ridge penalty; numbers in the form the task declares: log2, restricted cubic "
              "splines, cuts) with the same baseline estimator (grouped-time for a single event, Breslow for "

@@ -33,6 +33,7 @@ from training.explain import build_background, explanation_plots, training_summa
 from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
+from training.parallel import parallel_map, parallel_tags
 from training.ph_check import proportional_hazards_check
 from training.promotion import (
     GateResult,
@@ -235,7 +236,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
     with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
         lineage_tags = {"task": settings.task, "git_commit": git_commit(), "data_digest": cohort.digest}
         mlflow.set_tags({**lineage_tags, "role": "pipeline", "data_source": cohort.description,
-                         "split_design": split.design, "seed": str(settings.seed)})
+                         "split_design": split.design, "seed": str(settings.seed), **parallel_tags()})
         mlflow.log_params(gates.as_params())
         if advice:
             mlflow.set_tag("advisory_events_per_predictor", advice)
@@ -257,7 +258,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         for cause, target in task.cause_targets(development).items():
             def log_trial(number: int, params: dict[str, Any], score: float, rounds: int, cause: str = cause
                           ) -> None:
-                with mlflow.start_run(experiment_id=experiment, nested=True,
+                # parent_run_id: trials in tuning threads, where the parent run is not the active one
+                with mlflow.start_run(experiment_id=experiment, nested=True, parent_run_id=parent.info.run_id,
                                       run_name=f"tuning {cause} trial {number:02d}"):
                     mlflow.set_tags({**lineage_tags, "role": "tuning_trial", "family": "xgboost_cox",
                                      "cause": cause})
@@ -274,9 +276,10 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
 
         say("fitting both families on the development centres")
-        bundles = {family: complete_bundle(fit_family(family, task, development, tuned, settings.seed),
-                                           development, schema, settings.seed)
-                   for family in ("cox_ph", "xgboost_cox")}
+        families = ("cox_ph", "xgboost_cox")
+        bundles = dict(zip(families, parallel_map(lambda family: complete_bundle(
+            fit_family(family, task, development, tuned, settings.seed), development, schema, settings.seed),
+            families), strict=True))
         ph_check = proportional_hazards_check(bundles["cox_ph"], task, development)
         mlflow.log_dict(ph_check, "ph_check.json")
         mlflow.log_metrics({f"ph_global_p_{cause}": check["global"]["p"] for cause, check in ph_check.items()})

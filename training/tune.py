@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import pandas as pd
 from features.task_schema import TaskSchema
 from training.evaluate import harrell_c
 from training.families import XGBoostCoxFamily
+from training.parallel import sharing_cores, tuning_jobs
 
 MAX_ROUNDS = 600
 EARLY_STOPPING_ROUNDS = 30
@@ -38,16 +40,25 @@ class TuningResult:
     n_trials: int
     workers: int = 1  # distinct processes whose trials the study holds
     study: str | None = None  # the shared study's name; None = in memory
+    jobs: int = 1  # trials at once in this process (threads)
 
     def order_tags(self, cause: str) -> dict[str, str]:
-        """What a run records about its tuning: which study, how many workers, and whether the order of trials
-        (so the TPE proposals and the best trial) is reproducible from the seed."""
-        order = (
-            "reproducible for the seed (one worker, seeded TPE)"
-            if self.workers == 1
-            else f"may differ between runs: {self.workers} workers shared the study"
-        )
-        tags = {f"tuning_workers_{cause}": str(self.workers), f"tuning_trial_order_{cause}": order}
+        """What a run records about its tuning: which study, how many workers and trial threads, and whether the
+        order of trials (so the TPE proposals and the best trial) is reproducible from the seed."""
+        if self.workers > 1:
+            order = f"may differ between runs: {self.workers} workers shared the study"
+        elif self.jobs > 1:
+            order = (
+                f"may differ between runs: {self.jobs} trials ran at once (threads), so TPE proposed each "
+                "from whichever trials had finished (JOBS=1 makes it reproducible)"
+            )
+        else:
+            order = "reproducible for the seed (one worker, seeded TPE)"
+        tags = {
+            f"tuning_workers_{cause}": str(self.workers),
+            f"tuning_threads_{cause}": str(self.jobs),
+            f"tuning_trial_order_{cause}": order,
+        }
         if self.study:
             tags[f"optuna_study_{cause}"] = self.study
         return tags
@@ -119,26 +130,32 @@ def tune_xgboost(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
+    reporting = threading.Lock()  # trials in threads report (MLflow, progress) one at a time
+
     def objective(trial: Any) -> float:
         params = _suggest(trial)
         score, rounds = cross_validate(params, frame, schema, target, folds, seed)
         trial.set_user_attr("num_boost_round", rounds)
         trial.set_user_attr("worker", worker)
         if on_trial:
-            on_trial(trial.number, params, score, rounds)
+            with reporting:
+                on_trial(trial.number, params, score, rounds)
         return score
 
-    if shared is None:
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        study.optimize(objective, n_trials=n_trials)
-    else:
-        study = join_study(shared, tuning_fingerprint(frame, target, folds, seed), n_trials, seed)
-        run_until_budget(study, objective, shared.jobs)
-        wait_for_running(study)
-    return _result(study, shared)
+    # Trials in threads (xgboost releases the GIL), each fit with its share of the cores (training/parallel.py).
+    jobs = min(tuning_jobs(), n_trials) if shared is None else shared.jobs
+    with sharing_cores(jobs):
+        if shared is None:
+            study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+            study.optimize(objective, n_trials=n_trials, n_jobs=jobs)
+        else:
+            study = join_study(shared, tuning_fingerprint(frame, target, folds, seed), n_trials, seed)
+            run_until_budget(study, objective, shared.jobs)
+            wait_for_running(study)
+    return _result(study, shared, jobs)
 
 
-def _result(study: Any, shared: SharedStudy | None) -> TuningResult:
+def _result(study: Any, shared: SharedStudy | None, jobs: int = 1) -> TuningResult:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -153,6 +170,7 @@ def _result(study: Any, shared: SharedStudy | None) -> TuningResult:
         n_trials=len(complete),
         workers=len(workers),
         study=study.study_name if shared else None,
+        jobs=jobs,
     )
 
 

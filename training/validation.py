@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from training.evaluate import (
     subset_target,
     uno_tau,
 )
+from training.parallel import parallel_map
 from training.splits import ValidationDesign, internal_external_folds
 
 OPTIMISM_NOTE = ("hyperparameters were tuned once on the development centres and reused for every left-out fit "
@@ -186,22 +188,35 @@ def internal_external_validation(frame: pd.DataFrame, task: Task, refit: Refit, 
              for family in families}
     rows = []
     say(f"validation: {design.description}; refitting {', '.join(families)} for each of {len(design.folds)} folds")
-    for number, fold in enumerate(design.folds, start=1):
-        train, test = frame.iloc[fold.train].reset_index(drop=True), frame.iloc[fold.test].reset_index(drop=True)
+    judge = partial(_judge_fold, frame, refit, families, targets, months, horizons, main)
+    for number, (fold, (predicted, fold_rows)) in enumerate(zip(design.folds, parallel_map(judge, design.folds),
+                                                                strict=True), start=1):
         for family in families:
-            bundle = refit(family, train)
-            predicted = endpoint_risks(bundle, test, np.array(months, dtype=float))
-            for endpoint, target in targets.items():
+            for endpoint in targets:
                 if fold.repeat == 0:
-                    risks[family][endpoint][fold.test] = predicted[endpoint]
-                by_month = {m: predicted[endpoint][:, i] for i, m in enumerate(months)}
-                for row in cluster_metrics(subset_target(target, fold.test), by_month, horizons, main):
-                    rows.append({"family": family, "endpoint": endpoint, "cluster": fold.name,
-                                 "repeat": fold.repeat, **row})
+                    risks[family][endpoint][fold.test] = predicted[family][endpoint]
+        rows += fold_rows
         say(f"  validation fold {number}/{len(design.folds)} ({fold.name}, {len(fold.test)} patients) done")
     per_cluster = pd.DataFrame(rows)
     pooled = _pool_all(per_cluster, design)
     return ValidationResult(design, per_cluster, pooled, risks, months, time.monotonic() - started)
+
+
+def _judge_fold(frame: pd.DataFrame, refit: Refit, families: tuple[str, ...], targets: dict[str, EndpointTarget],
+                months: list[int], horizons: list[int], main: int, fold: Any,
+                ) -> tuple[dict[str, dict[str, np.ndarray]], list[dict[str, Any]]]:
+    """One fold (a task of its own, in a worker when there are several): each family refitted without the fold,
+    its predicted risks on the fold and the fold's metric rows."""
+    train, test = frame.iloc[fold.train].reset_index(drop=True), frame.iloc[fold.test].reset_index(drop=True)
+    predicted, rows = {}, []
+    for family in families:
+        predicted[family] = endpoint_risks(refit(family, train), test, np.array(months, dtype=float))
+        for endpoint, target in targets.items():
+            by_month = {m: predicted[family][endpoint][:, i] for i, m in enumerate(months)}
+            for row in cluster_metrics(subset_target(target, fold.test), by_month, horizons, main):
+                rows.append({"family": family, "endpoint": endpoint, "cluster": fold.name, "repeat": fold.repeat,
+                             **row})
+    return predicted, rows
 
 
 def _pool_all(per_cluster: pd.DataFrame, design: ValidationDesign) -> pd.DataFrame:

@@ -66,6 +66,7 @@ def drawn(bundle, patients, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Figure, "savefig", recording_save)
+        patch.setenv("TRAIN_JOBS", "1")  # recorded in this process: no worker processes (training/parallel.py)
         written = explanation_plots(bundle, patients, folder)
     return folder, written, texts
 

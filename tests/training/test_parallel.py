@@ -1,0 +1,146 @@
+"""Both cores (training/parallel.py): the stages mapped over worker processes give the same numbers with one worker
+and with two, a worker's xgboost fits take their share of the cores, and tuning with one worker repeats itself for
+a seed while several trial threads are recorded as not reproducible."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.task_schema import validate_frame
+from features.tasks import TASKS
+from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
+from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from training import parallel
+from training.bootstrap import bootstrap_headline
+from training.evaluate import evaluable_horizons
+from training.pipeline import fit_family
+from training.replicates import fit_replicates
+from training.splits import hold_out_centres, tuning_folds
+from training.tune import TuningResult, tune_xgboost
+from training.validation import internal_external_validation
+
+TASK = TASKS["cml_tfr"]
+SMALL = TuningResult(params={"eta": 0.1, "max_depth": 2, "min_child_weight": 5.0, "subsample": 0.8,
+                             "colsample_bynode": 0.8, "lambda": 1.0, "alpha": 0.01},
+                     num_boost_round=40, cv_harrell_c=float("nan"), n_trials=0)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> pd.DataFrame:
+    return validate_frame(generate_cml_tfr_cohort(900, seed=5), CML_TFR_SCHEMA)
+
+
+@pytest.fixture
+def jobs(monkeypatch):
+    """Run the body with TRAIN_JOBS set: jobs(n)."""
+
+    def set_jobs(n: int) -> None:
+        monkeypatch.setenv(parallel.JOBS_ENV, str(n))
+
+    return set_jobs
+
+
+def _threads_and_pid(_: int) -> tuple[int, int, bool]:
+    return parallel.xgboost_threads(), os.getpid(), parallel.configured_jobs() == 1
+
+
+def test_parallel_map_keeps_order_and_splits_the_cores(jobs):
+    jobs(2)
+    assert list(parallel.parallel_map(lambda x: x * x, range(23))) == [x * x for x in range(23)]
+    seen = parallel.parallel_list(_threads_and_pid, range(8))
+    assert {pid for _, pid, _ in seen} != {os.getpid()}  # in worker processes
+    assert {threads for threads, _, _ in seen} == {parallel.threads_per_task(2)}
+    assert all(inner_is_sequential for *_, inner_is_sequential in seen)  # no pool inside a worker
+    jobs(1)
+    assert {pid for _, pid, _ in parallel.parallel_list(_threads_and_pid, range(3))} == {os.getpid()}
+    assert parallel.xgboost_threads() == parallel.cores()  # alone, a fit has every core
+
+
+def test_jobs_come_from_configuration(monkeypatch):
+    monkeypatch.delenv(parallel.JOBS_ENV, raising=False)
+    assert parallel.configured_jobs() == parallel.cores()
+    parallel.configure_jobs(3)
+    assert parallel.configured_jobs() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv(parallel.JOBS_ENV, bad)
+        with pytest.raises(ValueError, match="TRAIN_JOBS"):
+            parallel.configured_jobs()
+
+
+def _predictions(replicates: list, frame: pd.DataFrame, months: np.ndarray) -> np.ndarray:
+    from risk_model.bundle import ModelBundle
+
+    bundles = [ModelBundle(task=TASK.schema.task, family=next(iter(causes.values())).family, outcome=TASK.outcome,
+                           causes=causes, horizons_months=list(TASK.schema.horizons_months),
+                           main_horizon_months=TASK.schema.main_horizon_months, schema=TASK.schema.to_json())
+               for causes in replicates]
+    return np.stack([b.event_probability(frame, months) for b in bundles])
+
+
+@pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
+def test_interval_refits_are_the_same_with_one_and_two_workers(cohort, jobs, family):
+    tuned = dict.fromkeys(TASK.cause_targets(cohort), SMALL)
+    bundle = fit_family(family, TASK, cohort, tuned, 7)
+    months = np.array([6.0, 12.0, 24.0])
+    results = {}
+    for n in (1, 2):
+        jobs(n)
+        results[n] = _predictions(fit_replicates(bundle, TASK, cohort, tuned, 7, 4), cohort, months)
+    assert results[1].shape[0] == 4
+    np.testing.assert_allclose(results[1], results[2], rtol=0, atol=1e-12)
+    assert np.ptp(results[1][:, 0, :], axis=0).max() > 0  # the replicates differ from each other
+
+
+def test_validation_folds_are_the_same_with_one_and_two_workers(cohort, jobs):
+    tuned = dict.fromkeys(TASK.cause_targets(cohort), SMALL)
+    results = {}
+    for n in (1, 2):
+        jobs(n)
+        results[n] = internal_external_validation(
+            cohort, TASK, lambda family, train: fit_family(family, TASK, train, tuned, 3), ("cox_ph", "xgboost_cox"),
+            seed=0)
+    pd.testing.assert_frame_equal(results[1].per_cluster, results[2].per_cluster, check_exact=False, rtol=0,
+                                  atol=1e-12)
+    pd.testing.assert_frame_equal(results[1].pooled, results[2].pooled, check_exact=False, rtol=0, atol=1e-12)
+    for family, by_endpoint in results[1].risks.items():
+        for endpoint, risk in by_endpoint.items():
+            np.testing.assert_allclose(risk, results[2].risks[family][endpoint], rtol=0, atol=1e-12)
+    assert len(results[1].per_cluster["cluster"].unique()) >= 3
+
+
+def test_metric_bootstrap_is_the_same_with_one_and_two_workers(cohort, jobs):
+    bundle = fit_family("cox_ph", TASK, cohort, {}, 0)
+    targets = TASK.endpoint_targets(cohort)
+    horizons = list(TASK.schema.horizons_months)
+    evaluable = {e: evaluable_horizons(np.asarray(t.months, float), horizons)[0] for e, t in targets.items()}
+    results = {}
+    for n in (1, 2):
+        jobs(n)
+        results[n] = bootstrap_headline(bundle, cohort, targets, evaluable, 40, 11)
+    assert results[1].values.keys() == results[2].values.keys() and results[1].values
+    for name, values in results[1].values.items():
+        np.testing.assert_allclose(values, results[2].values[name], rtol=0, atol=1e-12, equal_nan=True)
+    assert results[1].intervals == results[2].intervals
+
+
+def _tune(frame: pd.DataFrame) -> TuningResult:
+    split = hold_out_centres(frame, CML_TFR_SCHEMA.event_column, seed=1)
+    development = frame.iloc[split.development].reset_index(drop=True)
+    folds = tuning_folds(development, CML_TFR_SCHEMA.event_column, 3, 1)
+    target = next(iter(TASK.cause_targets(development).values()))
+    return tune_xgboost(development, CML_TFR_SCHEMA, target, folds, 4, 1)
+
+
+def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_differ(cohort, jobs, monkeypatch):
+    jobs(2)  # worker processes do not change tuning: its trials run one at a time unless TUNING_JOBS says more
+    first, second = _tune(cohort), _tune(cohort)
+    assert (first.params, first.num_boost_round, first.cv_harrell_c) == (
+        second.params, second.num_boost_round, second.cv_harrell_c)
+    assert first.order_tags("relapse")["tuning_trial_order_relapse"].startswith("reproducible")
+    monkeypatch.setenv("TUNING_JOBS", "2")
+    threaded = _tune(cohort)
+    assert threaded.n_trials == 4 and threaded.jobs == 2
+    tags = threaded.order_tags("relapse")
+    assert tags["tuning_threads_relapse"] == "2" and tags["tuning_trial_order_relapse"].startswith("may differ")
