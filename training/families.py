@@ -195,7 +195,7 @@ class XGBoostCoxFamily:
             lambda part: pd.DataFrame(dict(zip(("time", "event"), target_of(part), strict=True)), index=part.index),
             meta=pd.DataFrame({"time": pd.Series(dtype=float), "event": pd.Series(dtype=int)}))).result()
         time, event = check_survival_target(targets["time"].to_numpy(), targets["event"].to_numpy())
-        self.baseline_ = BreslowBaseline().fit(margin, time, event)
+        self.baseline_ = BreslowBaseline(ties=self.ties).fit(margin, time, event)
         return self
 
     def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,
