@@ -116,28 +116,26 @@ test: install test-browser test-postgres ## install what the tests need (the pag
 test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
-# The page test drives Debian's chromium (no browser download by playwright). Root with apt-get installs it;
-# anyone else gets the one command to run, never a skipped test.
-test-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# What the tests need from Debian: root with apt-get installs it; anyone else gets the one command to run, never a
+# skipped test. $(call debian_package,<package>,<probe that succeeds when installed>,<which tests need it>)
+define debian_package
+	@$(2) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the page test (apt-get, about 30 s)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing Debian's $(1) for $(3) (apt-get, about 30 s)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
 	  else \
-	    echo "The page test needs Debian's chromium. Run: sudo apt-get install -y chromium  then make test again." >&2; \
+	    echo "Needed by $(3): Debian's $(1). Run: sudo apt-get install -y $(1)  then make test again." >&2; \
 	    exit 2; \
 	  fi; }
+endef
 
-# The scale-out tests start their own PostgreSQL (tests/postgres.py) from Debian's package: installed the same way.
+# The page test drives Debian's chromium (no browser download by playwright).
+test-browser:
+	$(call debian_package,chromium,command -v chromium,the page test)
+
+# The scale-out tests start their own PostgreSQL (tests/postgres.py) from Debian's package.
 test-postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's postgresql for the scale-out tests (apt-get, about 30 s)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else \
-	    echo "The scale-out tests need PostgreSQL. Run: sudo apt-get install -y postgresql  then make test again." >&2; \
-	    exit 2; \
-	  fi; }
+	$(call debian_package,postgresql,ls /usr/lib/postgresql/*/bin/initdb,the scale-out tests)
 
 lint: install ## ruff
 	.venv/bin/ruff check features tasks risk_model training serving tests benchmarks

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,14 @@ def example_patients(task: Task, n_patients: int, seed: int = 12345) -> pd.DataF
 
 # --- discovery -----------------------------------------------------------------------------------------------
 
+def _send_by_value(module: ModuleType) -> None:
+    """Training's worker processes cannot import a folder outside tasks/ by name: its functions (rules,
+    comparators, generators) travel to them by value instead, the way closures do."""
+    import cloudpickle  # the pickler of joblib's process pool (loky)
+
+    cloudpickle.register_pickle_by_value(module)
+
+
 def _folder_code(folder: Path) -> TaskCode:
     """The folder's registered code (`TASK_CODE` in its `__init__.py`); nothing when it holds no Python."""
     if not (folder / "__init__.py").is_file():
@@ -151,6 +160,7 @@ def _folder_code(folder: Path) -> TaskCode:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
+        _send_by_value(module)
     code = getattr(module, "TASK_CODE", None)
     if not isinstance(code, TaskCode):
         raise TypeError(f"{folder}/__init__.py must define TASK_CODE = TaskCode(...)")

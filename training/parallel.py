@@ -61,32 +61,30 @@ def configure_jobs(jobs: int | None) -> None:
         os.environ[JOBS_ENV] = str(jobs)
 
 
+def _count_from_env(name: str, default: int, example: str) -> int:
+    """A whole number of at least 1 from the environment variable `name`, else `default`."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: give a whole number, e.g. {example}") from None
+    if count < 1:
+        raise ValueError(f"{name}={value!r}: at least 1")
+    return count
+
+
 def configured_jobs() -> int:
     """Worker processes (or tuning threads) to use: TRAIN_JOBS, else the cores; 1 inside a worker."""
     if _state.in_worker:
         return 1
-    value = os.environ.get(JOBS_ENV, "").strip()
-    if not value:
-        return cores()
-    try:
-        jobs = int(value)
-    except ValueError:
-        raise ValueError(f"{JOBS_ENV}={value!r}: give a whole number of workers, e.g. JOBS=2") from None
-    if jobs < 1:
-        raise ValueError(f"{JOBS_ENV}={value!r}: at least 1 worker")
-    return jobs
+    return _count_from_env(JOBS_ENV, cores(), "JOBS=2")
 
 
 def tuning_jobs() -> int:
     """Optuna trials at once in this process: TUNING_JOBS, default 1 (reproducible for a seed)."""
-    value = os.environ.get(TUNING_JOBS_ENV, "").strip() or "1"
-    try:
-        jobs = int(value)
-    except ValueError:
-        raise ValueError(f"{TUNING_JOBS_ENV}={value!r}: give a whole number of trials at once, e.g. 2") from None
-    if jobs < 1:
-        raise ValueError(f"{TUNING_JOBS_ENV}={value!r}: at least 1")
-    return jobs
+    return _count_from_env(TUNING_JOBS_ENV, 1, "TUNING_JOBS=2")
 
 
 def threads_per_task(tasks: int) -> int:

@@ -33,9 +33,6 @@ def trained(tmp_path_factory):
     (root / "mlruns").mkdir()
     patch = pytest.MonkeyPatch()
     patch.setitem(TASKS, "three_with_rules", load_task(folder))
-    # The folder's rule lives in a module imported from a temporary path that worker processes cannot import:
-    # this run stays in one process (task folders under tasks/ import anywhere).
-    patch.setenv("TRAIN_JOBS", "1")
     from training.pipeline import run_training
 
     settings = replace(

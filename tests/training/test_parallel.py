@@ -144,3 +144,16 @@ def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_dif
     assert threaded.n_trials == 4 and threaded.jobs == 2
     tags = threaded.order_tags("relapse")
     assert tags["tuning_threads_relapse"] == "2" and tags["tuning_trial_order_relapse"].startswith("may differ")
+
+
+def test_a_task_folder_outside_tasks_reaches_the_workers(jobs, tmp_path):
+    """A registry's folder imported from its own path: its rule runs in worker processes (sent by value)."""
+    from features.tasks import load_task
+    from tests.training.test_comparators import three_cause_frame, write_task_folder
+
+    rule = load_task(write_task_folder(tmp_path / "elsewhere")).comparators["risk_group_rule"]
+    frames = [three_cause_frame(50, seed) for seed in range(4)]
+    jobs(2)
+    in_workers = parallel.parallel_list(lambda frame: (os.getpid(), list(rule(frame))), frames)
+    assert {pid for pid, _ in in_workers} != {os.getpid()}
+    assert [groups for _, groups in in_workers] == [list(frame["risk_group"]) for frame in frames]
