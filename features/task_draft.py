@@ -2,11 +2,14 @@
 
 The draft infers each column's type, range, categories and missingness, refuses identifier-like columns by name
 (the loader's own rules), reads durations by their unit suffix, and keeps columns that look like what happens
-after time zero out of the predictors: they are listed as outcome columns (so the same file still validates) and
-offered as commented-out predictors that a human must confirm. Every guess a human must check says `# CONFIRM`.
+after time zero out of the predictors:
+they are listed as outcome columns (so the same file still validates) and offered as commented-out predictors
+that a human must confirm. Every guess a human must check says `# CONFIRM`.
 
 Competing risks: the EVENT column holds 0 (censored) or the cause code 1..K of the first event; K > 1 makes a
-competing-risks task with causes `cause_1` .. `cause_K` (to be renamed by a human).
+competing-risks task with causes `cause_1` .. `cause_K` (to be renamed by a human). Or (CAUSES=<column>) the
+EVENT column holds 0/1 and a cause column says which cause an event was: its text labels become the cause names
+(lower-case, `_` for anything else), numeric codes stay `cause_<code>` for a human to name.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from features.registry_file import IDENTIFIER_RULE, date_valued_rows, is_identifier_like, read_table
+from features.survival_target import cause_label
 from features.task_schema import UNIT_FACTORS_TO_DAYS
 from features.task_spec import NAME, SPEC_FILE, TaskSpec, dotted
 
@@ -174,10 +178,10 @@ def _time_column(time: str) -> tuple[str, list[str], str | None]:
                       f"days or years, rename it {time}_days or {time}_years in the file and draft again")
 
 
-def _outcome_problems(frame: pd.DataFrame, time: str, event: str) -> list[str]:
-    problems = [f"{what} column {name!r} is not in the file" for what, name in (("TIME", time), ("EVENT", event))
-                if name not in frame.columns]
-    problems += [f"column {name!r}: {reason}" for name in (time, event) if name in frame.columns
+def _outcome_problems(frame: pd.DataFrame, time: str, event: str, causes: str | None) -> list[str]:
+    named = [("TIME", time), ("EVENT", event), *([("CAUSES", causes)] if causes else [])]
+    problems = [f"{what} column {name!r} is not in the file" for what, name in named if name not in frame.columns]
+    problems += [f"column {name!r}: {reason}" for _, name in named if name in frame.columns
                  and (reason := None if re.match(NAME, name) else "rename it with lower-case letters, digits and _")]
     if problems:
         return problems
@@ -185,12 +189,33 @@ def _outcome_problems(frame: pd.DataFrame, time: str, event: str) -> list[str]:
     if times.isna().any() or (times < 0).any():
         problems.append(f"TIME column {time!r}: every row needs a number of 0 or more")
     codes = pd.to_numeric(frame[event], errors="coerce")
-    if codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
+    if causes and not codes.isin([0, 1]).all():
+        problems.append(f"EVENT column {event!r}: with CAUSES= every row needs 0 (censored) or 1 (an event)")
+    elif causes and not _cause_names(frame, event, causes):
+        problems.append(f"CAUSES column {causes!r}: no row with an event ({event} = 1) names a cause")
+    elif codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
         problems.append(f"EVENT column {event!r}: every row needs 0 (censored) or a cause code 1..K")
     elif sorted(set(codes.astype(int))) != list(range(int(codes.max()) + 1)):
         problems.append(f"EVENT column {event!r}: codes must be 0..K with every cause present; got "
                         f"{sorted(set(codes.astype(int)))}")
     return problems
+
+
+def _cause_names(frame: pd.DataFrame, event: str, causes: str) -> dict[str, str]:
+    """The cause column's labels on event rows (as the loader compares them) -> a cause name: a text label
+    sanitised (`Death (other)` -> `death_other`), a code `cause_<code>`; names made unique."""
+    events = pd.to_numeric(frame[event], errors="coerce") == 1
+    labels = sorted({cause_label(v) for v in _present(frame.loc[events, causes])},
+                    key=lambda label: (not label.isdigit(), int(label) if label.isdigit() else 0, label))
+    names: dict[str, str] = {}
+    for label in labels:
+        name = re.sub(r"[^a-z0-9]+", "_", label).strip("_")
+        name = name if re.match(NAME, name) else f"cause_{name}".rstrip("_")
+        unique, k = name, 2
+        while unique in {*names.values(), "event_free"}:
+            unique, k = f"{name}_{k}", k + 1
+        names[label] = unique
+    return names
 
 
 def _horizons(times_in_months: pd.Series) -> tuple[list[int], int]:
@@ -202,15 +227,17 @@ def _horizons(times_in_months: pd.Series) -> tuple[list[int], int]:
     return horizons, main
 
 
-def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
+def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame, cause_column: str | None) -> str:
     time_column, suffixes, time_note = _time_column(time)
     unit = next((u for u in UNITS if time.endswith(f"_{u}")), "months")
     months = pd.to_numeric(frame[time]) * UNIT_FACTORS_TO_DAYS[unit] / UNIT_FACTORS_TO_DAYS["months"]
     horizons, main = _horizons(months)
-    n_causes = int(pd.to_numeric(frame[event]).max())
+    labels = _cause_names(frame, event, cause_column) if cause_column else {}
+    n_causes = len(labels) if cause_column else int(pd.to_numeric(frame[event]).max())
     competing = n_causes > 1
     causes = ["event"] if not competing else [f"cause_{k}" for k in range(1, n_causes + 1)]
-    first, what = causes[0], "each cause code" if competing else "the event"
+    causes = list(labels.values()) if competing and labels else causes
+    first, what = causes[0], "each cause" if competing else "the event"
     parts = [
         f"# Drafted by `make task` from a registry file. Review every '# CONFIRM' line, then: make validate "
         f"TASK={task} DATA=<file>",
@@ -234,13 +261,19 @@ def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
         f"time_column = {_toml(time_column)}",
         *([f"time_unit_suffixes = {_toml(suffixes)}"] if suffixes else []),
         f"event_column = {_toml(event)}",
-        f"# CONFIRM: {event} holds 0 = censored, " + ", ".join(f"{k} = {c}" for k, c in enumerate(causes, 1)),
+        *(_cause_column_lines(event, cause_column) if cause_column else
+          [f"# CONFIRM: {event} holds 0 = censored, " + ", ".join(f"{k} = {c}" for k, c in enumerate(causes, 1))]),
         f"event_description = {_toml(f'drafted: say what {what} is')}",
         "",
     ]
     for code, cause in enumerate(causes, 1):
-        parts += ["[[causes]]", f"code = {code}", f'name = "{cause}"', f'description = "{cause} (drafted: name it)"',
-                  ""]
+        parts += ["[[causes]]", f"code = {code}", f'name = "{cause}"', f'description = "{cause} (drafted: name it)"']
+        mine = [label for label, name in labels.items() if name == cause or not competing]
+        if mine:
+            coded = any(label.isdigit() for label in mine)
+            parts += [f"labels = {_toml(mine)}"]
+            parts += [f"# CONFIRM: {cause_column} code {mine[0]}: name this cause"] if coded and competing else []
+        parts += [""]
     for cause in causes:
         parts += ["[[endpoints]]", f'name = "{cause}"', 'kind = "incidence"',
                   f'description = "cumulative incidence of {cause}"', f'plot_title = "Incidence of {cause}"',
@@ -251,17 +284,24 @@ def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _cause_column_lines(event: str, cause_column: str) -> list[str]:
+    return [f"# CONFIRM: {event} holds 0 = censored, 1 = an event; {cause_column} says which cause (the labels of "
+            "each cause below), empty when censored",
+            'event_coding = "binary"', f"cause_column = {_toml(cause_column)}"]
+
+
 # --- the draft ---------------------------------------------------------------------------------------------
 
-def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str) -> Draft:
-    """The draft task.toml of a registry frame (text columns as read), or DraftError with every problem."""
+def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str, causes: str | None = None) -> Draft:
+    """The draft task.toml of a registry frame (text columns as read), or DraftError with every problem.
+    `causes`: the column naming the cause of each event (EVENT then holds 0/1); never a predictor."""
     problems = [] if re.match(NAME, task) else [f"task name {task!r}: use lower-case letters, digits and _"]
-    problems += _outcome_problems(frame, time, event)
-    others = [str(c) for c in frame.columns if c not in (time, event)]
+    problems += _outcome_problems(frame, time, event, causes)
+    others = [str(c) for c in frame.columns if c not in (time, event, causes)]
     problems += [reason for name in others if (reason := _refusal(name, frame[name]))]
     if problems:
         raise DraftError(problems)
-    draft = Draft(_outcome_text(task, time, event, frame))
+    draft = Draft(_outcome_text(task, time, event, frame, causes))
     leaks = {name: reason for name in others if (reason := leak_reason(name, [str(c) for c in frame.columns]))}
     for name, reason in leaks.items():
         lines, _ = _column_lines(name, frame[name], "recorded after time zero")
@@ -307,10 +347,10 @@ def write_draft(draft: Draft, task: str, tasks_dir: Path) -> Path:
     return path
 
 
-def draft_task(data: str | Path, task: str, time: str, event: str, tasks_dir: Path,
+def draft_task(data: str | Path, task: str, time: str, event: str, tasks_dir: Path, causes: str | None = None,
                **read_options: str | None) -> tuple[Draft, Path]:
     """Read the file (format detected as for training), draft its spec and write it to a new task folder."""
     frame = read_table(data, **read_options)
     frame.columns = [str(c).strip() for c in frame.columns]
-    draft = draft_spec(frame, task, time, event)
+    draft = draft_spec(frame, task, time, event, causes)
     return draft, write_draft(draft, task, tasks_dir)

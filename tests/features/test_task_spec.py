@@ -340,6 +340,25 @@ def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_pa
         load_task(_folder(tmp_path, text))
 
 
+def test_a_cause_column_needs_binary_coding_and_each_cause_its_own_labels_with_their_lines(tmp_path):
+    text = (GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\ncause_column = "cause"')
+            .replace('description = "relapse"', 'description = "relapse"\nlabels = ["Relapse", 1]')
+            .replace('description = "death without a prior relapse"',
+                     'description = "death without a prior relapse"\nlabels = ["relapse"]'))
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, text))
+    assert caught.value.problems == [
+        f"line {_line(text, 'cause_column')}, outcome.cause_column: a cause_column goes with event_coding = "
+        '"binary" (the event column holds 0 = censored, 1 = an event)',
+        f"line {_line(text, 'labels', 1)}, causes[1].labels: label 'relapse' is also a label of 'relapse'",
+        f"line {_line(text, '[[causes]]', 2)}, causes[2].labels: which values of 'cause' mean 'graft_failure'? list "
+        "them in labels",
+    ]
+    unused = GOOD_SPEC.replace('description = "relapse"', 'description = "relapse"\nlabels = ["relapse"]')
+    with pytest.raises(TaskSpecError, match=r"causes\[0\]\.labels: labels are for an \[outcome\] cause_column"):
+        load_spec(_folder(tmp_path, unused, "unused"))
+
+
 GROUPS = """
 [report]
 age_bands = [40]
