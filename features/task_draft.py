@@ -2,7 +2,7 @@
 
 The draft infers each column's type, range, categories and missingness, refuses identifier-like columns by name
 (the loader's own rules), reads durations by their unit suffix, and keeps columns that look like what happens
-after time zero out of the predictors:
+after time zero (by name, or a date or year mostly later than the file's other dates) out of the predictors:
 they are listed as outcome columns (so the same file still validates) and offered as commented-out predictors
 that a human must confirm. Every guess a human must check says `# CONFIRM`.
 
@@ -90,6 +90,59 @@ def leak_reason(name: str, columns: list[str]) -> str | None:
     words = set(re.split(r"[_.\s]+", lowered))
     hit = sorted(words & LEAK_WORDS)
     return f"its name says {hit[0]!r}: an outcome, known only after time zero" if hit else None
+
+
+_MONTH_YEAR = re.compile(r"^(?:(\d{4})[-/.](\d{1,2})|(\d{1,2})[-/.](\d{4}))$")
+_YEAR_NAME = re.compile(r"(^|_)(year|yr)s?($|_)")
+# "Mostly after": not before in 90 % of the rows both columns hold, and strictly after in half (ties are common
+# when one of them is a year).
+NOT_BEFORE, STRICTLY_AFTER = 0.9, 0.5
+
+
+def _calendar(name: str, values: pd.Series) -> list[pd.Series | None] | None:
+    """A date-like column as [day, month, year] numbers (None where finer than it records): exact dates,
+    month/year (2019-03, 03/2019), or a year column (its name says year; 4-digit whole numbers). None otherwise."""
+    text = _present(values)
+    if not len(text):
+        return None
+    if len(date_valued_rows(values)) >= 0.8 * len(text):
+        when = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=True).dropna()
+        return [when.map(pd.Timestamp.toordinal).astype(float), when.dt.year * 12.0 + when.dt.month - 1,
+                when.dt.year.astype(float)]
+    parts = text.str.extract(_MONTH_YEAR).astype(float)
+    year, month = parts[0].fillna(parts[3]), parts[1].fillna(parts[2])
+    if (month.between(1, 12)).mean() >= 0.8:
+        keep = month.between(1, 12)
+        return [None, (year * 12 + month - 1)[keep], year[keep]]
+    numbers = pd.to_numeric(text, errors="coerce")
+    if _YEAR_NAME.search(name.lower()) and numbers.between(1900, 2100).all() and (numbers % 1 == 0).all():
+        return [None, None, numbers.astype(float)]
+    return None
+
+
+def _share_after(mine: list[pd.Series | None], theirs: list[pd.Series | None]) -> tuple[float, float] | None:
+    """(share not before, share strictly after) at the finest level both record, over rows both hold."""
+    level = max(next(i for i, s in enumerate(c) if s is not None) for c in (mine, theirs))
+    a, b = mine[level], theirs[level]
+    assert a is not None and b is not None
+    both = a.index.intersection(b.index)
+    if len(both) < 5:
+        return None
+    return float((a[both] >= b[both]).mean()), float((a[both] > b[both]).mean())
+
+
+def later_date_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Date-like columns whose values mostly fall after those of every other date-like column (a relapse date
+    after the transplant date): what happens after time zero. Only with two or more date-like columns."""
+    dated = {name: found for name in columns if (found := _calendar(name, frame[name])) is not None}
+    later = {}
+    for name, mine in dated.items():
+        shares = {other: _share_after(mine, theirs) for other, theirs in dated.items() if other != name}
+        if shares and all(s and s[0] >= NOT_BEFORE and s[1] >= STRICTLY_AFTER for s in shares.values()):
+            others = ", ".join(repr(other) for other in shares)
+            later[name] = (f"its dates mostly fall after those of {others} (a date later than the others: after "
+                           "time zero)")
+    return later
 
 
 def _refusal(name: str, values: pd.Series) -> str | None:
@@ -298,11 +351,14 @@ def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str, causes: st
     problems = [] if re.match(NAME, task) else [f"task name {task!r}: use lower-case letters, digits and _"]
     problems += _outcome_problems(frame, time, event, causes)
     others = [str(c) for c in frame.columns if c not in (time, event, causes)]
-    problems += [reason for name in others if (reason := _refusal(name, frame[name]))]
+    later = later_date_columns(frame, others)
+    problems += [reason + (f"; it also looks like what happens after time zero: {later[name]}" if name in later
+                           else "") for name in others if (reason := _refusal(name, frame[name]))]
     if problems:
         raise DraftError(problems)
     draft = Draft(_outcome_text(task, time, event, frame, causes))
-    leaks = {name: reason for name in others if (reason := leak_reason(name, [str(c) for c in frame.columns]))}
+    leaks = {name: "; and ".join(reasons) for name in others
+             if (reasons := [r for r in (leak_reason(name, [str(c) for c in frame.columns]), later.get(name)) if r])}
     for name, reason in leaks.items():
         lines, _ = _column_lines(name, frame[name], "recorded after time zero")
         draft.text += _block("[[outcome.columns]]", lines, [f"# LEAKING THE FUTURE: {name}: {reason}; kept as an "

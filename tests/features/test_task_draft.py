@@ -198,3 +198,38 @@ def test_with_causes_the_event_column_must_be_0_or_1(tmp_path):
     frame = cause_registry().assign(status=np.resize([0, 1, 2], N))
     with pytest.raises(DraftError, match="with CAUSES= every row needs 0 .censored. or 1"):
         _draft_causes(tmp_path, frame)
+
+
+# --- a date later than the others ------------------------------------------------------------------------------
+
+def test_an_exact_date_later_than_the_others_is_refused_for_both_reasons(tmp_path):
+    start = pd.Timestamp("2015-01-01") + pd.to_timedelta(np.arange(N) * 9, unit="D")
+    frame = registry().assign(treated_on=start.strftime("%Y-%m-%d"),
+                              relapsed_on=(start + pd.to_timedelta(np.resize([30, 200, 400], N), unit="D"))
+                              .strftime("%d.%m.%Y"))
+    with pytest.raises(DraftError) as caught:
+        _draft(tmp_path, frame)
+    treated, relapsed = caught.value.problems
+    assert treated.startswith("column 'treated_on': its values are exact dates") and "after time zero" not in treated
+    assert relapsed.startswith("column 'relapsed_on': its values are exact dates")
+    assert relapsed.endswith("it also looks like what happens after time zero: its dates mostly fall after those "
+                             "of 'treated_on' (a date later than the others: after time zero)")
+    assert "2015" not in str(caught.value)
+
+
+@pytest.mark.parametrize("later", ["year_of_relapse", "year_of_review"])
+def test_a_year_later_than_the_other_dates_is_kept_out_of_the_predictors(tmp_path, later):
+    rng = np.random.default_rng(4)
+    diagnosed = rng.integers(2005, 2016, N)
+    frame = registry().drop(columns="months_to_remission").assign(
+        diagnosis_month=[f"{m:02d}/{y}" for m, y in zip(rng.integers(1, 13, N), diagnosed, strict=True)],
+        year_of_diagnosis=diagnosed, **{later: diagnosed + rng.integers(1, 4, N)})
+    draft, _ = _draft(tmp_path, frame)
+    assert "year_of_diagnosis" in draft.predictors and "diagnosis_month" in draft.predictors  # the same year
+    reasons = dict(line.split(": ", 1) for line in draft.leaking)
+    assert list(reasons) == [later]
+    by_date = "its dates mostly fall after those of 'diagnosis_month', 'year_of_diagnosis' (a date later than"
+    if later == "year_of_relapse":  # both reasons, so the human learns each
+        assert reasons[later].startswith("its name says 'relapse'") and f"; and {by_date}" in reasons[later]
+    else:
+        assert reasons[later].startswith(by_date)
