@@ -290,6 +290,9 @@ class TaskSpec(_Spec):
     default_cohort_size: int = Field(default=2000, ge=50)
     # Trained by a plain `make train` on the folder's synthetic generator (which it must register).
     trained_by_default: bool = False
+    # The predictors of the sibling task folder of this name (the same variables, other outcomes), instead of
+    # repeating its [[predictors]]; the loader copies them in before validating.
+    predictors_from: str | None = Field(default=None, pattern=NAME)
     time_zero: str = Field(min_length=1)
     use: UseSpec
     outcome: OutcomeSpec
@@ -568,14 +571,35 @@ def _validation_problems(text: str, error: ValidationError) -> list[str]:
     return problems
 
 
-def load_spec(folder: Path) -> TaskSpec:
-    """The validated spec of a task folder, or TaskSpecError with every problem, its path and line."""
+def _spec_data(folder: Path, resolving: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The TOML data and text of a task folder's spec, with `predictors_from` resolved: the predictors of the
+    sibling task folder it names (which may itself take them from another)."""
     path = folder / SPEC_FILE
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise TaskSpecError(path, [f"not valid TOML: {error}"]) from None
+    source = data.get("predictors_from")
+    if not isinstance(source, str) or not re.match(NAME, source):
+        return data, text  # absent, or refused by the model with its line
+    where = ("predictors_from",)
+    if "predictors" in data:
+        problem = "give either predictors_from or [[predictors]], not both"
+    elif not (folder.parent / source / SPEC_FILE).is_file():
+        problem = f"no task {source!r} beside this one: {folder.parent / source} holds no {SPEC_FILE}"
+    elif source in (*resolving, folder.name):
+        problem = f"{' -> '.join((*resolving, folder.name, source))}: the predictors are taken in a circle"
+    else:
+        other, _ = _spec_data(folder.parent / source, (*resolving, folder.name))
+        return {**data, "predictors": other.get("predictors", [])}, text
+    raise TaskSpecError(path, [_located(text, where, problem)])
+
+
+def load_spec(folder: Path) -> TaskSpec:
+    """The validated spec of a task folder, or TaskSpecError with every problem, its path and line."""
+    path = folder / SPEC_FILE
+    data, text = _spec_data(folder)
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as error:
