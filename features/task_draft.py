@@ -40,6 +40,8 @@ _STATUS_SUFFIXES = ("_s", ".s", "_status", "_event", "_ind")
 _DURATION_TO = re.compile(r"^(time|days|months|years)_to_")
 # A column that numbers the rows or records is a key, not a predictor (the loader names people; this names rows).
 _ROW_KEYS = re.compile(r"^(id|rownames|row|row_?(id|number|nr)|index|record|.*_id)$")
+# Grouping columns: held-out centres, per-centre and per-country reports; never predictors.
+GROUPING = ("centre", "country")
 HORIZON_CANDIDATES = (3, 6, 12, 24, 36, 60, 120)
 MANY_CATEGORIES = 20
 
@@ -152,6 +154,8 @@ def _refusal(name: str, values: pd.Series) -> str | None:
     if dated:
         return (f"column {name!r}: its values are exact dates ({len(dated)} value(s), first in row {dated[0]}), a "
                 "direct identifier; export durations from time zero instead (e.g. <what>_months), or remove it")
+    if name.lower() == "center":
+        return f"column {name!r}: a centre code is a grouping column, never a predictor: rename it 'centre'"
     if _ROW_KEYS.match(name.lower()):
         return f"column {name!r}: a record or row key, not a predictor: remove it from the file"
     if not re.match(NAME, name):
@@ -364,7 +368,11 @@ def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str, causes: st
         draft.text += _block("[[outcome.columns]]", lines, [f"# LEAKING THE FUTURE: {name}: {reason}; kept as an "
                                                             "outcome column, not a predictor"]) + "\n"
         draft.leaking.append(f"{name}: {reason}")
-    for name in others:
+    for name in (n for n in others if n in GROUPING):
+        described = _toml(f"{name} code (grouping only, never a predictor)")
+        lines = [f"name = {_toml(name)}", 'kind = "text"', "required = false", f"description = {described}"]
+        draft.text += _block("[[grouping]]", lines, []) + "\n"
+    for name in (n for n in others if n not in GROUPING):
         lines, confirm = _column_lines(name, frame[name], "a predictor known at time zero")
         if name in leaks:
             note = [f"# CONFIRM: LEAKING THE FUTURE? {name}: {leaks[name]}. Only if it is known at time zero: "

@@ -233,3 +233,14 @@ def test_a_year_later_than_the_other_dates_is_kept_out_of_the_predictors(tmp_pat
         assert reasons[later].startswith("its name says 'relapse'") and f"; and {by_date}" in reasons[later]
     else:
         assert reasons[later].startswith(by_date)
+
+
+def test_centre_and_country_are_grouping_columns_never_predictors(tmp_path):
+    frame = registry().assign(centre=np.resize(["C01", "C02", "C03"], N), country=np.resize(["FR", "DE"], N))
+    draft, path = _draft(tmp_path, frame)
+    assert not {"centre", "country"} & set(draft.predictors)
+    assert [g.name for g in load_spec(path.parent).grouping] == ["centre", "country"]
+    loaded = load_registry_file(tmp_path / "registry.csv", load_task(path.parent).schema)
+    assert loaded.frame["centre"].nunique() == 3
+    with pytest.raises(DraftError, match="column 'center': a centre code is a grouping column"):
+        _draft(tmp_path, frame.rename(columns={"centre": "center"}), "spelt")
