@@ -62,8 +62,8 @@ tune-worker: install ## run tuning trials in a shared study from any host: STUDY
 validate: install ## check a registry file without training: TASK=..., DATA=file.csv|.parquet [DROP=a,b SEP= DECIMAL= ENCODING=] (exit 0 = usable)
 	@$(PY) -m training.cli validate $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP))
 
-task: install ## draft tasks/NAME/task.toml from a registry file for review: NAME=, DATA=, TIME=, EVENT= (0/1, or cause codes 1..K)
-	@$(PY) -m training.cli task --name '$(NAME)' --data '$(DATA)' --time '$(TIME)' --event '$(EVENT)' $(FORMAT_OPTIONS)
+task: install ## draft tasks/NAME/task.toml from a registry file for review: NAME=, DATA=, TIME=, EVENT= (0/1, or cause codes 1..K), CAUSES= (a cause column beside a 0/1 EVENT)
+	@$(PY) -m training.cli task --name '$(NAME)' --data '$(DATA)' --time '$(TIME)' --event '$(EVENT)' $(if $(CAUSES),--causes '$(CAUSES)') $(FORMAT_OPTIONS)
 
 data-dictionary: install ## print a task's data dictionary (TASK=...); without TASK, rewrite docs/data-dictionary/
 	@$(PY) -m training.cli data-dictionary $(if $(TASK),--task $(TASK))

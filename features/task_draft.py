@@ -2,11 +2,14 @@
 
 The draft infers each column's type, range, categories and missingness, refuses identifier-like columns by name
 (the loader's own rules), reads durations by their unit suffix, and keeps columns that look like what happens
-after time zero out of the predictors: they are listed as outcome columns (so the same file still validates) and
-offered as commented-out predictors that a human must confirm. Every guess a human must check says `# CONFIRM`.
+after time zero (by name, or a date or year mostly later than the file's other dates) out of the predictors:
+they are listed as outcome columns (so the same file still validates) and offered as commented-out predictors
+that a human must confirm. Every guess a human must check says `# CONFIRM`.
 
 Competing risks: the EVENT column holds 0 (censored) or the cause code 1..K of the first event; K > 1 makes a
-competing-risks task with causes `cause_1` .. `cause_K` (to be renamed by a human).
+competing-risks task with causes `cause_1` .. `cause_K` (to be renamed by a human). Or (CAUSES=<column>) the
+EVENT column holds 0/1 and a cause column says which cause an event was: its text labels become the cause names
+(lower-case, `_` for anything else), numeric codes stay `cause_<code>` for a human to name.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from features.registry_file import IDENTIFIER_RULE, date_valued_rows, is_identifier_like, read_table
+from features.survival_target import cause_label
 from features.task_schema import UNIT_FACTORS_TO_DAYS
 from features.task_spec import NAME, SPEC_FILE, TaskSpec, dotted
 
@@ -36,6 +40,8 @@ _STATUS_SUFFIXES = ("_s", ".s", "_status", "_event", "_ind")
 _DURATION_TO = re.compile(r"^(time|days|months|years)_to_")
 # A column that numbers the rows or records is a key, not a predictor (the loader names people; this names rows).
 _ROW_KEYS = re.compile(r"^(id|rownames|row|row_?(id|number|nr)|index|record|.*_id)$")
+# Grouping columns: held-out centres, per-centre and per-country reports; never predictors.
+GROUPING = ("centre", "country")
 HORIZON_CANDIDATES = (3, 6, 12, 24, 36, 60, 120)
 MANY_CATEGORIES = 20
 
@@ -88,6 +94,59 @@ def leak_reason(name: str, columns: list[str]) -> str | None:
     return f"its name says {hit[0]!r}: an outcome, known only after time zero" if hit else None
 
 
+_MONTH_YEAR = re.compile(r"^(?:(\d{4})[-/.](\d{1,2})|(\d{1,2})[-/.](\d{4}))$")
+_YEAR_NAME = re.compile(r"(^|_)(year|yr)s?($|_)")
+# "Mostly after": not before in 90 % of the rows both columns hold, and strictly after in half (ties are common
+# when one of them is a year).
+NOT_BEFORE, STRICTLY_AFTER = 0.9, 0.5
+
+
+def _calendar(name: str, values: pd.Series) -> list[pd.Series | None] | None:
+    """A date-like column as [day, month, year] numbers (None where finer than it records): exact dates,
+    month/year (2019-03, 03/2019), or a year column (its name says year; 4-digit whole numbers). None otherwise."""
+    text = _present(values)
+    if not len(text):
+        return None
+    if len(date_valued_rows(values)) >= 0.8 * len(text):
+        when = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=True).dropna()
+        return [when.map(pd.Timestamp.toordinal).astype(float), when.dt.year * 12.0 + when.dt.month - 1,
+                when.dt.year.astype(float)]
+    parts = text.str.extract(_MONTH_YEAR).astype(float)
+    year, month = parts[0].fillna(parts[3]), parts[1].fillna(parts[2])
+    if (month.between(1, 12)).mean() >= 0.8:
+        keep = month.between(1, 12)
+        return [None, (year * 12 + month - 1)[keep], year[keep]]
+    numbers = pd.to_numeric(text, errors="coerce")
+    if _YEAR_NAME.search(name.lower()) and numbers.between(1900, 2100).all() and (numbers % 1 == 0).all():
+        return [None, None, numbers.astype(float)]
+    return None
+
+
+def _share_after(mine: list[pd.Series | None], theirs: list[pd.Series | None]) -> tuple[float, float] | None:
+    """(share not before, share strictly after) at the finest level both record, over rows both hold."""
+    level = max(next(i for i, s in enumerate(c) if s is not None) for c in (mine, theirs))
+    a, b = mine[level], theirs[level]
+    assert a is not None and b is not None
+    both = a.index.intersection(b.index)
+    if len(both) < 5:
+        return None
+    return float((a[both] >= b[both]).mean()), float((a[both] > b[both]).mean())
+
+
+def later_date_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Date-like columns whose values mostly fall after those of every other date-like column (a relapse date
+    after the transplant date): what happens after time zero. Only with two or more date-like columns."""
+    dated = {name: found for name in columns if (found := _calendar(name, frame[name])) is not None}
+    later = {}
+    for name, mine in dated.items():
+        shares = {other: _share_after(mine, theirs) for other, theirs in dated.items() if other != name}
+        if shares and all(s and s[0] >= NOT_BEFORE and s[1] >= STRICTLY_AFTER for s in shares.values()):
+            others = ", ".join(repr(other) for other in shares)
+            later[name] = (f"its dates mostly fall after those of {others} (a date later than the others: after "
+                           "time zero)")
+    return later
+
+
 def _refusal(name: str, values: pd.Series) -> str | None:
     if is_identifier_like(name):
         return f"column {name!r}: {IDENTIFIER_RULE}"
@@ -95,6 +154,8 @@ def _refusal(name: str, values: pd.Series) -> str | None:
     if dated:
         return (f"column {name!r}: its values are exact dates ({len(dated)} value(s), first in row {dated[0]}), a "
                 "direct identifier; export durations from time zero instead (e.g. <what>_months), or remove it")
+    if name.lower() == "center":
+        return f"column {name!r}: a centre code is a grouping column, never a predictor: rename it 'centre'"
     if _ROW_KEYS.match(name.lower()):
         return f"column {name!r}: a record or row key, not a predictor: remove it from the file"
     if not re.match(NAME, name):
@@ -174,10 +235,10 @@ def _time_column(time: str) -> tuple[str, list[str], str | None]:
                       f"days or years, rename it {time}_days or {time}_years in the file and draft again")
 
 
-def _outcome_problems(frame: pd.DataFrame, time: str, event: str) -> list[str]:
-    problems = [f"{what} column {name!r} is not in the file" for what, name in (("TIME", time), ("EVENT", event))
-                if name not in frame.columns]
-    problems += [f"column {name!r}: {reason}" for name in (time, event) if name in frame.columns
+def _outcome_problems(frame: pd.DataFrame, time: str, event: str, causes: str | None) -> list[str]:
+    named = [("TIME", time), ("EVENT", event), *([("CAUSES", causes)] if causes else [])]
+    problems = [f"{what} column {name!r} is not in the file" for what, name in named if name not in frame.columns]
+    problems += [f"column {name!r}: {reason}" for _, name in named if name in frame.columns
                  and (reason := None if re.match(NAME, name) else "rename it with lower-case letters, digits and _")]
     if problems:
         return problems
@@ -185,12 +246,33 @@ def _outcome_problems(frame: pd.DataFrame, time: str, event: str) -> list[str]:
     if times.isna().any() or (times < 0).any():
         problems.append(f"TIME column {time!r}: every row needs a number of 0 or more")
     codes = pd.to_numeric(frame[event], errors="coerce")
-    if codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
+    if causes and not codes.isin([0, 1]).all():
+        problems.append(f"EVENT column {event!r}: with CAUSES= every row needs 0 (censored) or 1 (an event)")
+    elif causes and not _cause_names(frame, event, causes):
+        problems.append(f"CAUSES column {causes!r}: no row with an event ({event} = 1) names a cause")
+    elif codes.isna().any() or (codes % 1 != 0).any() or (codes < 0).any():
         problems.append(f"EVENT column {event!r}: every row needs 0 (censored) or a cause code 1..K")
     elif sorted(set(codes.astype(int))) != list(range(int(codes.max()) + 1)):
         problems.append(f"EVENT column {event!r}: codes must be 0..K with every cause present; got "
                         f"{sorted(set(codes.astype(int)))}")
     return problems
+
+
+def _cause_names(frame: pd.DataFrame, event: str, causes: str) -> dict[str, str]:
+    """The cause column's labels on event rows (as the loader compares them) -> a cause name: a text label
+    sanitised (`Death (other)` -> `death_other`), a code `cause_<code>`; names made unique."""
+    events = pd.to_numeric(frame[event], errors="coerce") == 1
+    labels = sorted({cause_label(v) for v in _present(frame.loc[events, causes])},
+                    key=lambda label: (not label.isdigit(), int(label) if label.isdigit() else 0, label))
+    names: dict[str, str] = {}
+    for label in labels:
+        name = re.sub(r"[^a-z0-9]+", "_", label).strip("_")
+        name = name if re.match(NAME, name) else f"cause_{name}".rstrip("_")
+        unique, k = name, 2
+        while unique in {*names.values(), "event_free"}:
+            unique, k = f"{name}_{k}", k + 1
+        names[label] = unique
+    return names
 
 
 def _horizons(times_in_months: pd.Series) -> tuple[list[int], int]:
@@ -202,15 +284,17 @@ def _horizons(times_in_months: pd.Series) -> tuple[list[int], int]:
     return horizons, main
 
 
-def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
+def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame, cause_column: str | None) -> str:
     time_column, suffixes, time_note = _time_column(time)
     unit = next((u for u in UNITS if time.endswith(f"_{u}")), "months")
     months = pd.to_numeric(frame[time]) * UNIT_FACTORS_TO_DAYS[unit] / UNIT_FACTORS_TO_DAYS["months"]
     horizons, main = _horizons(months)
-    n_causes = int(pd.to_numeric(frame[event]).max())
+    labels = _cause_names(frame, event, cause_column) if cause_column else {}
+    n_causes = len(labels) if cause_column else int(pd.to_numeric(frame[event]).max())
     competing = n_causes > 1
     causes = ["event"] if not competing else [f"cause_{k}" for k in range(1, n_causes + 1)]
-    first, what = causes[0], "each cause code" if competing else "the event"
+    causes = list(labels.values()) if competing and labels else causes
+    first, what = causes[0], "each cause" if competing else "the event"
     parts = [
         f"# Drafted by `make task` from a registry file. Review every '# CONFIRM' line, then: make validate "
         f"TASK={task} DATA=<file>",
@@ -234,13 +318,19 @@ def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
         f"time_column = {_toml(time_column)}",
         *([f"time_unit_suffixes = {_toml(suffixes)}"] if suffixes else []),
         f"event_column = {_toml(event)}",
-        f"# CONFIRM: {event} holds 0 = censored, " + ", ".join(f"{k} = {c}" for k, c in enumerate(causes, 1)),
+        *(_cause_column_lines(event, cause_column) if cause_column else
+          [f"# CONFIRM: {event} holds 0 = censored, " + ", ".join(f"{k} = {c}" for k, c in enumerate(causes, 1))]),
         f"event_description = {_toml(f'drafted: say what {what} is')}",
         "",
     ]
     for code, cause in enumerate(causes, 1):
-        parts += ["[[causes]]", f"code = {code}", f'name = "{cause}"', f'description = "{cause} (drafted: name it)"',
-                  ""]
+        parts += ["[[causes]]", f"code = {code}", f'name = "{cause}"', f'description = "{cause} (drafted: name it)"']
+        mine = [label for label, name in labels.items() if name == cause or not competing]
+        if mine:
+            coded = any(label.isdigit() for label in mine)
+            parts += [f"labels = {_toml(mine)}"]
+            parts += [f"# CONFIRM: {cause_column} code {mine[0]}: name this cause"] if coded and competing else []
+        parts += [""]
     for cause in causes:
         parts += ["[[endpoints]]", f'name = "{cause}"', 'kind = "incidence"',
                   f'description = "cumulative incidence of {cause}"', f'plot_title = "Incidence of {cause}"',
@@ -251,24 +341,38 @@ def _outcome_text(task: str, time: str, event: str, frame: pd.DataFrame) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _cause_column_lines(event: str, cause_column: str) -> list[str]:
+    return [f"# CONFIRM: {event} holds 0 = censored, 1 = an event; {cause_column} says which cause (the labels of "
+            "each cause below), empty when censored",
+            'event_coding = "binary"', f"cause_column = {_toml(cause_column)}"]
+
+
 # --- the draft ---------------------------------------------------------------------------------------------
 
-def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str) -> Draft:
-    """The draft task.toml of a registry frame (text columns as read), or DraftError with every problem."""
+def draft_spec(frame: pd.DataFrame, task: str, time: str, event: str, causes: str | None = None) -> Draft:
+    """The draft task.toml of a registry frame (text columns as read), or DraftError with every problem.
+    `causes`: the column naming the cause of each event (EVENT then holds 0/1); never a predictor."""
     problems = [] if re.match(NAME, task) else [f"task name {task!r}: use lower-case letters, digits and _"]
-    problems += _outcome_problems(frame, time, event)
-    others = [str(c) for c in frame.columns if c not in (time, event)]
-    problems += [reason for name in others if (reason := _refusal(name, frame[name]))]
+    problems += _outcome_problems(frame, time, event, causes)
+    others = [str(c) for c in frame.columns if c not in (time, event, causes)]
+    later = later_date_columns(frame, others)
+    problems += [reason + (f"; it also looks like what happens after time zero: {later[name]}" if name in later
+                           else "") for name in others if (reason := _refusal(name, frame[name]))]
     if problems:
         raise DraftError(problems)
-    draft = Draft(_outcome_text(task, time, event, frame))
-    leaks = {name: reason for name in others if (reason := leak_reason(name, [str(c) for c in frame.columns]))}
+    draft = Draft(_outcome_text(task, time, event, frame, causes))
+    leaks = {name: "; and ".join(reasons) for name in others
+             if (reasons := [r for r in (leak_reason(name, [str(c) for c in frame.columns]), later.get(name)) if r])}
     for name, reason in leaks.items():
         lines, _ = _column_lines(name, frame[name], "recorded after time zero")
         draft.text += _block("[[outcome.columns]]", lines, [f"# LEAKING THE FUTURE: {name}: {reason}; kept as an "
                                                             "outcome column, not a predictor"]) + "\n"
         draft.leaking.append(f"{name}: {reason}")
-    for name in others:
+    for name in (n for n in others if n in GROUPING):
+        described = _toml(f"{name} code (grouping only, never a predictor)")
+        lines = [f"name = {_toml(name)}", 'kind = "text"', "required = false", f"description = {described}"]
+        draft.text += _block("[[grouping]]", lines, []) + "\n"
+    for name in (n for n in others if n not in GROUPING):
         lines, confirm = _column_lines(name, frame[name], "a predictor known at time zero")
         if name in leaks:
             note = [f"# CONFIRM: LEAKING THE FUTURE? {name}: {leaks[name]}. Only if it is known at time zero: "
@@ -307,10 +411,10 @@ def write_draft(draft: Draft, task: str, tasks_dir: Path) -> Path:
     return path
 
 
-def draft_task(data: str | Path, task: str, time: str, event: str, tasks_dir: Path,
+def draft_task(data: str | Path, task: str, time: str, event: str, tasks_dir: Path, causes: str | None = None,
                **read_options: str | None) -> tuple[Draft, Path]:
     """Read the file (format detected as for training), draft its spec and write it to a new task folder."""
     frame = read_table(data, **read_options)
     frame.columns = [str(c).strip() for c in frame.columns]
-    draft = draft_spec(frame, task, time, event)
+    draft = draft_spec(frame, task, time, event, causes)
     return draft, write_draft(draft, task, tasks_dir)

@@ -20,7 +20,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from features.task_schema import CrossFieldRule, Predictor, TaskSchema
+from features.survival_target import cause_column_problems, cause_label
+from features.task_schema import CrossFieldRule, Predictor, Problem, TaskSchema
 
 SPEC_FILE = "task.toml"
 NAME = r"^[a-z][a-z0-9_]*$"
@@ -107,6 +108,8 @@ class CauseSpec(_Spec):
     code: int = Field(ge=1)
     name: str = Field(pattern=NAME)
     description: str = Field(min_length=1)
+    # With an [outcome] cause_column: the values of that column that mean this cause (text labels or codes).
+    labels: list[str | int] = []
 
 
 class EndpointSpec(_Spec):
@@ -131,6 +134,9 @@ class OutcomeSpec(_Spec):
     # "cause_codes": the event column holds 0 (censored) or a cause code 1..K; "binary": it holds 0/1 and the
     # folder's code derives the causes from further outcome columns.
     event_coding: Literal["cause_codes", "binary"] = "cause_codes"
+    # With "binary": the column that says which cause an event was (each cause lists its labels); an outcome
+    # column, never a predictor. Without it, the folder's code derives the causes.
+    cause_column: str | None = Field(default=None, pattern=NAME)
     columns: list[ColumnSpec] = []  # raw outcome columns beyond time and event
     check: str | None = None  # a registered row-level check across the outcome columns
 
@@ -284,6 +290,9 @@ class TaskSpec(_Spec):
     default_cohort_size: int = Field(default=2000, ge=50)
     # Trained by a plain `make train` on the folder's synthetic generator (which it must register).
     trained_by_default: bool = False
+    # The predictors of the sibling task folder of this name (the same variables, other outcomes), instead of
+    # repeating its [[predictors]]; the loader copies them in before validating.
+    predictors_from: str | None = Field(default=None, pattern=NAME)
     time_zero: str = Field(min_length=1)
     use: UseSpec
     outcome: OutcomeSpec
@@ -319,7 +328,9 @@ class TaskSpec(_Spec):
         found += _repeats("endpoints", [e.name for e in self.endpoints])
         columns = [*self.predictors, *self.grouping, *self.outcome.columns]
         names = [c.name for c in columns] + [self.outcome.time_column, self.outcome.event_column]
+        names += [self.outcome.cause_column] if self.outcome.cause_column else []
         found += _repeats("predictors", names)
+        found += self._cause_column_problems()
         endpoints = {e.name: e for e in self.endpoints}
         if self.explained_endpoint not in endpoints:
             found.append((("explained_endpoint",), f"{self.explained_endpoint!r} is not an endpoint"))
@@ -346,6 +357,30 @@ class TaskSpec(_Spec):
         found += _repeats("report.groups", [g.name for g in self.report.groups])
         found += self._comparison_problems()
         return found
+
+    def _cause_column_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """A cause column goes with a 0/1 event column, and every cause names its labels, each label once."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if self.outcome.cause_column is None:
+            return [(("causes", i, "labels"), "labels are for an [outcome] cause_column; add one or remove them")
+                    for i, cause in enumerate(self.causes) if cause.labels]
+        if self.outcome.event_coding != "binary":
+            found.append((("outcome", "cause_column"), "a cause_column goes with event_coding = \"binary\" (the "
+                                                       "event column holds 0 = censored, 1 = an event)"))
+        seen: dict[str, str] = {}
+        for i, cause in enumerate(self.causes):
+            if not cause.labels:
+                found.append((("causes", i, "labels"), f"which values of {self.outcome.cause_column!r} mean "
+                                                       f"{cause.name!r}? list them in labels"))
+            for label in map(cause_label, cause.labels):
+                if label in seen:
+                    found.append((("causes", i, "labels"), f"label {label!r} is also a label of {seen[label]!r}"))
+                seen.setdefault(label, cause.name)
+        return found
+
+    def cause_labels(self) -> dict[str, int]:
+        """The cause column's labels (as `cause_label` reads them) -> cause code."""
+        return {cause_label(label): cause.code for cause in self.causes for label in cause.labels}
 
     def _comparison_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Comparators and nested models name predictors of the task (the grouping columns never predict)."""
@@ -536,14 +571,35 @@ def _validation_problems(text: str, error: ValidationError) -> list[str]:
     return problems
 
 
-def load_spec(folder: Path) -> TaskSpec:
-    """The validated spec of a task folder, or TaskSpecError with every problem, its path and line."""
+def _spec_data(folder: Path, resolving: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The TOML data and text of a task folder's spec, with `predictors_from` resolved: the predictors of the
+    sibling task folder it names (which may itself take them from another)."""
     path = folder / SPEC_FILE
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise TaskSpecError(path, [f"not valid TOML: {error}"]) from None
+    source = data.get("predictors_from")
+    if not isinstance(source, str) or not re.match(NAME, source):
+        return data, text  # absent, or refused by the model with its line
+    where = ("predictors_from",)
+    if "predictors" in data:
+        problem = "give either predictors_from or [[predictors]], not both"
+    elif not (folder.parent / source / SPEC_FILE).is_file():
+        problem = f"no task {source!r} beside this one: {folder.parent / source} holds no {SPEC_FILE}"
+    elif source in (*resolving, folder.name):
+        problem = f"{' -> '.join((*resolving, folder.name, source))}: the predictors are taken in a circle"
+    else:
+        other, _ = _spec_data(folder.parent / source, (*resolving, folder.name))
+        return {**data, "predictors": other.get("predictors", [])}, text
+    raise TaskSpecError(path, [_located(text, where, problem)])
+
+
+def load_spec(folder: Path) -> TaskSpec:
+    """The validated spec of a task folder, or TaskSpecError with every problem, its path and line."""
+    path = folder / SPEC_FILE
+    data, text = _spec_data(folder)
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as error:
@@ -576,6 +632,24 @@ def _registered(text: str, location: tuple[str | int, ...], name: str, table: Ma
     return table.get(name)
 
 
+def _cause_column(spec: TaskSpec) -> Predictor:
+    """The cause column as an outcome column (text: its labels are checked against the causes, without values)."""
+    causes = "; ".join(f"{c.name}: {', '.join(map(str, c.labels))}" for c in spec.causes)
+    return Predictor(str(spec.outcome.cause_column), "text", f"Cause of the event ({causes}); empty when censored",
+                     required=False)
+
+
+def _with_cause_check(spec: TaskSpec, check: Callable[[Frame], list] | None) -> Callable[[Frame], list[Problem]]:
+    """The cause column's row checks, then the folder's own outcome check (if any)."""
+    column, event, labels = str(spec.outcome.cause_column), spec.outcome.event_column, spec.cause_labels()
+    names = {c.code: c.name for c in spec.causes}
+
+    def checked(frame: Frame) -> list[Problem]:
+        return [*cause_column_problems(frame, event, column, labels, names), *(check(frame) if check else [])]
+
+    return checked
+
+
 def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskSchema:
     """The TaskSchema the rest of the project uses, from the spec and the folder's registered code."""
     text = path.read_text(encoding="utf-8")
@@ -593,9 +667,12 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
     if (code.cause_targets is None) != (code.endpoint_targets is None):
         problems.append(f"{path.parent}/__init__.py: TASK_CODE registers cause_targets and endpoint_targets together")
     if (spec.outcome.event_coding == "binary" and len(spec.causes) > 1 and code.cause_codes is None
-            and code.cause_targets is None):
-        problems.append(_located(text, ("outcome", "event_coding"), "'binary' with several causes needs the "
-                                 "folder's TASK_CODE to derive the cause codes (cause_codes)"))
+            and code.cause_targets is None and spec.outcome.cause_column is None):
+        problems.append(_located(text, ("outcome", "event_coding"), "'binary' with several causes needs a "
+                                 "cause_column, or the folder's TASK_CODE to derive the cause codes (cause_codes)"))
+    if spec.outcome.cause_column and (code.cause_codes or code.cause_targets):
+        problems.append(_located(text, ("outcome", "cause_column"), "the causes come either from the cause_column "
+                                 "or from the folder's TASK_CODE (cause_codes, cause_targets), not both"))
     if spec.trained_by_default and code.generate_cohort is None:
         problems.append(_located(text, ("trained_by_default",), "needs a synthetic generator registered by the "
                                                                 "folder's TASK_CODE (generate_cohort)"))
@@ -614,6 +691,10 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         check = _registered(text, ("outcome", "check"), spec.outcome.check, code.checks, "outcome check", problems)
     if problems:
         raise TaskSpecError(path, problems)
+    extra_outcome = tuple(_predictor(c) for c in spec.outcome.columns)
+    if spec.outcome.cause_column:
+        extra_outcome += (_cause_column(spec),)
+        check = _with_cause_check(spec, check)
     return TaskSchema(
         task=task, title=spec.title, version=spec.version,
         predictors=tuple(_predictor(p) for p in spec.predictors),
@@ -626,7 +707,7 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         endpoint_descriptions={e.name: e.description for e in spec.endpoints},
         endpoint_wording={e.name: (e.plot_title, e.answer_phrase) for e in spec.endpoints},
         use=(spec.use.intended_use, spec.use.users_and_limits),
-        extra_outcome_columns=tuple(_predictor(c) for c in spec.outcome.columns),
+        extra_outcome_columns=extra_outcome,
         outcome_check=check, derived_predictors=tuple(derived),
         time_unit_suffixes=tuple(spec.outcome.time_unit_suffixes),
         event_codes=len(spec.causes) if spec.outcome.event_coding == "cause_codes" else 1,

@@ -15,7 +15,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from features.survival_target import check_survival_target
+from features.survival_target import cause_column_codes, check_survival_target
 from features.task_schema import Predictor, TaskSchema
 from features.task_spec import SPEC_FILE, TaskCode, TaskSpec, TaskSpecError, build_schema, load_spec
 
@@ -79,13 +79,17 @@ class Task:
 
 def _spec_targets(schema: TaskSchema, spec: TaskSpec, code: TaskCode) -> tuple[Callable, Callable]:
     """Cause and endpoint targets from the spec's causes: the event column holds the cause codes (0 = censored),
-    or the folder's `cause_codes` derives them from its outcome columns."""
+    or a 0/1 event column beside a cause column whose labels the causes list, or the folder's `cause_codes`
+    derives them from its outcome columns."""
     causes = {cause.code: cause.name for cause in spec.causes}
     competing = len(causes) > 1
 
     def target(frame: pd.DataFrame, allow_all_censored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         if code.cause_codes is not None:
             return code.cause_codes(frame, allow_all_censored)
+        if spec.outcome.cause_column:
+            return cause_column_codes(frame, schema.time_column, schema.event_column, spec.outcome.cause_column,
+                                      spec.cause_labels(), allow_all_censored=allow_all_censored)
         return check_survival_target(frame[schema.time_column], frame[schema.event_column],
                                      n_causes=len(causes), allow_all_censored=allow_all_censored)
 

@@ -293,7 +293,8 @@ def _draft_task(args: argparse.Namespace) -> int:
     from features.task_draft import DraftError, draft_task
 
     try:
-        draft, path = draft_task(args.data, args.name, args.time, args.event, args.tasks_dir, **_read_options(args))
+        draft, path = draft_task(args.data, args.name, args.time, args.event, args.tasks_dir, args.causes,
+                                 **_read_options(args))
     except (DraftError, RegistryFileError, FileNotFoundError) as error:
         print(f"NOT DRAFTED: {error}", file=sys.stderr)
         return 1
@@ -356,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "_years; none = months)")
     draft.add_argument("--event", required=True, help="the event column: 0 = censored, 1 = the event, or cause "
                                                       "codes 1..K for competing risks")
+    draft.add_argument("--causes", default=None, help="competing risks with a 0/1 EVENT column: the column that "
+                                                      "names each event's cause (labels or codes)")
     draft.add_argument("--tasks-dir", type=Path, default=TASKS_DIR, help="where the task folder is written")
     _add_format_options(draft)
     draft.set_defaults(handler=_draft_task)

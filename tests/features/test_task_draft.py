@@ -10,6 +10,7 @@ import pytest
 
 from features.registry_file import load_registry_file
 from features.task_draft import DraftError, draft_task, leak_reason
+from features.task_schema import SchemaValidationError
 from features.task_spec import load_spec
 from features.tasks import load_task
 from training.cli import main
@@ -135,3 +136,111 @@ def test_a_draft_that_would_not_load_is_not_written(tmp_path):
     with pytest.raises(DraftError, match="name 'followup_months' is used more than once"):
         _draft(tmp_path, frame)
     assert not (tmp_path / "tasks").exists()
+
+
+# --- CAUSES=: a 0/1 event column and a separate column naming the cause ----------------------------------------
+
+def cause_registry(n: int = N) -> pd.DataFrame:
+    frame = registry(n).drop(columns=["event_code", "months_to_remission"])
+    status = np.resize([0, 1, 1, 1], n)
+    cause = np.resize(["Relapse", "Death (other)", "relapse"], n)  # labels in the registry's own spelling
+    return frame.assign(status=status, first_event=np.where(status == 1, cause, None))
+
+
+def _draft_causes(tmp_path: Path, frame: pd.DataFrame):
+    return draft_task(_csv(tmp_path, frame), "by_cause", "followup_days", "status", tmp_path / "tasks",
+                      "first_event")
+
+
+def test_a_text_cause_column_names_the_causes_and_the_draft_validates_the_file(tmp_path):
+    frame = cause_registry()
+    draft, path = _draft_causes(tmp_path, frame)
+    spec = load_spec(path.parent)
+    assert (spec.outcome.kind, spec.outcome.event_coding) == ("competing_risks", "binary")
+    assert spec.outcome.cause_column == "first_event"
+    assert [(c.code, c.name, c.labels) for c in spec.causes] == [(1, "death_other", ["death (other)"]),
+                                                                 (2, "relapse", ["relapse"])]
+    assert "first_event" not in draft.predictors  # an outcome column, never a predictor
+    task = load_task(path.parent)
+    loaded = load_registry_file(tmp_path / "registry.csv", task.schema)
+    targets = task.cause_targets(loaded.frame)
+    causes = np.asarray(frame["first_event"].str.lower().fillna(""))
+    assert targets["relapse"][1].tolist() == (causes == "relapse").astype(int).tolist()
+    assert targets["death_other"][1].sum() == (causes == "death (other)").sum()
+
+
+def test_numeric_cause_codes_stay_cause_k_for_a_human_to_name(tmp_path):
+    frame = cause_registry().assign(first_event=lambda f: np.where(f["status"] == 1, np.resize([2, 5], N), np.nan))
+    draft, path = _draft_causes(tmp_path, frame)  # the gaps make the codes 2.0, 5.0 in the CSV
+    assert [(c.name, c.labels) for c in load_spec(path.parent).causes] == [("cause_2", ["2"]), ("cause_5", ["5"])]
+    assert "# CONFIRM: first_event code 5: name this cause" in draft.text
+    assert len(load_registry_file(tmp_path / "registry.csv", load_task(path.parent).schema).frame) == N
+
+
+def test_an_event_without_a_cause_and_a_censored_row_with_one_are_reported_by_row_without_values(tmp_path):
+    _, path = _draft_causes(tmp_path, cause_registry())
+    bad = cause_registry()
+    bad.loc[1, "first_event"] = None  # status 1: an event without its cause
+    bad.loc[4, "first_event"] = "Relapse"  # status 0: censored, yet a cause
+    bad.loc[5, "first_event"] = "graft failure"  # not a label of the task
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SchemaValidationError) as caught:
+        load_registry_file(tmp_path / "bad.csv", load_task(path.parent).schema)
+    found = [(p.row, p.column, p.value, p.rule) for p in caught.value.problems]
+    assert found == [
+        (2, "first_event", None, "an event (status = 1) needs its cause"),
+        (5, "first_event", None, "a censored row (status = 0) has no cause: leave it empty"),
+        (6, "first_event", None, "not a cause label of the task; allowed: death (other), relapse"),
+    ]
+
+
+def test_with_causes_the_event_column_must_be_0_or_1(tmp_path):
+    frame = cause_registry().assign(status=np.resize([0, 1, 2], N))
+    with pytest.raises(DraftError, match="with CAUSES= every row needs 0 .censored. or 1"):
+        _draft_causes(tmp_path, frame)
+
+
+# --- a date later than the others ------------------------------------------------------------------------------
+
+def test_an_exact_date_later_than_the_others_is_refused_for_both_reasons(tmp_path):
+    start = pd.Timestamp("2015-01-01") + pd.to_timedelta(np.arange(N) * 9, unit="D")
+    frame = registry().assign(treated_on=start.strftime("%Y-%m-%d"),
+                              relapsed_on=(start + pd.to_timedelta(np.resize([30, 200, 400], N), unit="D"))
+                              .strftime("%d.%m.%Y"))
+    with pytest.raises(DraftError) as caught:
+        _draft(tmp_path, frame)
+    treated, relapsed = caught.value.problems
+    assert treated.startswith("column 'treated_on': its values are exact dates") and "after time zero" not in treated
+    assert relapsed.startswith("column 'relapsed_on': its values are exact dates")
+    assert relapsed.endswith("it also looks like what happens after time zero: its dates mostly fall after those "
+                             "of 'treated_on' (a date later than the others: after time zero)")
+    assert "2015" not in str(caught.value)
+
+
+@pytest.mark.parametrize("later", ["year_of_relapse", "year_of_review"])
+def test_a_year_later_than_the_other_dates_is_kept_out_of_the_predictors(tmp_path, later):
+    rng = np.random.default_rng(4)
+    diagnosed = rng.integers(2005, 2016, N)
+    frame = registry().drop(columns="months_to_remission").assign(
+        diagnosis_month=[f"{m:02d}/{y}" for m, y in zip(rng.integers(1, 13, N), diagnosed, strict=True)],
+        year_of_diagnosis=diagnosed, **{later: diagnosed + rng.integers(1, 4, N)})
+    draft, _ = _draft(tmp_path, frame)
+    assert "year_of_diagnosis" in draft.predictors and "diagnosis_month" in draft.predictors  # the same year
+    reasons = dict(line.split(": ", 1) for line in draft.leaking)
+    assert list(reasons) == [later]
+    by_date = "its dates mostly fall after those of 'diagnosis_month', 'year_of_diagnosis' (a date later than"
+    if later == "year_of_relapse":  # both reasons, so the human learns each
+        assert reasons[later].startswith("its name says 'relapse'") and f"; and {by_date}" in reasons[later]
+    else:
+        assert reasons[later].startswith(by_date)
+
+
+def test_centre_and_country_are_grouping_columns_never_predictors(tmp_path):
+    frame = registry().assign(centre=np.resize(["C01", "C02", "C03"], N), country=np.resize(["FR", "DE"], N))
+    draft, path = _draft(tmp_path, frame)
+    assert not {"centre", "country"} & set(draft.predictors)
+    assert [g.name for g in load_spec(path.parent).grouping] == ["centre", "country"]
+    loaded = load_registry_file(tmp_path / "registry.csv", load_task(path.parent).schema)
+    assert loaded.frame["centre"].nunique() == 3
+    with pytest.raises(DraftError, match="column 'center': a centre code is a grouping column"):
+        _draft(tmp_path, frame.rename(columns={"centre": "center"}), "spelt")

@@ -340,6 +340,55 @@ def test_binary_event_coding_with_competing_causes_needs_the_folders_code(tmp_pa
         load_task(_folder(tmp_path, text))
 
 
+def test_a_cause_column_needs_binary_coding_and_each_cause_its_own_labels_with_their_lines(tmp_path):
+    text = (GOOD_SPEC.replace('event_column = "event_code"', 'event_column = "event_code"\ncause_column = "cause"')
+            .replace('description = "relapse"', 'description = "relapse"\nlabels = ["Relapse", 1]')
+            .replace('description = "death without a prior relapse"',
+                     'description = "death without a prior relapse"\nlabels = ["relapse"]'))
+    with pytest.raises(TaskSpecError) as caught:
+        load_spec(_folder(tmp_path, text))
+    assert caught.value.problems == [
+        f"line {_line(text, 'cause_column')}, outcome.cause_column: a cause_column goes with event_coding = "
+        '"binary" (the event column holds 0 = censored, 1 = an event)',
+        f"line {_line(text, 'labels', 1)}, causes[1].labels: label 'relapse' is also a label of 'relapse'",
+        f"line {_line(text, '[[causes]]', 2)}, causes[2].labels: which values of 'cause' mean 'graft_failure'? list "
+        "them in labels",
+    ]
+    unused = GOOD_SPEC.replace('description = "relapse"', 'description = "relapse"\nlabels = ["relapse"]')
+    with pytest.raises(TaskSpecError, match=r"causes\[0\]\.labels: labels are for an \[outcome\] cause_column"):
+        load_spec(_folder(tmp_path, unused, "unused"))
+
+
+# --- predictors_from: one task's predictors taken by a sibling folder --------------------------------------------
+
+def _without_predictors(text: str, source: str) -> str:
+    head, tail = text.split("[[predictors]]", 1)
+    return head.replace('default_cohort_size = 60', f'default_cohort_size = 60\npredictors_from = "{source}"') + \
+        "[[grouping]]" + tail.split("[[grouping]]", 1)[1]
+
+
+def test_predictors_from_takes_a_sibling_tasks_predictors(tmp_path):
+    _folder(tmp_path, GOOD_SPEC, "source")
+    taking = load_spec(_folder(tmp_path, _without_predictors(GOOD_SPEC, "source"), "taking"))
+    assert taking.predictors == load_spec(tmp_path / "source").predictors
+    assert [p.name for p in taking.predictors] == ["age_years", "risk_group"]
+
+
+def test_predictors_from_a_missing_task_or_beside_predictors_is_refused_with_its_line(tmp_path):
+    text = _without_predictors(GOOD_SPEC, "nowhere")
+    with pytest.raises(TaskSpecError, match=rf"line {_line(text, 'predictors_from')}, predictors_from: no task "
+                                            "'nowhere' beside this one"):
+        load_spec(_folder(tmp_path, text, "missing"))
+    _folder(tmp_path, GOOD_SPEC, "source")
+    both = GOOD_SPEC.replace('default_cohort_size = 60', 'default_cohort_size = 60\npredictors_from = "source"')
+    with pytest.raises(TaskSpecError, match=r"predictors_from: give either predictors_from or \[\[predictors\]\]"):
+        load_spec(_folder(tmp_path, both, "both"))
+    _folder(tmp_path, _without_predictors(GOOD_SPEC, "circle_b"), "circle_a")
+    _folder(tmp_path, _without_predictors(GOOD_SPEC, "circle_a"), "circle_b")
+    with pytest.raises(TaskSpecError, match="circle_a -> circle_b -> circle_a: the predictors are taken in a circle"):
+        load_spec(tmp_path / "circle_a")
+
+
 GROUPS = """
 [report]
 age_bands = [40]

@@ -98,8 +98,10 @@ def test_validate_of_the_public_ebmt_extract(workdir, capsys):
 
 
 def test_real_data_tasks_only_by_name():
-    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct", "all_frontline")
-    assert TASKS["ebmt_hsct"].public_extract is not None and TASKS["cml_tfr"].public_extract is None
+    # A task trained on a public extract is trained when named, never by a plain `make train`, whose tasks train
+    # on their synthetic generator.
+    with_extract = {name for name, task in TASKS.items() if task.public_extract is not None}
+    assert cli.DEFAULT_TASKS and not with_extract & set(cli.DEFAULT_TASKS)
 
 
 # --- registry exports as they come, one report for validate and train -----------------------------------------

@@ -1,21 +1,30 @@
-"""Training reads a task's report subgroups, intended use and default-training flag from its task.toml."""
+"""Training reads a task's report subgroups, intended use and default-training flag from its task.toml. No task
+is named here: the shipped ones are found by discovery, a new one is a folder in a temporary directory."""
+
+import tomllib
 
 import pandas as pd
+import pytest
 
-from features.tasks import TASKS, load_task
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from features.tasks import TASKS, TASKS_DIR, load_task
 from tests.features.test_task_spec import GOOD_SPEC, _folder, _three_cause_file
 from training import cli
 from training.model_card import DEFAULT_INTENDED_USE, intended_use
 from training.subgroups import subgroup_variables
 
+LISTED_SUBGROUPS = [name for name, task in TASKS.items()
+                    if task.spec and task.spec.trained_by_default and task.spec.report.subgroups]
 
-def test_subgroups_follow_the_spec_report_table():
-    cohort = generate_cml_tfr_cohort(300, 1)
-    variables = subgroup_variables(cohort, TASKS["cml_tfr"].schema)
-    assert set(variables["age band"]) <= {"< 45", "45-64", ">= 65", "missing"}
-    assert {"tki_at_stop", "transcript_type", "sokal_risk"} <= set(variables)
-    assert "depth_at_stop" not in variables  # only the groups the spec lists
+
+@pytest.mark.parametrize("name", LISTED_SUBGROUPS)
+def test_subgroups_follow_the_spec_report_table(name):
+    task = TASKS[name]
+    cohort = task.generate_cohort(300, 1)
+    variables = subgroup_variables(cohort, task.schema)
+    listed = set(task.spec.report.subgroups)
+    assert {column for column in listed if cohort[column].notna().any()} <= set(variables)
+    unlisted = {p.name for p in task.schema.predictors if p.kind == "category"} - listed - {"sex"}
+    assert not unlisted & set(variables)  # only the groups the spec lists
 
 
 def test_a_new_task_gets_its_own_age_bands_and_groups(tmp_path, monkeypatch):
@@ -27,15 +36,19 @@ def test_a_new_task_gets_its_own_age_bands_and_groups(tmp_path, monkeypatch):
     assert "risk_group" in variables
 
 
-def test_model_card_intended_use_is_the_spec_text():
-    use, users = intended_use("cml_tfr")
-    assert use == TASKS["cml_tfr"].spec.use.intended_use and use.startswith("Estimate, for an adult with chronic")
-    assert "Not for patients who do not meet the stopping criteria" in users
+def test_model_card_intended_use_is_the_spec_text(tmp_path, monkeypatch):
+    monkeypatch.setitem(TASKS, "three_causes", load_task(_folder(tmp_path, GOOD_SPEC)))
+    assert intended_use("three_causes") == ("Demonstrate a task folder without Python.",
+                                            "Developers; not a clinical tool.")
     assert intended_use("no_such_task") == DEFAULT_INTENDED_USE
 
 
 def test_plain_make_train_trains_the_tasks_whose_spec_says_so():
-    assert cli.DEFAULT_TASKS == ("cml_tfr", "all_hsct", "all_frontline")
+    # Read from the folders' task.toml files, not through the registry the CLI uses.
+    specs = {path.parent.name: tomllib.loads(path.read_text()) for path in TASKS_DIR.glob("*/task.toml")}
+    flagged = sorted((spec.get("position", 100), name) for name, spec in specs.items()
+                     if spec.get("trained_by_default"))
+    assert flagged and tuple(name for _, name in flagged) == cli.DEFAULT_TASKS
 
 
 def test_a_named_report_group_is_reported_and_defined_with_the_age_bands(tmp_path, monkeypatch):
