@@ -219,3 +219,24 @@ def test_a_replicate_that_missed_a_stratum_reads_its_pooled_baseline(data):
 def test_unstratified_schema_keeps_one_baseline(data):
     bundle = single_bundle(data, "cox_ph", ())
     assert bundle.strata is None and bundle.unseen_stratum_problems({"x": 0.0, "group": "never_seen"}) == []
+
+
+def test_a_stratum_with_few_events_of_a_cause_is_a_training_warning(data):
+    from types import SimpleNamespace
+
+    from training.pipeline import MIN_STRATUM_EVENTS, stratum_event_advice
+
+    few = pd.concat([data[data["group"] == "early"], data[(data["group"] == "late") & (data["code"] != 2)]])
+    few = pd.concat([few, data[(data["group"] == "late") & (data["code"] == 2)].iloc[:3]]).reset_index(drop=True)
+    task = SimpleNamespace(
+        schema=schema(("group",), COMPETING),
+        cause_targets=lambda frame: {
+            name: (frame["time"].to_numpy(), (frame["code"] == code).astype(int).to_numpy())
+            for name, code in (("relapse", 1), ("nrm", 2))
+        },
+    )
+    assert stratum_event_advice(task, few) == [
+        f"stratum group=late: only 3 events of nrm (fewer than {MIN_STRATUM_EVENTS}): its baseline hazard rests on "
+        "few steps"
+    ]
+    assert stratum_event_advice(SimpleNamespace(schema=schema((), COMPETING)), few) == []
