@@ -240,3 +240,40 @@ def test_a_stratum_with_few_events_of_a_cause_is_a_training_warning(data):
         "few steps"
     ]
     assert stratum_event_advice(SimpleNamespace(schema=schema((), COMPETING)), few) == []
+
+
+@pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
+def test_the_interval_replicates_are_stratified_like_the_point_model(data, family, monkeypatch):
+    from types import SimpleNamespace
+
+    from risk_model.intervals import endpoint_intervals
+    from training.parallel import JOBS_ENV
+    from training.replicates import fit_replicates
+    from training.tune import TuningResult
+
+    bundle = competing_bundle(data, family, ("group",))
+    task = SimpleNamespace(
+        schema=schema(("group",), COMPETING),
+        outcome="competing_risks",
+        cause_targets=lambda f: {
+            name: (f["time"].to_numpy(), (f["code"] == code).astype(int).to_numpy())
+            for name, code in (("relapse", 1), ("nrm", 2))
+        },
+    )
+    settings = TuningResult(params={"eta": 0.1, "max_depth": 2}, num_boost_round=60, cv_harrell_c=np.nan, n_trials=0)
+    monkeypatch.setenv(JOBS_ENV, "1")  # one process: the tests run on a shared machine
+    bundle.replicates = fit_replicates(bundle, task, data, dict.fromkeys(bundle.causes, settings), 0, 4)
+    assert all(
+        isinstance(c.baseline, StratifiedBaseline) and set(c.baseline.strata) == {0, 1}
+        for member in bundle.replicates
+        for c in member.values()
+    )
+    patients = cohort(40, seed=9)[["x", "group"]]
+    estimates = bundle.endpoint_probabilities(patients, MONTHS, only="relapse")
+    lower, upper = endpoint_intervals(bundle, patients, MONTHS, estimates)["relapse"]
+    assert np.all(lower <= estimates["relapse"] + 1e-12) and np.all(estimates["relapse"] <= upper + 1e-12)
+    for group in ("early", "late"):  # each stratum's interval holds its own Aalen-Johansen estimate on average
+        rows = (patients["group"] == group).to_numpy()
+        observed = aalen_johansen_relapse(data[data["group"] == group])
+        inside = (lower[rows].mean(axis=0) - 0.02 <= observed) & (observed <= upper[rows].mean(axis=0) + 0.02)
+        assert inside.all(), group
