@@ -238,9 +238,10 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
     if not_learned:
         say("not learned from (dropped): " + "; ".join(f"{i['name']}: {i['reason']}" for i in not_learned))
     say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
-    for advice in filter(None, [events_per_predictor_advice(frame, schema), *stratum_event_advice(task, frame)]):
-        warnings.warn(advice, stacklevel=1)
-        say(f"WARNING: {advice}")
+    advice = events_per_predictor_advice(frame, schema)
+    for warning in filter(None, [advice, *stratum_event_advice(task, frame)]):
+        warnings.warn(warning, stacklevel=1)
+        say(f"WARNING: {warning}")
 
     split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, settings.seed)
     development, held_out = frame.iloc[split.development].reset_index(drop=True), \
