@@ -10,6 +10,9 @@ A bundle holds one cause-specific survival model per cause (a margin model plus 
   (ebmt_hsct_death_cause: death from relapse vs other causes; a registry's own task: three or more) and declares
   its endpoints; only the declared ones are computed, and a survival endpoint other than OS and GRFS is the
   probability of being free of every cause.
+A task whose spec declares strata has one baseline per cause and stratum (risk_model/strata.py): each patient's
+stratum index travels with the margins (key `STRATUM`) and picks its baseline, in the ensemble and the
+contributions (where the stratum's baseline is a player of its own, given to the stratum column).
 A bundle is a folder: `bundle.json` (preprocessing, baselines, coefficients or booster file names, horizons,
 risk-group cut-points, training summary, explanation background of cluster summaries (no patient rows),
 metrics, lineage) and one `<cause>.ubj` per boosted cause. Only numpy, pandas and xgboost are needed here.

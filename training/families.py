@@ -8,6 +8,9 @@
 Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
 together make the `ModelBundle`, so evaluation and serving share one prediction path.
 
+`strata` (the spec's): one baseline per stratum in both families (risk_model/strata.py); the Cox family fits the
+stratified partial likelihood without a coefficient for the stratum columns, the booster keeps them as features.
+
 `ties`: the baseline estimator (risk_model/breslow.py): "grouped" for a single event, whose S(t | x) =
 exp(-H0(t) exp(margin)) it matches when outcomes are seen at visits; "breslow" for competing causes, whose
 product-limit combination takes Breslow's increments. `knots`: spline knots fixed from outside (a replicate takes
