@@ -60,6 +60,10 @@ def _predictor_rows(schema: TaskSchema, fields: tuple[Predictor, ...], derived: 
             missing = "optional: without it (or with fewer than 3 centres) the split is by patient"
         elif p.name in derived:
             missing = "derived: computed by the loader when the column is absent; empty when not computable"
+        elif p.name in schema.strata:
+            missing = ("required: an empty value is an error; stratifies the baseline (each value its own "
+                       "baseline hazard, no coefficient in the Cox model; a value no training patient had is "
+                       "refused)")
         elif p.required:
             missing = "required: an empty value is an error"
         else:
@@ -123,6 +127,10 @@ def data_dictionary_markdown(task: Task | str) -> str:
         *_predictor_rows(schema, schema.predictors, derived, grouping=False),
         "",
     ]
+    if schema.strata:
+        lines += [f"Strata: {_code_list(schema.strata)}. Each value (each combination of values) has its own "
+                  "baseline hazard for every cause, in both model families, so proportional hazards need to hold "
+                  "only within a stratum; a request with a value that no training patient had is refused.", ""]
     if schema.cross_field_rules:
         lines += ["Rules across fields (a row that breaks one is reported):", ""]
         lines += [f"- {rule.name}" for rule in schema.cross_field_rules]

@@ -129,7 +129,9 @@ def without_predictors(schema: TaskSchema, names: Collection[str]) -> TaskSchema
     """The schema a model is fitted with when predictors are dropped: they are not in its encoding."""
     if not names:
         return schema
-    return replace(schema, predictors=tuple(p for p in schema.predictors if p.name not in names))
+    # A dropped stratum column stratifies nothing (it is constant, or not recorded).
+    return replace(schema, predictors=tuple(p for p in schema.predictors if p.name not in names),
+                   strata=tuple(s for s in schema.strata if s not in names))
 
 
 def not_learned_reasons(frame: pd.DataFrame, schema: TaskSchema, names: Collection[str]) -> list[dict[str, str]]:

@@ -94,6 +94,8 @@ class TaskSchema:
     # and users and limits (who uses it, what it must not be used for). Carried by the bundle (to_json).
     endpoint_wording: dict[str, tuple[str, str]] = field(default_factory=dict)
     use: tuple[str, str] | None = None
+    # Categorical predictors whose every combination gets its own baseline hazard (risk_model/strata.py).
+    strata: tuple[str, ...] = ()
 
     def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every derived predictor it lacks computed by its one function."""
@@ -146,6 +148,7 @@ class TaskSchema:
             "endpoint_wording": {name: {"title": title, "phrase": phrase}
                                  for name, (title, phrase) in self.endpoint_wording.items()},
             "use": {"intended_use": self.use[0], "users_and_limits": self.use[1]} if self.use else None,
+            "strata": list(self.strata),
         }
 
 

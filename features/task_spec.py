@@ -307,6 +307,9 @@ class TaskSpec(_Spec):
     report: ReportSpec = ReportSpec()
     comparators: list[ComparatorSpec] = []
     nested_models: list[NestedModelSpec] = []
+    # Categorical predictors that stratify the baseline hazard: one baseline per combination of their values, in
+    # both families (risk_model/strata.py); a Cox model then takes no coefficient for them.
+    strata: list[str] = []
     # Settings of the task routes the folder registers, by route (e.g. [routes.stop_timing]); the route checks them.
     routes: dict[str, dict[str, Any]] = {}
 
@@ -356,6 +359,27 @@ class TaskSpec(_Spec):
         found += _group_problems(self.report.groups, {p.name: p for p in self.predictors})
         found += _repeats("report.groups", [g.name for g in self.report.groups])
         found += self._comparison_problems()
+        found += self._strata_problems()
+        return found
+
+    def _strata_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """A stratum is a required categorical predictor: a request must carry it to pick its baseline (a grouping
+        column never reaches the model)."""
+        found: list[tuple[tuple[str | int, ...], str]] = _repeats("strata", self.strata)
+        predictors = {p.name: p for p in self.predictors}
+        grouping = {g.name for g in self.grouping}
+        for name in self.strata:
+            column = predictors.get(name)
+            if column is None:
+                why = ("is a grouping column: a request does not carry it, so no baseline could be picked"
+                       if name in grouping else "is not a predictor of the task")
+                found.append((("strata",), f"{name!r} {why}"))
+            elif column.kind != "category":
+                found.append((("strata",), f"{name!r} is a {column.kind}, not a categorical predictor"))
+            elif not column.required:
+                found.append((("strata",), f"{name!r} must be required: a patient without it has no baseline"))
+            elif column.derived_by:
+                found.append((("strata",), f"{name!r} is derived; stratify by the columns it comes from"))
         return found
 
     def _cause_column_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -711,4 +735,5 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         outcome_check=check, derived_predictors=tuple(derived),
         time_unit_suffixes=tuple(spec.outcome.time_unit_suffixes),
         event_codes=len(spec.causes) if spec.outcome.event_coding == "cause_codes" else 1,
+        strata=tuple(spec.strata),
     )

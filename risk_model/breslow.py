@@ -32,7 +32,8 @@ class BreslowBaseline:
     last_reliable_month_: float = 0.0
 
     def fit(self, margin: np.ndarray, time: np.ndarray, event: np.ndarray) -> BreslowBaseline:
-        time, event = check_survival_target(time, event)
+        # No events gives H0 = 0 (a stratum may have none of a cause); the families refuse a cohort without any.
+        time, event = check_survival_target(time, event, allow_all_censored=True)
         margin = np.asarray(margin, dtype=float)
         order = np.argsort(time, kind="stable")
         time, event, risk = time[order], event[order], np.exp(margin[order])
@@ -57,6 +58,10 @@ class BreslowBaseline:
         assert self.event_times_ is not None and self.cumulative_hazard_ is not None, "fit first"
         index = np.searchsorted(self.event_times_, np.asarray(months, dtype=float), side="right") - 1
         return np.where(index >= 0, self.cumulative_hazard_[np.maximum(index, 0)], 0.0)
+
+    def hazards(self, months: np.ndarray) -> np.ndarray:
+        """H0 at the months as the one row of an unstratified model (1 x months; risk_model/strata.py)."""
+        return self.cumulative_hazard(months)[None, :]
 
     def survival(self, margin: np.ndarray, months: np.ndarray) -> np.ndarray:
         """S(t | x) for each margin (rows) at each month (columns)."""

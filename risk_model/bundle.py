@@ -10,6 +10,9 @@ A bundle holds one cause-specific survival model per cause (a margin model plus 
   (ebmt_hsct_death_cause: death from relapse vs other causes; a registry's own task: three or more) and declares
   its endpoints; only the declared ones are computed, and a survival endpoint other than OS and GRFS is the
   probability of being free of every cause.
+A task whose spec declares strata has one baseline per cause and stratum (risk_model/strata.py): each patient's
+stratum index travels with the margins (key `STRATUM`) and picks its baseline, in the ensemble and the
+contributions (where the stratum's baseline is a player of its own, given to the stratum column).
 A bundle is a folder: `bundle.json` (preprocessing, baselines, coefficients or booster file names, horizons,
 risk-group cut-points, training summary, explanation background of cluster summaries (no patient rows),
 metrics, lineage) and one `<cause>.ubj` per boosted cause. Only numpy, pandas and xgboost are needed here.
@@ -28,13 +31,15 @@ import pandas as pd
 from risk_model.after_event import AFTER_EVENT, alive_after_event, encoding_weights, has_model, post_event_margin
 from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
+from risk_model.strata import STRATUM, StratifiedBaseline, baseline_from_json, encoded_strata, stratum_codes
 
 CURVE_MONTHS = np.arange(0, 61, dtype=float)
 RISK_GROUP_LABELS = ("low", "intermediate", "high")
 BUNDLE_FILE = "bundle.json"
 # The layout of bundle.json and its files, written into every bundle. Raise it with any change that older or newer
 # code would misread, and teach `_in_current_format` the step from the previous format when there is one.
-BUNDLE_FORMAT_VERSION = 1
+# 2: a cause's baseline may be one per stratum (risk_model/strata.py); a format-1 baseline is the one stratum.
+BUNDLE_FORMAT_VERSION = 2
 GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
 # Bounds on the rows of one vectorised pass (members x patients, or configurations x patients x background rows):
 # each row carries one value per event time (~10^3). Measured on all_hsct: a 100-patient batch peaks at +29 MiB
@@ -50,7 +55,7 @@ class CauseModel:
 
     family: str  # "cox_ph" or "xgboost_cox"
     preprocessor: Preprocessor
-    baseline: BreslowBaseline
+    baseline: BreslowBaseline | StratifiedBaseline  # one per stratum when the spec declares strata
     coefficients: list[float] | None = None
     booster: Any = None
     _conditions: Any = field(default=None, repr=False)  # xgboost leaf table, built on first explanation
@@ -108,7 +113,7 @@ class CauseModel:
             booster = xgb.Booster(params={"nthread": 1})
             booster.load_model(str(folder / spec["booster_file"]))
         return cls(family=spec["family"], preprocessor=Preprocessor.from_json(spec["preprocessor"]),
-                   baseline=BreslowBaseline.from_json(spec["baseline"]), coefficients=spec["coefficients"],
+                   baseline=baseline_from_json(spec["baseline"]), coefficients=spec["coefficients"],
                    booster=booster)
 
 
@@ -169,6 +174,24 @@ class ModelBundle:
         return min(c.baseline.last_reliable_month_ for c in self.causes.values())
 
     @property
+    def strata(self) -> StratifiedBaseline | None:
+        """The first cause's stratified baseline (every cause shares the strata), None when unstratified."""
+        baseline = next(iter(self.causes.values())).baseline
+        return baseline if isinstance(baseline, StratifiedBaseline) else None
+
+    def unseen_stratum_problems(self, patient: dict[str, Any]) -> list[dict[str, str]]:
+        """A request field error for a stratum value the model has no baseline for (no training patient had
+        it): the answer would fall back on another stratum's baseline, so it is refused."""
+        strata = self.strata
+        if strata is None:
+            return []
+        [index] = encoded_strata(self.encode([patient]), self._ensemble()["encoding"], strata.columns)
+        if index in strata.strata:
+            return []
+        return [{"location": f"body.{column}", "reason": "no training patient had this value: the model has no "
+                 "baseline for its stratum"} for column in strata.columns]
+
+    @property
     def min_at_risk(self) -> int:
         return next(iter(self.causes.values())).baseline.min_at_risk
 
@@ -219,6 +242,9 @@ class ModelBundle:
         if has_model(self.post_relapse_survival):  # one post-relapse model shared by every member
             after = post_event_margin(self.post_relapse_survival, ensemble["encoding"], encoded)
             margins[AFTER_EVENT] = np.repeat(after[None, :], count, axis=0)
+        if self.strata:  # each patient's stratum picks its baseline (risk_model/strata.py)
+            index = encoded_strata(encoded, ensemble["encoding"], self.strata.columns)
+            margins[STRATUM] = np.repeat(index[None, :].astype(float), count, axis=0)
         return margins
 
     def margins(self, frame: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
@@ -234,8 +260,8 @@ class ModelBundle:
         margins = margins if stacked else {name: values[None, :] for name, values in margins.items()}
         if self.outcome == "single_event":
             [(cause, _)] = self.causes.items()
-            hazard = _member_hazards(self, cause, members, months)
-            survival = np.exp(-np.exp(margins[cause])[:, :, None] * hazard[:, None, :])
+            hazard = _per_patient(_member_hazards(self, cause, members, months), margins.get(STRATUM))
+            survival = np.exp(-np.exp(margins[cause])[:, :, None] * hazard)
             kinds = self.endpoint_kinds
             incidence = next(name for name, kind in kinds.items() if kind == "incidence")
             event_free = next(name for name, kind in kinds.items() if kind == "survival")
@@ -310,7 +336,8 @@ class ModelBundle:
 
         background = self._background_terms()
         causes = self.causes_of(endpoint)
-        f_background = f({c: background["margins"][c] for c in causes})
+        f_background = f({**{c: background["margins"][c] for c in causes},
+                          **_stratum_of({k: v[None] for k, v in background["margins"].items()}, 0)})
         encoded = self.encode(patients)
         chunk = max(1, CONTRIBUTION_ROWS // (len(f_background) * len(causes)))
         values = [self._contribution_chunk(encoded[i:i + chunk], f, f_background, causes)
@@ -322,18 +349,65 @@ class ModelBundle:
                             ) -> np.ndarray:
         background = self._background_terms()
         n, k = len(encoded), len(f_background)
-        at_x = {c: m[0] for c, m in self.member_margins(encoded).items() if c in causes}
+        own = self.member_margins(encoded)
+        at_x = {c: own[c][0] for c in causes}
+        pairs = self._pair_strata(own, n, k)
         middle = {c: 0.5 * (at_x[c][:, None] + background["margins"][c][None, :]) for c in causes}
-        # f at the midpoint moved up and down along each cause's margin: the central-difference gradient.
-        moved = f({c: np.stack([middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0)
-                                for cause in causes for sign in (1, -1)]) for c in causes})
         share = np.zeros((n, k, len(self.feature_names)))
-        for i, cause in enumerate(causes):
-            gradient = (moved[2 * i] - moved[2 * i + 1]) / (2 * GRADIENT_STEP)
-            share += gradient[..., None] * self._reference_gaps(cause, encoded)
-        gap_f = f(at_x)[:, None] - f_background[None, :]
-        scaled = _rescale(share.reshape(n * k, -1), gap_f.reshape(-1)).reshape(share.shape)
+        for cause in causes:
+            share += self._midpoint_gradient(f, middle, cause, causes, pairs)[..., None] * self._reference_gaps(
+                cause, encoded)
+        gap_f = f({**at_x, **_stratum_of(own, 0)})[:, None] - f_background[None, :]
+        by_stratum = self._stratum_part(f, at_x, pairs, f_background)
+        scaled = _rescale(share.reshape(n * k, -1), (gap_f - by_stratum).reshape(-1)).reshape(share.shape)
+        if pairs is not None:
+            scaled += by_stratum[..., None] * self._stratum_columns(pairs)
         return np.einsum("k,nkp->np", background["weights"], scaled)
+
+    def _pair_strata(self, own: dict[str, np.ndarray], n: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stratum of each patient and of each background row as (patients x background), or None."""
+        if STRATUM not in own:
+            return None
+        background = self._background_terms()["margins"][STRATUM]
+        return (np.broadcast_to(own[STRATUM][0][:, None], (n, k)), np.broadcast_to(background[None, :], (n, k)))
+
+    def _midpoint_gradient(self, f: Any, middle: dict[str, np.ndarray], cause: str, causes: list[str],
+                           pairs: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """d f / d margin(cause) at the midpoint (central difference); with strata, the mean over the patient's
+        and the background row's stratum (a category has no midpoint)."""
+        total = np.zeros(middle[cause].shape)
+        for stratum in pairs if pairs is not None else (None,):
+            extra = {} if stratum is None else {STRATUM: np.stack([stratum, stratum]).astype(float)}
+            moved = f({**{c: np.stack([middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0) for sign in (1, -1)])
+                          for c in causes}, **extra})
+            total += (moved[0] - moved[1]) / (2 * GRADIENT_STEP)
+        return total / (1 if pairs is None else len(pairs))
+
+    def _stratum_part(self, f: Any, at_x: dict[str, np.ndarray], pairs: tuple[np.ndarray, np.ndarray] | None,
+                      f_background: np.ndarray) -> np.ndarray:
+        """The stratum's baseline as a player of its own (Shapley value of the two-player game baseline x
+        margins): half of f(x) - f(x in b's stratum) plus half of f(b in x's stratum) - f(b); 0 unstratified."""
+        if pairs is None:
+            return np.zeros((len(next(iter(at_x.values()))), len(f_background)))
+        own_stratum, other = (p.astype(float) for p in pairs)
+        background = {c: self._background_terms()["margins"][c] for c in at_x}
+        shape = own_stratum.shape
+        x = {c: np.broadcast_to(m[:, None], shape) for c, m in at_x.items()}
+        b = {c: np.broadcast_to(m[None, :], shape) for c, m in background.items()}
+        swapped_x = f({**x, STRATUM: own_stratum}) - f({**x, STRATUM: other})
+        swapped_b = f({**b, STRATUM: own_stratum}) - f_background[None, :]
+        return 0.5 * (swapped_x + swapped_b)
+
+    def _stratum_columns(self, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """(patients x background x predictors) weights giving the stratum part to the stratum columns whose
+        values differ between patient and background row, in equal shares."""
+        strata = self.strata
+        differ = stratum_codes(strata, pairs[0]) != stratum_codes(strata, pairs[1])
+        count = np.maximum(differ.sum(axis=-1, keepdims=True), 1)
+        weights = np.zeros((*pairs[0].shape, len(self.feature_names)))
+        for j, column in enumerate(strata.columns):
+            weights[..., self.feature_names.index(column)] = differ[..., j] / count[..., 0]
+        return weights
 
     def _reference_gaps(self, cause: str, encoded: np.ndarray) -> np.ndarray:
         """Each predictor's share of margin(x) - margin(b), for each patient against each background row
@@ -427,8 +501,9 @@ class BundleFormatError(ValueError):
 
 def _in_current_format(spec: dict[str, Any], found: Any) -> dict[str, Any] | None:
     """An older bundle's spec lifted to this format, or None when no step leads here. Bundles saved before
-    formats were numbered have format 1's layout (fields added since then have defaults)."""
-    if found is None and BUNDLE_FORMAT_VERSION == 1:
+    formats were numbered have format 1's layout (fields added since then have defaults); format 1's one
+    baseline per cause reads as format 2's unstratified baseline, unchanged."""
+    if found in (None, 1) and BUNDLE_FORMAT_VERSION == 2:
         return spec
     return None
 
@@ -471,26 +546,40 @@ def _bounded(cache: dict[Any, Any], limit: int = 256) -> dict[Any, Any]:
 
 def _member_hazards(bundle: ModelBundle, cause: str, members: list[dict[str, CauseModel]], months: np.ndarray
                     ) -> np.ndarray:
-    """Each member's baseline cumulative hazard at the months (members x months); cached like the grids."""
+    """Each member's baseline cumulative hazard at the months (members x strata x months); cached like the
+    grids."""
     cache = _bounded(bundle._ensemble()["grids"])
     key = (cause, tuple(id(m) for m in members), months.tobytes())
     if key not in cache:
-        cache[key] = np.stack([m[cause].baseline.cumulative_hazard(months) for m in members])
+        cache[key] = np.stack([m[cause].baseline.hazards(months) for m in members])
     return cache[key]
 
 
 def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[str, CauseModel]], upto: float
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The event times of the named causes over all members up to `upto`, and each cause's baseline hazard
-    increments there (members x grid); cached, since serving asks for the same months every time."""
+    increments there (members x strata x grid); cached, since serving asks for the same months every time."""
     cache = _bounded(bundle._ensemble()["grids"])
     key = (names, tuple(id(m) for m in members), upto)
     if key not in cache:
         grid = _jump_grid([m[name] for m in members for name in names], upto)
-        steps = {name: np.diff(np.stack([m[name].baseline.cumulative_hazard(grid) for m in members]), axis=1,
+        steps = {name: np.diff(np.stack([m[name].baseline.hazards(grid) for m in members]), axis=-1,
                                prepend=0.0) for name in names}
         cache[key] = (grid, steps)
     return cache[key]
+
+
+def _stratum_of(margins: dict[str, np.ndarray], member: int) -> dict[str, np.ndarray]:
+    return {STRATUM: margins[STRATUM][member]} if STRATUM in margins else {}
+
+
+def _per_patient(by_stratum: np.ndarray, stratum: np.ndarray | None) -> np.ndarray:
+    """(members x strata x times) read at each patient's stratum: (members x patients x times); unstratified,
+    the one row as (members x 1 x times), broadcast over the patients."""
+    if stratum is None:
+        return by_stratum[:, :1, :]
+    index = np.asarray(stratum, dtype=int)
+    return by_stratum[np.arange(len(by_stratum))[:, None], index]
 
 
 def _product_limit(increments: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -534,8 +623,9 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
     upto = float(months.max())
     grid, steps = _grid_steps(bundle, main, members, upto)
+    stratum = margins.get(STRATUM)
     free_after, increments = _product_limit(
-        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in main])
+        [np.exp(margins[name])[:, :, None] * _per_patient(steps[name], stratum) for name in main])
     d_first = increments[0]
     result = {name: _at_months(grid, np.cumsum(step, axis=-1), months, 0.0) for name, step in zip(
         main, increments, strict=True)}
@@ -549,7 +639,7 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
                                                          margins.get(AFTER_EVENT))
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
-        grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * grfs_steps[name][:, None, :]
+        grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * _per_patient(grfs_steps[name], stratum)
                                         for name in GRFS_CAUSES])
         result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
     if only is None:

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from features.task_schema import TaskSchema
 from features.tasks import TASKS
 from risk_model.answers import WARNING_CODES, ExplanationAnswer, PredictionAnswer, StopTimingAnswer
+from risk_model.bundle import ModelBundle
 from risk_model.prediction import explain_patient, predict_patients
 from risk_model.stop_timing import STATEMENT, StopTimingSettings, stop_timing
 from risk_model.wording import intended_use, model_labels
@@ -320,6 +321,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
             return None, None, failure
         note(request, loaded)
         [(predictors, problems)] = prepare_patients(schema, [patient.model_dump(exclude={"explain"})])
+        problems = problems or loaded.bundle.unseen_stratum_problems(predictors)
         if problems:
             return None, None, error(422, "invalid_request", f"{len(problems)} field(s) failed validation", problems)
         return loaded, predictors, None
@@ -355,7 +357,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
                          f"include_contributions (at most {MAX_BATCH_PATIENTS} without)",
                          [{"location": "body.patients", "reason": f"more than "
                                                                   f"{MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} patients"}])
-        results, valid = _validate_batch(schema, request_model, batch.patients)
+        results, valid = _validate_batch(schema, request_model, batch.patients, loaded.bundle)
         answers = predict_patients(loaded.bundle, [v[1] for v in valid], explain=[v[2] for v in valid],
                                    with_contributions=batch.include_contributions, model_identity=loaded.identity)
         for (index, _, _), answer in zip(valid, answers, strict=True):
@@ -513,10 +515,10 @@ def _batch_request_model(schema: TaskSchema, request_model: type[BaseModel]) -> 
     )
 
 
-def _validate_batch(schema: TaskSchema, request_model: type[BaseModel], patients: list[Any]
+def _validate_batch(schema: TaskSchema, request_model: type[BaseModel], patients: list[Any], bundle: ModelBundle
                     ) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any], tuple[Any, Any]]]]:
-    """Each patient on its own: results holds an error item for each refused one; valid lists (index,
-    predictors, explain options) for the others."""
+    """Each patient on its own: results holds an error item for each refused one (a stratum the model never
+    saw included); valid lists (index, predictors, explain options) for the others."""
     results: list[dict[str, Any]] = [{}] * len(patients)
     parsed: list[tuple[int, BaseModel]] = []
     for index, item in enumerate(patients):
@@ -529,6 +531,7 @@ def _validate_batch(schema: TaskSchema, request_model: type[BaseModel], patients
     prepared = prepare_patients(schema, [p.model_dump(exclude={"explain"}) for _, p in parsed]) if parsed else []
     valid = []
     for (index, patient), (predictors, problems) in zip(parsed, prepared, strict=True):
+        problems = problems or bundle.unseen_stratum_problems(predictors)
         if problems:
             fields = [{**p, "location": p["location"].replace("body.", f"body.patients.{index}.", 1)}
                       for p in problems]

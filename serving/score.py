@@ -53,6 +53,19 @@ def validate_rows(chunk: pd.DataFrame, schema: TaskSchema) -> tuple[pd.DataFrame
     return clean.set_axis(keep) if keep else clean, {row: "; ".join(reasons) for row, reasons in refused.items()}
 
 
+def _with_known_strata(bundle: Any, positions: list[int], patients: list[dict[str, Any]], refused: dict[int, str]
+                       ) -> tuple[list[int], list[dict[str, Any]]]:
+    """The patients whose stratum the model has a baseline for; the others are refused (as the endpoint does)."""
+    kept = []
+    for position, patient in zip(positions, patients, strict=True):
+        problems = bundle.unseen_stratum_problems(patient)
+        if problems:
+            refused[position] = "; ".join(f"{p['location'].removeprefix('body.')}: {p['reason']}" for p in problems)
+        else:
+            kept.append((position, patient))
+    return [k[0] for k in kept], [k[1] for k in kept]
+
+
 def patient_values(row: dict[str, Any], schema: TaskSchema) -> dict[str, Any]:
     """One validated row as the endpoint sees a patient: floats, booleans, category strings, None if missing."""
     values: dict[str, Any] = {}
@@ -105,6 +118,7 @@ def score_file(task: str, data: str | Path, out: str | Path, models_dir: str | P
         clean, refused = validate_rows(chunk, schema)
         positions = list(clean.index) if len(clean) else []
         patients = [patient_values(record, schema) for record in clean.to_dict("records")] if positions else []
+        positions, patients = _with_known_strata(loaded.bundle, positions, patients, refused)
         answers = dict(zip(positions, predict_patients(loaded.bundle, patients, with_contributions=explain,
                                                        model_identity=loaded.identity), strict=True))
         for i in range(len(chunk)):

@@ -236,7 +236,7 @@ def _usable_report(task_name: str, data: str, loaded: object) -> str:
     import numpy as np
 
     from features.registry_file import PSEUDO_ID_COLUMN
-    from training.pipeline import events_per_predictor_advice
+    from training.pipeline import events_per_predictor_advice, stratum_event_advice
 
     task = TASKS[task_name]
     schema, frame = task.schema, loaded.frame
@@ -262,8 +262,7 @@ def _usable_report(task_name: str, data: str, loaded: object) -> str:
     centres = frame["centre"].dropna().nunique() if "centre" in frame.columns else 0
     lines.append(f"  centres: {centres}" + ("" if centres >= 3 else " (fewer than 3: training holds out a "
                                                                      "stratified share of patients instead)"))
-    advice = events_per_predictor_advice(frame, schema)
-    if advice:
+    for advice in filter(None, [events_per_predictor_advice(frame, schema), *stratum_event_advice(task, frame)]):
         lines.append(f"  advisory: {advice}")
     return "\n".join(lines)
 

@@ -8,6 +8,9 @@
 Each fit is one cause-specific model (other causes censor it) and ends in a `CauseModel`; a task's causes
 together make the `ModelBundle`, so evaluation and serving share one prediction path.
 
+`strata` (the spec's): one baseline per stratum in both families (risk_model/strata.py); the Cox family fits the
+stratified partial likelihood without a coefficient for the stratum columns, the booster keeps them as features.
+
 `ties`: the baseline estimator (risk_model/breslow.py): "grouped" for a single event, whose S(t | x) =
 exp(-H0(t) exp(margin)) it matches when outcomes are seen at visits; "breslow" for competing causes, whose
 product-limit combination takes Breslow's increments. `knots`: spline knots fixed from outside (a replicate takes
@@ -28,6 +31,7 @@ from features.task_schema import TaskSchema
 from risk_model.breslow import BreslowBaseline
 from risk_model.bundle import CauseModel
 from risk_model.preprocessing import PatientEncoding, Preprocessor
+from risk_model.strata import StratifiedBaseline, frame_strata
 from training.parallel import xgboost_threads
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "tree_method": "hist",
@@ -47,7 +51,7 @@ class CoxFamily:
     knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     coefficients_: np.ndarray | None = None
-    baseline_: BreslowBaseline | None = None
+    baseline_: BreslowBaseline | StratifiedBaseline | None = None
 
     def fit(self, frame: pd.DataFrame, schema: TaskSchema, target: tuple[np.ndarray, np.ndarray]) -> CoxFamily:
         """Fit, then respect the spec's monotone hints: a value or cut column whose coefficient goes against its
@@ -57,25 +61,30 @@ class CoxFamily:
         self.preprocessor_ = Preprocessor(impute=True).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         # Columns constant in this fold (e.g. a missing indicator with nothing missing) carry no information.
-        keep = matrix.std(axis=0) > 0
+        keep = (matrix.std(axis=0) > 0) & np.array([s not in schema.strata for s in self.preprocessor_.sources])
+        strata = training_strata(frame, schema)
         hints = {p.name: p.monotone for p in schema.predictors if p.monotone and p.kind == "number"}
         for _ in range(len(self.preprocessor_.columns)):
-            coefficients = self._fit_columns(matrix, keep, time, event)
+            coefficients = self._fit_columns(matrix, keep, time, event, strata)
             against = _against_hints(self.preprocessor_, coefficients, hints, frame) & keep
             if not against.any():
                 break
             keep &= ~against
         self.coefficients_ = coefficients
-        self.baseline_ = BreslowBaseline(ties=self.ties).fit(matrix @ coefficients, time, event)
+        self.baseline_ = fit_baseline(schema, frame, matrix @ coefficients, (time, event), self.ties)
         return self
 
-    def _fit_columns(self, matrix: np.ndarray, keep: np.ndarray, time: np.ndarray, event: np.ndarray
-                     ) -> np.ndarray:
+    def _fit_columns(self, matrix: np.ndarray, keep: np.ndarray, time: np.ndarray, event: np.ndarray,
+                     strata: np.ndarray | None = None) -> np.ndarray:
+        """Penalised partial likelihood; with strata, lifelines' stratified one (risk sets within a stratum)."""
         from lifelines import CoxPHFitter
 
         data = pd.DataFrame(matrix[:, keep], columns=np.array(self.preprocessor_.columns)[keep])
         data["_time"], data["_event"] = time, event
-        fitter = CoxPHFitter(penalizer=self.penalizer).fit(data, "_time", "_event")
+        if strata is not None:
+            data["_stratum"] = strata
+        fitter = CoxPHFitter(penalizer=self.penalizer).fit(data, "_time", "_event",
+                                                           strata=None if strata is None else ["_stratum"])
         coefficients = np.zeros(matrix.shape[1])
         coefficients[keep] = fitter.params_.to_numpy()
         return coefficients
@@ -107,6 +116,25 @@ def _against_hints(preprocessor: Preprocessor, coefficients: np.ndarray, hints: 
     return against
 
 
+def training_strata(frame: pd.DataFrame, schema: TaskSchema) -> np.ndarray | None:
+    """Each patient's stratum index under the spec's strata (None without strata)."""
+    if not schema.strata:
+        return None
+    columns = list(schema.strata)
+    return frame_strata(frame, columns, [list(schema.predictor(c).categories) for c in columns])
+
+
+def fit_baseline(schema: TaskSchema, frame: pd.DataFrame, margin: np.ndarray,
+                 target: tuple[np.ndarray, np.ndarray], ties: str) -> BreslowBaseline | StratifiedBaseline:
+    """The Breslow baseline on these margins: one, or one per stratum of the spec's strata."""
+    strata = training_strata(frame, schema)
+    if strata is None:
+        return BreslowBaseline(ties=ties).fit(margin, *target)
+    columns = list(schema.strata)
+    return StratifiedBaseline(columns, [list(schema.predictor(c).categories) for c in columns]).fit(
+        np.asarray(margin, dtype=float), *target, strata, ties)
+
+
 def baseline_ties(outcome: str) -> str:
     """The baseline estimator matching how the bundle combines a task's causes (see the module docstring)."""
     return "grouped" if outcome == "single_event" else "breslow"
@@ -127,7 +155,7 @@ class XGBoostCoxFamily:
     knots: dict[str, list[float]] | None = None
     preprocessor_: Preprocessor | None = None
     booster_: Any = None
-    baseline_: BreslowBaseline | None = None
+    baseline_: BreslowBaseline | StratifiedBaseline | None = None
 
     def _params(self, schema: TaskSchema) -> dict[str, Any]:
         # nthread: this process's share of the cores (training/parallel.py); the trees do not depend on it.
@@ -162,8 +190,9 @@ class XGBoostCoxFamily:
         self.preprocessor_ = Preprocessor(impute=False).fit(frame, schema, self.knots)
         matrix = self.preprocessor_.transform(frame)
         self.booster_ = self._train(matrix, xgboost_cox_label(time, event), schema, self.num_boost_round)
-        margin = self.predict_margin(frame)
-        self.baseline_ = BreslowBaseline(ties=self.ties).fit(margin, time, event)
+        # survival:cox has no strata: a stratum column stays a feature of the trees, and each stratum gets its
+        # own baseline on the booster's margins.
+        self.baseline_ = fit_baseline(schema, frame, self.predict_margin(frame), (time, event), self.ties)
         return self
 
     def fit_partitions(self, parts: Any, schema: TaskSchema,
@@ -191,11 +220,14 @@ class XGBoostCoxFamily:
                                      lambda part: xgboost_cox_label(*target_of(part)))
         self.booster_ = train_on_cluster(client, self._params(schema), (matrix, label), self.num_boost_round)
         margin = predict_margin(client, self.booster_, matrix)
+        columns = [*schema.strata]  # the stratum columns come back too, for a baseline per stratum
         targets = client.compute(parts.map_partitions(
-            lambda part: pd.DataFrame(dict(zip(("time", "event"), target_of(part), strict=True)), index=part.index),
-            meta=pd.DataFrame({"time": pd.Series(dtype=float), "event": pd.Series(dtype=int)}))).result()
+            lambda part: pd.DataFrame({**dict(zip(("time", "event"), target_of(part), strict=True)),
+                                       **{c: part[c] for c in columns}}, index=part.index),
+            meta=pd.DataFrame({"time": pd.Series(dtype=float), "event": pd.Series(dtype=int),
+                               **{c: pd.Series(dtype=object) for c in columns}}))).result()
         time, event = check_survival_target(targets["time"].to_numpy(), targets["event"].to_numpy())
-        self.baseline_ = BreslowBaseline(ties=self.ties).fit(margin, time, event)
+        self.baseline_ = fit_baseline(schema, targets, margin, (time, event), self.ties)
         return self
 
     def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,

@@ -405,8 +405,10 @@ def _limitations_section(inputs: ModelCardInputs) -> list[str]:
                      "estimates ignore them, whatever a patient's value.")
     lines += [
         f"- {inputs.validation.note[0].upper() + inputs.validation.note[1:]}.",
-        "- Cause-specific proportional hazards (Cox) or boosted log-hazards with a common baseline per cause: "
-        "effects that change over time are approximated.",
+        "- Cause-specific proportional hazards (Cox) or boosted log-hazards with a common baseline per cause"
+        + (f" and stratum ({', '.join(inputs.schema.strata)}: one baseline hazard per value, so hazards need "
+           "to be proportional only within it)" if inputs.schema.strata else "")
+        + ": effects that change over time are approximated.",
         "- Transportability: performance may differ in centres, countries or eras unlike those in the data; the "
         "prediction interval of the pooled estimates shows what a new centre might see.",
         "- Small subgroups and late horizons have wide intervals; horizons with fewer than 20 patients at risk "

@@ -18,6 +18,7 @@ from scipy import stats
 
 from features.tasks import Task
 from risk_model.bundle import ModelBundle
+from training.families import training_strata
 
 
 def proportional_hazards_check(bundle: ModelBundle, task: Task, development: pd.DataFrame
@@ -29,15 +30,18 @@ def proportional_hazards_check(bundle: ModelBundle, task: Task, development: pd.
         if model.family != "cox_ph":
             continue
         matrix = model.preprocessor.transform(development)
-        varying = matrix.std(axis=0) > 0
+        # A stratum column has no coefficient: its risk sets lie within a stratum instead (training/families.py).
+        varying = (matrix.std(axis=0) > 0) & ~np.isin(model.preprocessor.sources, list(task.schema.strata) or [""])
         time, event = (np.asarray(v, dtype=float) for v in targets[cause])
         x, sources = matrix[:, varying], np.array(model.preprocessor.sources)[varying]
-        checks[cause] = schoenfeld_tests(x, x @ np.asarray(model.coefficients)[varying], time, event, sources)
+        checks[cause] = schoenfeld_tests(x, x @ np.asarray(model.coefficients)[varying], time, event, sources,
+                                         training_strata(development, task.schema))
     return checks
 
 
-def schoenfeld_tests(x: np.ndarray, margin: np.ndarray, time: np.ndarray, event: np.ndarray, sources: np.ndarray
-           ) -> dict[str, Any]:
+def _risk_set_terms(x: np.ndarray, margin: np.ndarray, time: np.ndarray, event: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Schoenfeld residuals of the events, their times, and the information, over one set of risk sets."""
     order = np.argsort(time, kind="stable")
     x, margin, time, event = x[order], margin[order], time[order], event[order]
     weight = np.exp(margin - margin.max())
@@ -47,14 +51,24 @@ def schoenfeld_tests(x: np.ndarray, margin: np.ndarray, time: np.ndarray, event:
     events = np.flatnonzero(event == 1)
     first = np.searchsorted(time, time[events], side="left")
     mean = s1[first] / s0[first, None]
-    residual = x[events] - mean
     s2 = np.cumsum((weight[:, None, None] * x[:, :, None] * x[:, None, :])[::-1], axis=0)[::-1][first]
     information = (s2 / s0[first, None, None] - mean[:, :, None] * mean[:, None, :]).sum(axis=0)
-    rank = stats.rankdata(time[events])
+    return x[events] - mean, time[events], information
+
+
+def schoenfeld_tests(x: np.ndarray, margin: np.ndarray, time: np.ndarray, event: np.ndarray, sources: np.ndarray,
+                     strata: np.ndarray | None = None) -> dict[str, Any]:
+    """`strata`: each patient's stratum of a stratified model, whose risk sets lie within a stratum."""
+    groups = [np.arange(len(time))] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    terms = [_risk_set_terms(x[g], margin[g], time[g], event[g]) for g in groups if event[g].any()]
+    residual = np.concatenate([t[0] for t in terms])
+    event_times = np.concatenate([t[1] for t in terms])
+    information = np.sum([t[2] for t in terms], axis=0)
+    rank = stats.rankdata(event_times)
     centred = rank - rank.mean()
     inverse = np.linalg.pinv(information)
     slope = inverse @ (centred @ residual)
-    scale = len(events) / np.sum(centred**2)
+    scale = len(event_times) / np.sum(centred**2)
 
     def test(columns: np.ndarray) -> dict[str, float]:
         block = inverse[np.ix_(columns, columns)]

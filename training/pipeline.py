@@ -25,12 +25,13 @@ from features.tasks import EndpointTarget, Task, get_task
 from risk_model.bundle import BundleFormatError, ModelBundle
 from risk_model.ood import out_of_distribution_reference
 from risk_model.report_groups import with_development_counts
+from risk_model.strata import StratifiedBaseline
 from training.after_event import after_event_model, kaplan_meier_curve  # noqa: F401 - kaplan_meier_curve re-exported
 from training.comparators import compare_with_comparators, comparison_markdown, log_comparison
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle, subset_target
 from training.explain import build_background, explanation_plots, training_summary
-from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties
+from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties, training_strata
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.parallel import parallel_map, parallel_tags
@@ -63,6 +64,7 @@ from training.validation import ValidationResult, internal_external_validation
 
 FAMILIES = ("cox_ph", "xgboost_cox")
 MIN_EVENTS_PER_PREDICTOR = 10
+MIN_STRATUM_EVENTS = 10  # per cause and stratum: fewer make a warning at training
 
 
 @dataclass
@@ -131,6 +133,24 @@ def events_per_predictor_advice(frame: pd.DataFrame, schema: TaskSchema) -> str 
                 f"fewer than {MIN_EVENTS_PER_PREDICTOR}): estimates will be unstable; collect more follow-up or "
                 "restrict the predictors")
     return None
+
+
+def stratum_event_advice(task: Task, frame: pd.DataFrame) -> list[str]:
+    """One warning per cause and stratum of the spec's strata with fewer than MIN_STRATUM_EVENTS events: that
+    stratum's baseline rests on few steps (it is still fitted; no events give it no risk of that cause)."""
+    strata = training_strata(frame, task.schema)
+    if strata is None:
+        return []
+    columns = list(task.schema.strata)
+    baseline = StratifiedBaseline(columns, [list(task.schema.predictor(c).categories) for c in columns])
+    advice = []
+    for cause, (_, event) in task.cause_targets(frame).items():
+        for index in np.unique(strata[strata >= 0]):
+            events = int(event[strata == index].sum())
+            if events < MIN_STRATUM_EVENTS:
+                advice.append(f"stratum {baseline.label(int(index))}: only {events} events of {cause} (fewer than "
+                              f"{MIN_STRATUM_EVENTS}): its baseline hazard rests on few steps")
+    return advice
 
 
 def git_commit() -> str:
@@ -219,9 +239,9 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         say("not learned from (dropped): " + "; ".join(f"{i['name']}: {i['reason']}" for i in not_learned))
     say(f"cohort: {len(frame)} patients, {int(frame[schema.event_column].sum())} events, {cohort.description}")
     advice = events_per_predictor_advice(frame, schema)
-    if advice:
-        warnings.warn(advice, stacklevel=1)
-        say(f"WARNING: {advice}")
+    for warning in filter(None, [advice, *stratum_event_advice(task, frame)]):
+        warnings.warn(warning, stacklevel=1)
+        say(f"WARNING: {warning}")
 
     split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, settings.seed)
     development, held_out = frame.iloc[split.development].reset_index(drop=True), \

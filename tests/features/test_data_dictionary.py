@@ -31,6 +31,9 @@ def test_every_field_of_the_schema_is_described(task):
     for endpoint in schema.endpoint_names:
         assert f"- `{endpoint}`" in text
     assert "patient_pseudo_id" in text and "identif" in text and "dates of birth" in text
+    for p in schema.predictors:  # a stratum column says it stratifies the baseline; no other does
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{p.name}` |"))
+        assert ("stratifies the baseline" in row) == (p.name in schema.strata), p.name
 
 
 def test_dictionary_states_units_required_and_missing_handling():

@@ -305,3 +305,14 @@ def test_retraining_over_a_champion_it_cannot_read_compares_with_the_cox_baselin
     _saved_in_format(bundles["cox_ph"], tmp_path / "cml_tfr" / "4", None, version="4")
     current, why = champion_bundle(settings, {"version": "4", "path": "4"})
     assert current.family == "cox_ph" and why == ""
+
+
+def test_a_format_1_bundle_reads_as_one_stratum_when_training_upgrades_it(bundles, patients, tmp_path):
+    bundle = bundles["xgboost_cox"]
+    older = _saved_in_format(bundle, tmp_path / "format1", 1, version="2")
+    with pytest.raises(BundleFormatError, match=f"bundle format 1, this code reads format {BUNDLE_FORMAT_VERSION}"):
+        ModelBundle.load(older)  # serving never upgrades
+    upgraded = ModelBundle.load(older, upgrade=True)
+    assert upgraded.strata is None
+    np.testing.assert_array_equal(upgraded.event_probability(patients, HORIZONS),
+                                  bundle.event_probability(patients, HORIZONS))

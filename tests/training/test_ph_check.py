@@ -53,3 +53,16 @@ def test_the_check_of_a_cox_bundle_reaches_the_model_card():
     assert 0.0 <= check["relapse"]["global"]["p"] <= 1.0 and check["relapse"]["global"]["df"] >= 10
     section = "\n".join(_ph_section(SimpleNamespace(ph_check=check)))
     assert "## Proportional hazards (Cox family)" in section and "| relapse |" in section
+
+
+def test_with_the_fading_predictor_as_a_stratum_the_risk_sets_lie_within_it():
+    data = _cohort()
+    fitter = CoxPHFitter().fit(data, "T", "E", strata=["fading"])
+    x = data[["steady"]].to_numpy()
+    result = schoenfeld_tests(x, x @ fitter.params_[["steady"]].to_numpy(), data["T"].to_numpy(),
+                              data["E"].to_numpy(), np.array(["steady"]), strata=data["fading"].to_numpy())
+    assert result["predictors"]["steady"]["p"] > 0.01 and result["global"]["df"] == 1
+    # Pooled risk sets mix the strata: the steady predictor's residuals then drift with time.
+    pooled = schoenfeld_tests(x, x @ fitter.params_[["steady"]].to_numpy(), data["T"].to_numpy(),
+                              data["E"].to_numpy(), np.array(["steady"]))
+    assert pooled["predictors"]["steady"]["statistic"] != result["predictors"]["steady"]["statistic"]
