@@ -87,7 +87,7 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
             try:
                 if server.call("/v1/cml-tfr/model")[0] == 200 and server.call("/readyz", key=None)[0] == 200:
                     break
-            except (urllib.error.URLError, ConnectionError, ValueError):
+            except (OSError, ValueError):  # refused, reset or timed out while it starts (URLError is an OSError)
                 pass
             time.sleep(0.5)
         else:
