@@ -22,6 +22,16 @@ GROUPING = {"centre", "country", "center", "site", "hospital"}
 SCHEMAS = [task.schema for task in TASKS.values()]
 
 
+# Platelet recovery (ebmt3's `prtime`, `prstat`) happens after the transplant: no task may take it as a predictor.
+PLATELET = ("prtime", "prstat")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_no_task_has_a_platelet_recovery_predictor(task):
+    names = TASKS[task].schema.predictor_names
+    assert not [n for n in names if n in PLATELET or "platelet" in n], names
+
+
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:
     return validate_frame(generate_cml_tfr_cohort(400, seed=17), CML_TFR_SCHEMA)
