@@ -46,11 +46,6 @@ def test_outcome_and_grouping_columns_are_not_predictors(schema):
     assert len(predictors) == len(schema.predictor_names)
 
 
-def test_cml_centre_and_country_are_grouping_fields():
-    assert {"centre", "country"} <= set(CML_TFR_SCHEMA.grouping_names)
-    assert all(not CML_TFR_SCHEMA.predictor(name).required for name in ("centre", "country"))
-
-
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.task)
 def test_no_predictor_is_named_like_a_follow_up_field(schema):
     leaky = [p.name for p in schema.predictors if re.search(FOLLOW_UP_WORDS, p.name)]
