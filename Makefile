@@ -139,7 +139,7 @@ test-postgres:
 	$(call debian_package,postgresql,ls /usr/lib/postgresql/*/bin/initdb,the scale-out tests)
 
 lint: install ## ruff
-	.venv/bin/ruff check features tasks risk_model training serving tests benchmarks
+	.venv/bin/ruff check features tasks risk_model training serving tests benchmarks conftest.py
 
 VERSION ?=
 .PHONY: promote rollback

@@ -100,7 +100,7 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def live_server(served_models, tmp_path_factory) -> Iterator[LiveServer]:
-    """The real server over the champions built in seconds (tests/conftest.py `served_models`)."""
+    """The real server over the champions built in seconds (conftest.py `served_models`)."""
     yield from serve(served_models.models_dir, tmp_path_factory.mktemp("live"))
 
 

@@ -73,6 +73,7 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     shutil.copy2(REPO / "bentofile.yaml", context / "bentofile.yaml")
     (context / "tests").mkdir()
     (context / "tests" / "test_leak.py").write_text("")
+    assert list(context.glob("tasks/*/tests/test_*.py"))  # the task folders' own tests, which must stay out
     (context / "secrets").mkdir()
     (context / "secrets" / "api_keys").write_text("leak:never-packed\n")
     models = context / "models"
@@ -100,7 +101,7 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
             "serving/service.py", "risk_model/prediction.py", "features/tasks.py",
             "tasks/cml_tfr/task.toml", "tasks/cml_tfr/rules.py"} <= packed
     assert not [p for p in packed if p.startswith(("training/", "tests/", "secrets/", "mlruns/", "data/", "logs/",
-                                                   "models/cml_tfr/not-a-champion"))], sorted(packed)
+                                                   "models/cml_tfr/not-a-champion")) or "/tests/" in p], sorted(packed)
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
     assert "xgboost-cpu==" in requirements and "\n-e " not in requirements
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from tests.serving.test_all_hsct_api import PATIENT as HSCT_PATIENT
+from tasks.all_hsct.tests.test_api import PATIENT as HSCT_PATIENT
 from tests.serving.test_api import HEADERS, KEY, PATIENT
 
 

@@ -16,7 +16,7 @@ from serving.answers import MAX_BATCH_PATIENTS, MAX_BATCH_PATIENTS_WITH_CONTRIBU
 from serving.api import create_app
 from serving.audit import AuditTrail, canonical_input
 from serving.champions import ChampionRegistry
-from tests.serving.test_all_hsct_api import PATIENT as TRANSPLANT_PATIENT
+from tasks.all_hsct.tests.test_api import PATIENT as TRANSPLANT_PATIENT
 from tests.serving.test_api import PATIENT
 
 KEY = "operations-key-0123456789"

@@ -50,7 +50,7 @@ def test_real_server_answers_a_patient(server, served_models):
 
 
 def test_real_server_answers_both_tasks(server):
-    from tests.serving.test_all_hsct_api import PATIENT as TRANSPLANT_PATIENT
+    from tasks.all_hsct.tests.test_api import PATIENT as TRANSPLANT_PATIENT
 
     base, _ = server
     status, body = call(f"{base}/v1/all-hsct/predict", TRANSPLANT_PATIENT)

@@ -11,7 +11,7 @@ from matplotlib.text import Text
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from serving.waterfall import BETTER, WORSE, waterfall_figure
-from tests.serving.test_all_hsct_api import PATIENT as HSCT_PATIENT
+from tasks.all_hsct.tests.test_api import PATIENT as HSCT_PATIENT
 from tests.serving.test_api import HEADERS, KEY, PATIENT
 
 OUT_OF_RANGE = {**PATIENT, "tki_years": 39.9, "dmr_years": 39.5, "age_at_stop_years": 99.9}

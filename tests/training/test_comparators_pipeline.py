@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.tasks import TASKS, load_task
-from tests.conftest import small_settings
+from tests.stores import small_settings
 from tests.training.test_comparators import three_cause_frame, write_task_folder
 
 pytestmark = pytest.mark.slow  # trains a task through the pipeline

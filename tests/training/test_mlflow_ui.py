@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from training.pipeline import _experiment
 from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG
 
-pytestmark = pytest.mark.slow  # reads the run of the session's trained store (tests/conftest.py)
+pytestmark = pytest.mark.slow  # reads the run of the session's trained store (conftest.py)
 
 
 def test_experiment_is_marked_as_model_training_also_when_it_existed_before(trained_store):

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from tests.conftest import small_settings
+from tests.stores import small_settings
 from training import registry_cli
 from training.mlflow_store import StoreLocationError, relocate_store
 from training.pipeline import _experiment, run_training

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import small_settings
+from tests.stores import small_settings
 from training.pipeline import run_training
 
-pytestmark = pytest.mark.slow  # the whole training pipeline (tests/conftest.py `trained_store`)
+pytestmark = pytest.mark.slow  # the whole training pipeline (conftest.py `trained_store`)
 
 
 @pytest.fixture(scope="module")

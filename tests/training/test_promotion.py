@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from risk_model.bundle import BUNDLE_FILE, ModelBundle
 from serving.champions import ChampionRegistry
-from tests.conftest import small_settings
+from tests.stores import small_settings
 from training import registry_cli
 from training.pipeline import run_training
 from training.promotion import GATES_FILE, HISTORY_TAG, PromotionGates, load_gates

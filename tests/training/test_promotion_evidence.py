@@ -12,7 +12,7 @@ from features.task_schema import validate_frame
 from features.tasks import TASKS
 from tasks.cml_tfr import SCHEMA
 from tasks.cml_tfr.generator import generate_cml_tfr_cohort
-from tests.conftest import small_settings
+from tests.stores import small_settings
 from training.promotion import (
     GateEstimate,
     GateResult,

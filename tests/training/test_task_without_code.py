@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.tasks import TASKS, load_task
-from tests.conftest import small_settings
 from tests.features.test_task_spec import GOOD_SPEC
+from tests.stores import small_settings
 
 pytestmark = pytest.mark.slow  # trains, registers and serves a task through the pipeline
 

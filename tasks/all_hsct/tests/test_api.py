@@ -21,7 +21,7 @@ PATIENT = {"age_at_hct_years": 38, "sex": "male", "ph_chromosome": "negative", "
 
 @pytest.fixture(scope="module")
 def client(served_models) -> TestClient:
-    champions = ChampionRegistry(served_models.models_dir, ["cml_tfr", "all_hsct"])
+    champions = ChampionRegistry(served_models.models_dir, ["all_hsct"])
     return TestClient(create_app(champions, {"local": KEY}))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.ebmt_registry import ebmt3_registry_file, read_mstate_extract
+from features.ebmt_registry import ebmt3_registry_file
 from features.registry_file import load_registry_file
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS
@@ -18,31 +18,17 @@ PLATELET = ("prtime", "prstat")
 
 
 @pytest.fixture(scope="module")
-def extract() -> pd.DataFrame:
-    return read_mstate_extract("ebmt3")
+def rfs(rfs_loaded) -> pd.DataFrame:
+    return rfs_loaded.frame
 
 
-@pytest.fixture(scope="module")
-def rfs(extract, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ebmt3") / "ebmt3.csv"
-    ebmt3_registry_file(extract).to_csv(path, index=False)
-    task = TASKS["ebmt_hsct"]
-    return load_registry_file(path, task.schema, task.public_extract.drop_predictors).frame
-
-
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_no_task_has_a_platelet_recovery_predictor(task):
-    names = TASKS[task].schema.predictor_names
-    assert not [n for n in names if n in PLATELET or "platelet" in n], names
-
-
-def test_adapter_drops_platelet_recovery(extract, rfs):
-    assert not set(PLATELET) & set(ebmt3_registry_file(extract).columns)
+def test_adapter_drops_platelet_recovery(ebmt3, rfs):
+    assert not set(PLATELET) & set(ebmt3_registry_file(ebmt3).columns)
     assert not set(PLATELET) & set(rfs.columns)
 
 
-def test_a_file_carrying_platelet_recovery_is_refused(extract, tmp_path):
-    file = ebmt3_registry_file(extract).assign(prtime=extract["prtime"], prstat=extract["prstat"])
+def test_a_file_carrying_platelet_recovery_is_refused(ebmt3, tmp_path):
+    file = ebmt3_registry_file(ebmt3).assign(prtime=ebmt3["prtime"], prstat=ebmt3["prstat"])
     path = tmp_path / "with_platelets.csv"
     file.to_csv(path, index=False)
     with pytest.raises(SchemaValidationError) as raised:
@@ -57,7 +43,7 @@ def test_model_matrix_holds_only_baseline_predictors(rfs):
         assert set(preprocessor.sources) <= set(schema.predictor_names)
 
 
-def test_validated_c_stays_low_without_platelet_recovery_and_jumps_with_it(extract, rfs):
+def test_validated_c_stays_low_without_platelet_recovery_and_jumps_with_it(ebmt3, rfs):
     schema = TASKS["ebmt_hsct"].schema
     rows = np.random.default_rng(1).permutation(len(rfs))
     train, test = rows[:1650], rows[1650:]
@@ -68,7 +54,7 @@ def test_validated_c_stays_low_without_platelet_recovery_and_jumps_with_it(extra
 
     from lifelines import CoxPHFitter
 
-    leaky = pd.DataFrame({"prstat": extract["prstat"], "prtime": extract["prtime"] / 30.4375,
+    leaky = pd.DataFrame({"prstat": ebmt3["prstat"], "prtime": ebmt3["prtime"] / 30.4375,
                           "time": time, "event": event})
     fitted = CoxPHFitter(penalizer=0.01).fit(leaky.iloc[train], "time", "event")
     leaked = harrell_c(time[test], event[test], fitted.predict_log_partial_hazard(leaky.iloc[test]).to_numpy())

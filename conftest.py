@@ -1,12 +1,14 @@
-"""Session fixtures. `served_models`: champions of cml_tfr and all_hsct built in seconds without MLflow, for every
-test that only needs a served model. `trained_store` / `trained_all_hsct`: the default cohort and seed, tuned quickly
-(3 trials), trained once by the whole pipeline into a temporary store, for the tests of what training makes."""
+"""Session fixtures and hooks shared by tests/ and the task folders' own tests (tasks/<task>/tests/), kept at the root
+so that one definition, and so one build per session, serves both. `served_models`: champions of cml_tfr and all_hsct
+built in seconds without MLflow, for every test that only needs a served model. `trained_store` / `trained_all_hsct`:
+the default cohort and seed, tuned quickly (3 trials), trained once by the whole pipeline into a temporary store, for
+the tests of what training makes."""
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+
+from tests.stores import TrainedStore, small_settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -29,23 +31,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if needs and item.get_closest_marker("slow") is None:
         pytest.fail(f"uses {', '.join(needs)} (trains or starts a server) but is not marked @pytest.mark.slow",
                     pytrace=False)
-
-
-@dataclass
-class TrainedStore:
-    root: Path
-    tracking_uri: str
-    models_dir: Path
-    summary: object
-    settings: object
-
-
-def small_settings(root: Path, seed: int = 42):
-    from training.config import TrainSettings
-
-    return TrainSettings(task="cml_tfr", n_patients=2000, seed=seed, n_trials=3, n_folds=3,
-                         tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models", n_replicates=10,
-                         data_dir=root / "data", quiet=True)
 
 
 @pytest.fixture(scope="session")
