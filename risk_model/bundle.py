@@ -279,7 +279,35 @@ class ModelBundle:
             weights = np.asarray(self.background_weights, dtype=float)
             self._background_cache = {"key": key, "encoded": encoded, "margins": self.margins(encoded),
                                       "weights": weights / weights.sum()}
+            self._background_cache["references"] = {cause: self._reference_side(cause, encoded)
+                                                    for cause in self._explained_causes()}
         return self._background_cache
+
+    def _explained_causes(self) -> list[str]:
+        causes = list(self.causes)
+        return [*causes, AFTER_EVENT] if has_model(self.post_relapse_survival) else causes
+
+    def _reference_side(self, cause: str, background: np.ndarray) -> dict[str, Any]:
+        """What a cause's reference Shapley gaps need of the background alone, once per bundle (it depends on no
+        patient, endpoint or horizon): the weights on the encoding and each background row's per-predictor parts
+        for a linear margin; for a booster its leaf table, the background's model matrix and which leaf
+        conditions each background row satisfies."""
+        ensemble = self._ensemble()
+        model = self.causes.get(cause)
+        if model is None or model.family == "cox_ph":
+            weights = (encoding_weights(self.post_relapse_survival, ensemble["encoding"])[0] if model is None
+                       else ensemble["weights"][cause][0])
+            return {"weights": weights, "parts": (background * weights) @ ensemble["grouping"]}
+        from risk_model.tree_shap import leaf_conditions, references
+
+        preprocessor = model.preprocessor
+        if model._conditions is None:
+            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
+        sources = np.array(preprocessor.sources)
+        return {"map": preprocessor.linear_map(ensemble["encoding"]),
+                "references": references(model._conditions, preprocessor.transform_encoded(background,
+                                                                                            ensemble["encoding"])),
+                "to_predictor": np.column_stack([(sources == name).astype(float) for name in self.feature_names])}
 
     def causes_of(self, endpoint: str) -> list[str]:
         """The causes whose margins an endpoint depends on."""
@@ -340,29 +368,16 @@ class ModelBundle:
         (patients x background x predictors): exact Shapley values of the margin game with one reference. Cox:
         the difference of the linear parts; xgboost: interventional TreeSHAP per reference (risk_model/tree_shap.py).
         """
-        ensemble, background = self._ensemble(), self._background_terms()
-        if cause == AFTER_EVENT:
-            weights = encoding_weights(self.post_relapse_survival, ensemble["encoding"])[0]
-            parts_x = (encoded * weights) @ ensemble["grouping"]
-            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
-            return parts_x[:, None, :] - parts_b[None, :, :]
-        model = self.causes[cause]
-        if model.family == "cox_ph":
-            weights = ensemble["weights"][cause][0]
-            parts_x = (encoded * weights) @ ensemble["grouping"]
-            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
-            return parts_x[:, None, :] - parts_b[None, :, :]
-        from risk_model.tree_shap import leaf_conditions, reference_shapley
+        reference = self._background_terms()["references"][cause]
+        if "parts" in reference:  # linear margin (Cox, or the post-relapse model)
+            parts_x = (encoded * reference["weights"]) @ self._ensemble()["grouping"]
+            return parts_x[:, None, :] - reference["parts"][None, :, :]
+        from risk_model.tree_shap import reference_shapley
 
-        preprocessor = model.preprocessor
-        if model._conditions is None:
-            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
-        patients = preprocessor.transform_encoded(encoded, ensemble["encoding"])
-        references = preprocessor.transform_encoded(background["encoded"], ensemble["encoding"])
-        by_column = np.stack([reference_shapley(model._conditions, row, references) for row in patients])
-        sources = np.array(preprocessor.sources)
-        to_predictor = np.column_stack([(sources == name).astype(float) for name in self.feature_names])
-        return by_column @ to_predictor
+        conditions = self.causes[cause]._conditions
+        patients = encoded_to_matrix(encoded, *reference["map"])
+        by_column = np.stack([reference_shapley(conditions, row, reference["references"]) for row in patients])
+        return by_column @ reference["to_predictor"]
 
     # --- persistence ----------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
