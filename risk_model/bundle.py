@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from risk_model.after_event import AFTER_EVENT, alive_after_event, encoding_weights, has_model, post_event_margin
+from risk_model.after_event import (
+    AFTER_EVENT,
+    alive_after_event,
+    baseline_tables,
+    encoding_weights,
+    has_model,
+    post_event_margin,
+)
 from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 
@@ -508,18 +515,27 @@ def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[
     return cache[key]
 
 
-def _product_limit(increments: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis).
+def _product_limit(increments: list[np.ndarray], needed: set[int] | None = None
+                   ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis);
+    with `needed`, only those causes' increments (None for the others).
 
     S(g) = S(g-) (1 - dH_total(g)); dF_k(g) = S(g-) dH_k(g). When dH_total > 1 (large relative hazards) the
     increments are scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
     """
     total = np.sum(increments, axis=0)
-    scale = np.where(total > 1.0, 1.0 / np.where(total > 0, total, 1.0), 1.0)
-    factors = 1.0 - total * scale
+    capped = total > 1.0
+    if capped.any():
+        scale = np.where(capped, 1.0 / np.where(total > 0, total, 1.0), 1.0)
+        factors = 1.0 - total * scale
+    else:  # no step capped: scaling by 1.0 changes no bit, so it is skipped
+        scale, factors = None, 1.0 - total
     survival_after = np.cumprod(factors, axis=-1)
     survival_before = np.concatenate([np.ones((*total.shape[:-1], 1)), survival_after[..., :-1]], axis=-1)
-    return survival_after, [survival_before * inc * scale for inc in increments]
+    return survival_after, [
+        None if needed is not None and k not in needed
+        else survival_before * inc if scale is None else survival_before * inc * scale
+        for k, inc in enumerate(increments)]
 
 
 def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: float) -> np.ndarray:
@@ -549,23 +565,30 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
     upto = float(months.max())
     grid, steps = _grid_steps(bundle, main, members, upto)
+    # Incidence increments only where an answer reads them: a wanted incidence, and the first cause for OS.
+    needed = {k for k, name in enumerate(main) if name in wanted} | ({0} if "os" in wanted else set())
     free_after, increments = _product_limit(
-        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in main])
+        [np.exp(margins[name])[:, :, None] * steps[name][:, None, :] for name in main], needed)
     d_first = increments[0]
     result = {name: _at_months(grid, np.cumsum(step, axis=-1), months, 0.0) for name, step in zip(
-        main, increments, strict=True)}
+        main, increments, strict=True) if name in wanted}
     event_free = _at_months(grid, free_after, months, 1.0)
     result["lfs"] = event_free
     for name, kind in bundle.endpoint_kinds.items():
         if kind == "survival" and name not in ("os", "grfs"):
             result[name] = event_free
     if "os" in wanted:  # event-free, or relapsed and alive (risk_model/after_event.py)
-        result["os"] = result["lfs"] + alive_after_event(bundle.post_relapse_survival, grid, months, d_first,
-                                                         margins.get(AFTER_EVENT))
+        post = bundle.post_relapse_survival
+        cache = _bounded(bundle._ensemble()["grids"])  # the tables are a grid x months array each
+        key = ("after_event", main, tuple(id(m) for m in members), upto, months.tobytes())
+        if key not in cache:
+            cache[key] = baseline_tables(post, grid, months)
+        result["os"] = result["lfs"] + alive_after_event(post, grid, months, d_first, margins.get(AFTER_EVENT),
+                                                         cache[key])
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
         grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * grfs_steps[name][:, None, :]
-                                        for name in GRFS_CAUSES])
+                                        for name in GRFS_CAUSES], set())
         result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
     if only is None:
         return {name: result[name] for name in bundle.endpoint_kinds}
