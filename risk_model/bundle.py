@@ -270,8 +270,10 @@ class ModelBundle:
         encoded = self.encode(patients)
         members = self._ensemble()["members"]
         chunk = max(1, ENSEMBLE_ROWS // len(members))
-        parts = [self.endpoints_from_margins(self.member_margins(encoded[i:i + chunk], with_replicates=True),
-                                             months, only, members) for i in range(0, len(encoded), chunk)]
+        # Margins of all patients at once (members x patients is small): a booster pays a fixed cost per call.
+        margins = self.member_margins(encoded, with_replicates=True)
+        parts = [self.endpoints_from_margins({c: m[:, i:i + chunk] for c, m in margins.items()}, months, only,
+                                             members) for i in range(0, len(encoded), chunk)]
         return {name: np.concatenate([part[name] for part in parts], axis=1) for name in parts[0]}
 
     def event_probability(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray) -> np.ndarray:
