@@ -10,7 +10,8 @@ fine; a missing value never fails a rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,70 @@ def is_category(frame: pd.DataFrame, column: str, value: str) -> pd.Series:
 
 def absent(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+# --- the same on one record (a dict of plain values): a one-patient request is checked without a DataFrame ---------
+# Each gives what its frame version gives on a one-row frame of that record (tests/features/test_record_rules.py).
+
+Record = Mapping[str, Any]
+
+
+def record_number(record: Record, column: str) -> float:
+    value = record.get(column)
+    if absent(value):
+        return np.nan
+    if isinstance(value, bool | int | float | np.number):
+        return float(value)
+    return float(pd.to_numeric(value, errors="coerce"))
+
+
+def record_flag(record: Record, column: str) -> float:
+    value = record.get(column)
+    return np.nan if absent(value) else _FLAG_WORDS.get(str(value).strip().lower(), np.nan)
+
+
+def record_is(record: Record, column: str, value: str) -> bool:
+    held = record.get(column)
+    return not absent(held) and str(held).strip() == value
+
+
+def record_mrd_level(record: Record, time_point: str) -> float:
+    value = record_number(record, f"mrd_{time_point}_log10")
+    if value == value:
+        return value
+    undetectable = record_flag(record, f"mrd_{time_point}_detectable") == 0.0
+    return record_number(record, "mrd_assay_sensitivity_log10") if undetectable else np.nan
+
+
+def record_mrd_log_reduction(record: Record) -> float | None:
+    """`mrd_log_reduction` of one record; None when unknown. numpy's rounding, as pandas' `round` uses."""
+    reduction = float(np.round(record_mrd_level(record, "eoi") - record_mrd_level(record, "eoc"), 2))
+    return None if reduction != reduction else reduction
+
+
+def mrd_record_rules() -> dict[str, Callable[[Record], bool]]:
+    """`mrd_rules` on one record, under the same codes."""
+
+    def level_only_when_detectable_record(time_point: str) -> Callable[[Record], bool]:
+        return lambda r: not (record_number(r, f"mrd_{time_point}_log10") == record_number(
+            r, f"mrd_{time_point}_log10") and record_flag(r, f"mrd_{time_point}_detectable") == 0.0)
+
+    def level_not_below_sensitivity_record(time_point: str) -> Callable[[Record], bool]:
+        return lambda r: not (record_number(r, f"mrd_{time_point}_log10")
+                              < record_number(r, "mrd_assay_sensitivity_log10") - 1e-9)
+
+    def log_reduction_is_derived_record(record: Record) -> bool:
+        given, derived = record_number(record, "mrd_log_reduction"), record_mrd_log_reduction(record)
+        derived = np.nan if derived is None else derived
+        return (given != given and derived != derived) or abs(given - derived) <= LOG_REDUCTION_TOLERANCE
+
+    return {
+        "eoi_level_only_when_detectable": level_only_when_detectable_record("eoi"),
+        "eoc_level_only_when_detectable": level_only_when_detectable_record("eoc"),
+        "eoi_level_not_below_sensitivity": level_not_below_sensitivity_record("eoi"),
+        "eoc_level_not_below_sensitivity": level_not_below_sensitivity_record("eoc"),
+        "log_reduction_is_derived": log_reduction_is_derived_record,
+    }
 
 
 def mrd_level(frame: pd.DataFrame, time_point: str) -> pd.Series:

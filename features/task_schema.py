@@ -6,7 +6,7 @@ Named `task_schema` (not `schema`) because BentoML imports the PyPI package `sch
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +60,9 @@ class CrossFieldRule:
     name: str
     columns: tuple[str, ...]
     holds: Callable[[pd.DataFrame], pd.Series]
+    # The same rule on one record (a dict of plain values) -> bool, when the folder registers one: a one-patient
+    # request is then checked without building a DataFrame (tests hold both to the same answers).
+    holds_record: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class TaskSchema:
     outcome_check: Callable[[pd.DataFrame], list[Problem]] | None = None
     # Predictors computed from others (e.g. MRD log reduction): filled when a file or request leaves them out.
     derived_predictors: tuple[tuple[str, Callable[[pd.DataFrame], pd.Series]], ...] = ()
+    # One-record versions of derived predictors (record -> value, None when unknown), by name, when registered.
+    derived_records: dict[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
     # Accepted unit suffixes of the time column in a registry file (its name ends in `_months`), e.g. a file may
     # send `rfs_days` for `rfs_months`; the loader converts and the run records it.
     time_unit_suffixes: tuple[str, ...] = ()
@@ -106,6 +111,21 @@ class TaskSchema:
         for name, derive in missing:
             frame[name] = derive(frame).to_numpy()
         return frame
+
+    @property
+    def prepares_records(self) -> bool:
+        """Every cross-field rule and derived predictor has a one-record version (`prepare_record` can answer)."""
+        return (all(rule.holds_record is not None for rule in self.cross_field_rules)
+                and all(name in self.derived_records for name, _ in self.derived_predictors))
+
+    def prepare_record(self, record: Mapping[str, Any]) -> tuple[dict[str, Any], list[CrossFieldRule]]:
+        """One record with the derived predictors it lacks (a number as float, a category as its text, None when
+        unknown) and the rules it breaks, as `add_derived` and `holds` give them for a one-row frame."""
+        values = dict(record)
+        for name, _ in self.derived_predictors:
+            if name not in record:
+                values[name] = self.derived_records[name](values)
+        return values, [rule for rule in self.cross_field_rules if not rule.holds_record(values)]
 
     def duration_columns(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(column, canonical unit, accepted unit suffixes) of every column a file may send in another unit."""

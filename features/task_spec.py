@@ -468,6 +468,10 @@ class TaskCode:
 
     rules: Mapping[str, Callable[[Frame], pd.Series]] = field(default_factory=dict)
     derived: Mapping[str, Callable[[Frame], pd.Series]] = field(default_factory=dict)
+    # Optional one-record versions of the same rules (record -> bool) and derived predictors (record -> value), by
+    # the same names: with one for each, a one-patient request is prepared without pandas (serving/api.py).
+    record_rules: Mapping[str, Callable[[Mapping[str, Any]], bool]] = field(default_factory=dict)
+    record_derived: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
     checks: Mapping[str, Callable[[Frame], list]] = field(default_factory=dict)
     generate_cohort: Callable[..., Frame] | None = None  # (n_patients, seed) -> synthetic cohort
     # (frame, allow_all_censored) -> (months, cause code 0..K) when the causes come from several outcome columns;
@@ -681,13 +685,15 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
     rules = []
     for i, rule in enumerate(spec.rules):
         holds = _registered(text, ("rules", i, "code"), rule.code, code.rules, "rule", problems)
-        rules.append(CrossFieldRule(rule.message, tuple(rule.columns), holds))
-    derived = []
+        rules.append(CrossFieldRule(rule.message, tuple(rule.columns), holds, code.record_rules.get(rule.code)))
+    derived, derived_records = [], {}
     for i, column in enumerate(spec.predictors):
         if column.derived_by:
             derive = _registered(text, ("predictors", i, "derived_by"), column.derived_by, code.derived,
                                  "derived predictor", problems)
             derived.append((column.name, derive))
+            if column.derived_by in code.record_derived:
+                derived_records[column.name] = code.record_derived[column.derived_by]
     if (code.cause_targets is None) != (code.endpoint_targets is None):
         problems.append(f"{path.parent}/__init__.py: TASK_CODE registers cause_targets and endpoint_targets together")
     if (spec.outcome.event_coding == "binary" and len(spec.causes) > 1 and code.cause_codes is None
@@ -732,7 +738,7 @@ def build_schema(task: str, spec: TaskSpec, code: TaskCode, path: Path) -> TaskS
         endpoint_wording={e.name: (e.plot_title, e.answer_phrase) for e in spec.endpoints},
         use=(spec.use.intended_use, spec.use.users_and_limits),
         extra_outcome_columns=extra_outcome,
-        outcome_check=check, derived_predictors=tuple(derived),
+        outcome_check=check, derived_predictors=tuple(derived), derived_records=derived_records,
         time_unit_suffixes=tuple(spec.outcome.time_unit_suffixes),
         event_codes=len(spec.causes) if spec.outcome.event_coding == "cause_codes" else 1,
         strata=tuple(spec.strata),

@@ -52,20 +52,31 @@ def _baseline_at(post: dict[str, Any], since: np.ndarray) -> np.ndarray:
     return np.where(since >= 0, np.where(index >= 0, survival[np.maximum(index, 0)], 1.0), 0.0)
 
 
+def baseline_tables(post: dict[str, Any], grid: np.ndarray, months: np.ndarray) -> dict[str, np.ndarray]:
+    """What `alive_after_event` needs of the grid and the months alone (no patient): a bundle caches it."""
+    baseline = _baseline_at(post, months[None, :] - grid[:, None])  # grid x months
+    tables = {"baseline": baseline}
+    if has_model(post):
+        model = post["model"]
+        # Nobody alive (or the event still to come) is a 0/1 mask after the power, not log(0) = -inf: exp(-inf) is
+        # far slower than exp of a finite number in numpy.
+        possible = baseline > 0
+        tables.update(shift=model["event_time_coef"] * (grid - model["event_time_reference"]), possible=possible,
+                      log_baseline=np.log(np.where(possible, baseline, 1.0)))
+    return tables
+
+
 def alive_after_event(
-    post: dict[str, Any], grid: np.ndarray, months: np.ndarray, increments: np.ndarray, margin: np.ndarray | None
+    post: dict[str, Any], grid: np.ndarray, months: np.ndarray, increments: np.ndarray, margin: np.ndarray | None,
+    tables: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """P(event by t and alive at t) (members x patients x months) from the event's increments on `grid`
-    (members x patients x grid) and the post-event margin (members x patients; None: the curve alone)."""
-    baseline = _baseline_at(post, months[None, :] - grid[:, None])  # grid x months
+    (members x patients x grid) and the post-event margin (members x patients; None: the curve alone).
+    `tables`: `baseline_tables(post, grid, months)`, when the caller keeps them."""
+    tables = tables or baseline_tables(post, grid, months)
     if margin is None or not has_model(post):
-        return increments @ baseline
-    model = post["model"]
-    shift = model["event_time_coef"] * (grid - model["event_time_reference"])  # grid
-    # Nobody alive (or the event still to come) is a 0/1 mask after the power, not log(0) = -inf: exp(-inf) is
-    # far slower than exp of a finite number in numpy.
-    possible = baseline > 0
-    log_baseline = np.log(np.where(possible, baseline, 1.0))
+        return increments @ tables["baseline"]
+    shift, possible, log_baseline = tables["shift"], tables["possible"], tables["log_baseline"]
     # Every ensemble member shares the post-event model: one survival table per patient serves all members
     # (the explanation's finite differences move this margin per row, and take the general path).
     shared = bool(np.all(margin == margin[:1]))

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from risk_model.after_event import AFTER_EVENT, alive_after_event, encoding_weights, has_model, post_event_margin
+from risk_model.after_event import (
+    AFTER_EVENT,
+    alive_after_event,
+    baseline_tables,
+    encoding_weights,
+    has_model,
+    post_event_margin,
+)
 from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 from risk_model.strata import STRATUM, StratifiedBaseline, baseline_from_json, encoded_strata, stratum_codes
@@ -289,8 +296,10 @@ class ModelBundle:
         encoded = self.encode(patients)
         members = self._ensemble()["members"]
         chunk = max(1, ENSEMBLE_ROWS // len(members))
-        parts = [self.endpoints_from_margins(self.member_margins(encoded[i:i + chunk], with_replicates=True),
-                                             months, only, members) for i in range(0, len(encoded), chunk)]
+        # Margins of all patients at once (members x patients is small): a booster pays a fixed cost per call.
+        margins = self.member_margins(encoded, with_replicates=True)
+        parts = [self.endpoints_from_margins({c: m[:, i:i + chunk] for c, m in margins.items()}, months, only,
+                                             members) for i in range(0, len(encoded), chunk)]
         return {name: np.concatenate([part[name] for part in parts], axis=1) for name in parts[0]}
 
     def event_probability(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -305,7 +314,35 @@ class ModelBundle:
             weights = np.asarray(self.background_weights, dtype=float)
             self._background_cache = {"key": key, "encoded": encoded, "margins": self.margins(encoded),
                                       "weights": weights / weights.sum()}
+            self._background_cache["references"] = {cause: self._reference_side(cause, encoded)
+                                                    for cause in self._explained_causes()}
         return self._background_cache
+
+    def _explained_causes(self) -> list[str]:
+        causes = list(self.causes)
+        return [*causes, AFTER_EVENT] if has_model(self.post_relapse_survival) else causes
+
+    def _reference_side(self, cause: str, background: np.ndarray) -> dict[str, Any]:
+        """What a cause's reference Shapley gaps need of the background alone, once per bundle (it depends on no
+        patient, endpoint or horizon): the weights on the encoding and each background row's per-predictor parts
+        for a linear margin; for a booster its leaf table, the background's model matrix and which leaf
+        conditions each background row satisfies."""
+        ensemble = self._ensemble()
+        model = self.causes.get(cause)
+        if model is None or model.family == "cox_ph":
+            weights = (encoding_weights(self.post_relapse_survival, ensemble["encoding"])[0] if model is None
+                       else ensemble["weights"][cause][0])
+            return {"weights": weights, "parts": (background * weights) @ ensemble["grouping"]}
+        from risk_model.tree_shap import leaf_conditions, references
+
+        preprocessor = model.preprocessor
+        if model._conditions is None:
+            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
+        sources = np.array(preprocessor.sources)
+        return {"map": preprocessor.linear_map(ensemble["encoding"]),
+                "references": references(model._conditions, preprocessor.transform_encoded(background,
+                                                                                            ensemble["encoding"])),
+                "to_predictor": np.column_stack([(sources == name).astype(float) for name in self.feature_names])}
 
     def causes_of(self, endpoint: str) -> list[str]:
         """The causes whose margins an endpoint depends on."""
@@ -414,29 +451,16 @@ class ModelBundle:
         (patients x background x predictors): exact Shapley values of the margin game with one reference. Cox:
         the difference of the linear parts; xgboost: interventional TreeSHAP per reference (risk_model/tree_shap.py).
         """
-        ensemble, background = self._ensemble(), self._background_terms()
-        if cause == AFTER_EVENT:
-            weights = encoding_weights(self.post_relapse_survival, ensemble["encoding"])[0]
-            parts_x = (encoded * weights) @ ensemble["grouping"]
-            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
-            return parts_x[:, None, :] - parts_b[None, :, :]
-        model = self.causes[cause]
-        if model.family == "cox_ph":
-            weights = ensemble["weights"][cause][0]
-            parts_x = (encoded * weights) @ ensemble["grouping"]
-            parts_b = (background["encoded"] * weights) @ ensemble["grouping"]
-            return parts_x[:, None, :] - parts_b[None, :, :]
-        from risk_model.tree_shap import leaf_conditions, reference_shapley
+        reference = self._background_terms()["references"][cause]
+        if "parts" in reference:  # linear margin (Cox, or the post-relapse model)
+            parts_x = (encoded * reference["weights"]) @ self._ensemble()["grouping"]
+            return parts_x[:, None, :] - reference["parts"][None, :, :]
+        from risk_model.tree_shap import reference_shapley
 
-        preprocessor = model.preprocessor
-        if model._conditions is None:
-            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
-        patients = preprocessor.transform_encoded(encoded, ensemble["encoding"])
-        references = preprocessor.transform_encoded(background["encoded"], ensemble["encoding"])
-        by_column = np.stack([reference_shapley(model._conditions, row, references) for row in patients])
-        sources = np.array(preprocessor.sources)
-        to_predictor = np.column_stack([(sources == name).astype(float) for name in self.feature_names])
-        return by_column @ to_predictor
+        conditions = self.causes[cause]._conditions
+        patients = encoded_to_matrix(encoded, *reference["map"])
+        by_column = np.stack([reference_shapley(conditions, row, reference["references"]) for row in patients])
+        return by_column @ reference["to_predictor"]
 
     # --- persistence ----------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -582,18 +606,27 @@ def _per_patient(by_stratum: np.ndarray, stratum: np.ndarray | None) -> np.ndarr
     return by_stratum[np.arange(len(by_stratum))[:, None], index]
 
 
-def _product_limit(increments: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis).
+def _product_limit(increments: list[np.ndarray], needed: set[int] | None = None
+                   ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis);
+    with `needed`, only those causes' increments (None for the others).
 
     S(g) = S(g-) (1 - dH_total(g)); dF_k(g) = S(g-) dH_k(g). When dH_total > 1 (large relative hazards) the
     increments are scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
     """
     total = np.sum(increments, axis=0)
-    scale = np.where(total > 1.0, 1.0 / np.where(total > 0, total, 1.0), 1.0)
-    factors = 1.0 - total * scale
+    capped = total > 1.0
+    if capped.any():
+        scale = np.where(capped, 1.0 / np.where(total > 0, total, 1.0), 1.0)
+        factors = 1.0 - total * scale
+    else:  # no step capped: scaling by 1.0 changes no bit, so it is skipped
+        scale, factors = None, 1.0 - total
     survival_after = np.cumprod(factors, axis=-1)
     survival_before = np.concatenate([np.ones((*total.shape[:-1], 1)), survival_after[..., :-1]], axis=-1)
-    return survival_after, [survival_before * inc * scale for inc in increments]
+    return survival_after, [
+        None if needed is not None and k not in needed
+        else survival_before * inc if scale is None else survival_before * inc * scale
+        for k, inc in enumerate(increments)]
 
 
 def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: float) -> np.ndarray:
@@ -624,23 +657,30 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     upto = float(months.max())
     grid, steps = _grid_steps(bundle, main, members, upto)
     stratum = margins.get(STRATUM)
+    # Incidence increments only where an answer reads them: a wanted incidence, and the first cause for OS.
+    needed = {k for k, name in enumerate(main) if name in wanted} | ({0} if "os" in wanted else set())
     free_after, increments = _product_limit(
-        [np.exp(margins[name])[:, :, None] * _per_patient(steps[name], stratum) for name in main])
+        [np.exp(margins[name])[:, :, None] * _per_patient(steps[name], stratum) for name in main], needed)
     d_first = increments[0]
     result = {name: _at_months(grid, np.cumsum(step, axis=-1), months, 0.0) for name, step in zip(
-        main, increments, strict=True)}
+        main, increments, strict=True) if name in wanted}
     event_free = _at_months(grid, free_after, months, 1.0)
     result["lfs"] = event_free
     for name, kind in bundle.endpoint_kinds.items():
         if kind == "survival" and name not in ("os", "grfs"):
             result[name] = event_free
     if "os" in wanted:  # event-free, or relapsed and alive (risk_model/after_event.py)
-        result["os"] = result["lfs"] + alive_after_event(bundle.post_relapse_survival, grid, months, d_first,
-                                                         margins.get(AFTER_EVENT))
+        post = bundle.post_relapse_survival
+        cache = _bounded(bundle._ensemble()["grids"])  # the tables are a grid x months array each
+        key = ("after_event", main, tuple(id(m) for m in members), upto, months.tobytes())
+        if key not in cache:
+            cache[key] = baseline_tables(post, grid, months)
+        result["os"] = result["lfs"] + alive_after_event(post, grid, months, d_first, margins.get(AFTER_EVENT),
+                                                         cache[key])
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
         grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * _per_patient(grfs_steps[name], stratum)
-                                        for name in GRFS_CAUSES])
+                                        for name in GRFS_CAUSES], set())
         result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
     if only is None:
         return {name: result[name] for name in bundle.endpoint_kinds}

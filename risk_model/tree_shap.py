@@ -64,7 +64,7 @@ def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
                           leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns)
 
 
-def _satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
+def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
     """rows x conditions: does the row's value lie on the leaf's side of every split on that feature?"""
     values = matrix[:, conditions.feature].astype(np.float32)  # xgboost compares in float32
     missing = np.isnan(values)
@@ -83,21 +83,40 @@ def _per_leaf(conditions: LeafConditions, counts: np.ndarray) -> np.ndarray:
     return summed
 
 
-def reference_shapley(conditions: LeafConditions, patient: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """Shapley values of the margin for one patient against each reference row (references x columns)."""
-    sat_x = _satisfied(conditions, patient.reshape(1, -1))[0]
-    sat_b = _satisfied(conditions, references)
-    only_x = (sat_x[None, :] & ~sat_b).astype(float)
-    only_b = (~sat_x[None, :] & sat_b).astype(float)
-    neither = (~sat_x[None, :] & ~sat_b).astype(float)
-    a, b = _per_leaf(conditions, only_x), _per_leaf(conditions, only_b)
-    reachable = _per_leaf(conditions, neither) == 0
+@dataclass
+class References:
+    """The reference rows' side of the game, which no patient changes (a bundle keeps it per cause)."""
+
+    satisfied: np.ndarray  # references x conditions, 1.0 where the reference satisfies the condition
+    per_leaf: np.ndarray  # references x leaves: how many of the leaf's conditions the reference satisfies
+    to_column: np.ndarray  # conditions x matrix columns: the feature of each condition
+
+
+def references(conditions: LeafConditions, matrix: np.ndarray) -> References:
+    sat = satisfied(conditions, matrix).astype(float)
+    to_column = np.zeros((len(conditions.feature), conditions.n_columns))
+    to_column[np.arange(len(conditions.feature)), conditions.feature] = 1.0
+    return References(satisfied=sat, per_leaf=_per_leaf(conditions, sat), to_column=to_column)
+
+
+def reference_shapley(conditions: LeafConditions, patient: np.ndarray, refs: References) -> np.ndarray:
+    """Shapley values of the margin for one patient against each reference row (references x columns).
+
+    Per leaf, A (conditions only x satisfies), B (only the reference) and the conditions neither satisfies are
+    counted from one product: the conditions both satisfy, beside the patient's and the reference's own counts.
+    """
+    x = satisfied(conditions, patient.reshape(1, -1)).astype(float)  # 1 x conditions
+    x_count = _per_leaf(conditions, x)
+    both = _per_leaf(conditions, refs.satisfied * x)
+    a, b = x_count - both, refs.per_leaf - both
+    size = np.diff(np.append(conditions.leaf_start, len(conditions.leaf_of)))
+    reachable = (size[None, :] - x_count - b) == 0
     a_int, b_int = a.astype(int), b.astype(int)
     total = FACTORIAL[a_int + b_int]
     value = conditions.leaf_value[None, :] * reachable
     weight_a = np.where(a_int > 0, value * FACTORIAL[np.maximum(a_int - 1, 0)] * FACTORIAL[b_int] / total, 0.0)
     weight_b = np.where(b_int > 0, -value * FACTORIAL[a_int] * FACTORIAL[np.maximum(b_int - 1, 0)] / total, 0.0)
+    only_x = x * (1.0 - refs.satisfied)
+    only_b = (1.0 - x) * refs.satisfied
     per_condition = only_x * weight_a[:, conditions.leaf_of] + only_b * weight_b[:, conditions.leaf_of]
-    shapley = np.zeros((len(references), conditions.n_columns))
-    np.add.at(shapley.T, conditions.feature, per_condition.T)
-    return shapley
+    return per_condition @ refs.to_column

@@ -148,7 +148,17 @@ def _reason(issue: dict[str, Any]) -> str:
 def prepare_patients(schema: TaskSchema, requests: list[dict[str, Any]]
                      ) -> list[tuple[dict[str, Any] | None, list[dict[str, str]]]]:
     """For each validated request: its predictors (derived ones computed by the schema's own functions, as in
-    training) or the cross-field rules it breaks, as (predictors, []) or (None, problems)."""
+    training) or the cross-field rules it breaks, as (predictors, []) or (None, problems). One request, when the
+    task registers one-record versions of its rules and derived predictors, is prepared without pandas (a one-row
+    frame cost milliseconds of fixed overhead); the same answers either way (tests/features/test_record_rules.py)."""
+    if len(requests) == 1 and schema.prepares_records:
+        return [_prepare_record(schema, requests[0])]
+    return _prepare_frame(schema, requests)
+
+
+def _prepare_frame(schema: TaskSchema, requests: list[dict[str, Any]]
+                   ) -> list[tuple[dict[str, Any] | None, list[dict[str, str]]]]:
+    """`prepare_patients` through one DataFrame of the requests (the rules and derived predictors as files run)."""
     frame = schema.add_derived(pd.DataFrame(requests))
     # A rule holds where it says so; a missing value never breaks a rule (NaN counts as holding).
     failing = [(rule, ~rule.holds(frame).fillna(True).astype(bool).to_numpy()) for rule in schema.cross_field_rules]
@@ -162,6 +172,15 @@ def prepare_patients(schema: TaskSchema, requests: list[dict[str, Any]]
         values = {**request, **{name: _derived_value(frame[name].iloc[row]) for name in derived}}
         prepared.append(({p.name: values.get(p.name) for p in schema.predictors}, []))
     return prepared
+
+
+def _prepare_record(schema: TaskSchema, request: dict[str, Any]
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    values, broken = schema.prepare_record(request)
+    if broken:
+        return None, [{"location": f"body.{rule.columns[0]}", "reason": rule.name} for rule in broken]
+    values.update({name: _derived_value(values[name]) for name, _ in schema.derived_predictors})
+    return {p.name: values.get(p.name) for p in schema.predictors}, []
 
 
 def _derived_value(value: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.mrd_rules import mrd_log_reduction, mrd_rules
+from features.mrd_rules import mrd_log_reduction, mrd_record_rules, mrd_rules, record_mrd_log_reduction
 from features.task_spec import TaskCode, folder_attribute
 from tasks.all_frontline import rules
 from tasks.all_frontline.comparators import COMPARATORS
@@ -26,6 +26,13 @@ TASK_CODE = TaskCode(
         "nci_risk_group_matches_age_and_wbc": rules.nci_risk_group_matches_age_and_wbc,
     },
     derived={"nci_risk_group": rules.nci_risk_group, "mrd_log_reduction": mrd_log_reduction},
+    record_rules={
+        **mrd_record_rules(),
+        "genetic_subgroup_matches_lineage": rules.genetic_subgroup_matches_lineage_record,
+        "ikzf1_deletion_only_in_b_lineage": rules.ikzf1_deletion_only_in_b_lineage_record,
+        "nci_risk_group_matches_age_and_wbc": rules.nci_risk_group_matches_age_and_wbc_record,
+    },
+    record_derived={"nci_risk_group": rules.nci_risk_group_record, "mrd_log_reduction": record_mrd_log_reduction},
     generate_cohort=_cohort,
     comparators=COMPARATORS,
 )

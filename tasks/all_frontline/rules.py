@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.mrd_rules import flag, is_category, number
+from features.mrd_rules import Record, absent, flag, is_category, number, record_flag, record_is, record_number
 
 T_LINEAGE_SUBGROUPS = ("t_etp", "t_non_etp")
 # NCI/Rome standard risk: age 1 to < 10 years and WBC < 50 x 10^9/L (clinical-evidence F.0).
@@ -49,3 +49,31 @@ def genetic_subgroup_matches_lineage(frame: pd.DataFrame) -> pd.Series:
 def ikzf1_deletion_only_in_b_lineage(frame: pd.DataFrame) -> pd.Series:
     """IKZF1 deletion is a B-lineage lesion: recorded false for T-lineage ALL."""
     return ~((flag(frame, "ikzf1_deletion") == 1.0) & is_category(frame, "lineage", "T"))
+
+
+# --- the same on one record (a one-patient request), as the frame versions give them on a one-row frame ---------
+
+def nci_risk_group_record(record: Record) -> str | None:
+    age, wbc = record_number(record, "age_years"), record_number(record, "wbc_at_diagnosis")
+    if age != age or wbc != wbc:
+        return None
+    low, high = NCI_STANDARD_AGE
+    return "standard" if low <= age < high and wbc < NCI_STANDARD_WBC_BELOW else "high"
+
+
+def nci_risk_group_matches_age_and_wbc_record(record: Record) -> bool:
+    if "nci_risk_group" not in record:
+        return True
+    given, derived = record["nci_risk_group"], nci_risk_group_record(record)
+    return absent(given) or derived is None or str(given) == derived
+
+
+def genetic_subgroup_matches_lineage_record(record: Record) -> bool:
+    t_subgroup = any(record_is(record, "genetic_subgroup", subgroup) for subgroup in T_LINEAGE_SUBGROUPS)
+    known = not absent(record.get("genetic_subgroup"))
+    return not ((t_subgroup and record_is(record, "lineage", "B"))
+                or (known and not t_subgroup and record_is(record, "lineage", "T")))
+
+
+def ikzf1_deletion_only_in_b_lineage_record(record: Record) -> bool:
+    return not (record_flag(record, "ikzf1_deletion") == 1.0 and record_is(record, "lineage", "T"))

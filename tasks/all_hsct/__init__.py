@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.mrd_rules import mrd_log_reduction, mrd_rules
+from features.mrd_rules import mrd_log_reduction, mrd_record_rules, mrd_rules, record_mrd_log_reduction
 from features.task_spec import TaskCode, folder_attribute
 from tasks.all_hsct import rules
 
@@ -55,6 +55,8 @@ TASK_CODE = TaskCode(
         **mrd_rules(),
     },
     derived={"mrd_log_reduction": mrd_log_reduction},
+    record_rules={**rules.record_rules(), **mrd_record_rules()},
+    record_derived={"mrd_log_reduction": record_mrd_log_reduction},
     checks={"outcome_problems_all_hsct": rules.outcome_problems_all_hsct},
     generate_cohort=_cohort,
     cause_targets=_causes,

@@ -19,12 +19,20 @@ suffix, as for the CML durations).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
+from features.mrd_rules import (
+    Record,
+    mrd_log_reduction,  # noqa: F401  (the folder's derived predictor, re-exported)
+    record_flag,
+    record_is,
+    record_number,
+)
 from features.mrd_rules import flag as _flag
 from features.mrd_rules import is_category as _is
-from features.mrd_rules import mrd_log_reduction  # noqa: F401  (the folder's derived predictor, re-exported)
 from features.mrd_rules import number as _number
 from features.survival_target import check_survival_target
 from features.task_schema import Problem
@@ -55,6 +63,18 @@ def female_donor_to_male_needs_male(frame: pd.DataFrame) -> pd.Series:
 def diagnosis_not_before_birth(frame: pd.DataFrame) -> pd.Series:
     """The leukaemia was diagnosed after birth: the time from diagnosis to transplant cannot exceed the age."""
     return ~(_number(frame, "diagnosis_to_hct_years") > _number(frame, "age_at_hct_years") + 1e-9)
+
+
+def record_rules() -> dict[str, Callable[[Record], bool]]:
+    """The three rules above on one record (a one-patient request), under their task.toml codes."""
+    return {
+        "tki_only_for_ph_positive": lambda r: not (record_flag(r, "tki_before_hct") == 1.0
+                                                   and record_is(r, "ph_chromosome", "negative")),
+        "female_donor_to_male_needs_male": lambda r: not (record_flag(r, "female_donor_to_male_recipient") == 1.0
+                                                          and record_is(r, "sex", "female")),
+        "diagnosis_not_before_birth": lambda r: not (record_number(r, "diagnosis_to_hct_years")
+                                                     > record_number(r, "age_at_hct_years") + 1e-9),
+    }
 
 
 # --- outcome columns: registry checks and derived endpoints ------------------------------------------------

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
+
+from features.mrd_rules import absent, record_number
 
 
 def dmr_within_tki(frame: pd.DataFrame) -> pd.Series:
@@ -17,3 +22,14 @@ def tki_within_age(frame: pd.DataFrame) -> pd.Series:
     tki = pd.to_numeric(frame["tki_years"], errors="coerce")
     age = pd.to_numeric(frame["age_at_stop_years"], errors="coerce")
     return ~(tki > age + 1e-9)
+
+
+def dmr_within_tki_record(record: Mapping[str, Any]) -> bool:
+    """`dmr_within_tki` on one record (a one-patient request)."""
+    dmr, tki = record.get("dmr_years"), record.get("tki_years")
+    return absent(dmr) or absent(tki) or bool(dmr <= tki + 1e-9)
+
+
+def tki_within_age_record(record: Mapping[str, Any]) -> bool:
+    """`tki_within_age` on one record."""
+    return not (record_number(record, "tki_years") > record_number(record, "age_at_stop_years") + 1e-9)

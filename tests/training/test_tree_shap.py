@@ -6,7 +6,7 @@ from math import factorial
 import numpy as np
 import xgboost as xgb
 
-from risk_model.tree_shap import leaf_conditions, reference_shapley
+from risk_model.tree_shap import leaf_conditions, reference_shapley, references
 
 
 def test_reference_shapley_is_exact_and_adds_up():
@@ -21,9 +21,9 @@ def test_reference_shapley_is_exact_and_adds_up():
         return booster.predict(xgb.DMatrix(rows, missing=np.nan), output_margin=True).astype(float)
 
     conditions = leaf_conditions(booster, 5)
-    patient, references = x[0], x[1:31]
-    shapley = reference_shapley(conditions, patient, references)
-    np.testing.assert_allclose(shapley.sum(axis=1), margin(patient[None, :])[0] - margin(references), atol=1e-5)
+    patient, reference_rows = x[0], x[1:31]
+    shapley = reference_shapley(conditions, patient, references(conditions, reference_rows))
+    np.testing.assert_allclose(shapley.sum(axis=1), margin(patient[None, :])[0] - margin(reference_rows), atol=1e-5)
     for reference, expected_row in ((x[1], shapley[0]), (x[8], shapley[7])):
         masks = list(product([False, True], repeat=5))
         values = dict(zip(masks, margin(np.array([np.where(m, patient, reference) for m in masks])), strict=True))
