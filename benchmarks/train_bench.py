@@ -244,11 +244,11 @@ def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int,
                                   lambda _: None, scratch)
         mlflow.set_tracking_uri(settings.tracking_uri)
         experiment = mlflow.create_experiment(f"bench_{task_name}", artifact_location=(scratch / "art").as_uri())
-        metrics = {**evaluations[family].metrics, **report.intervals.mlflow_metrics(),
-                   **report.validation.mlflow_metrics(family)}
         with stage("promotion gate (no champion: absolute gates)"):
-            decision = pipeline._gate(chosen, metrics, held_out, held_out_targets, settings, cohort.digest, gates,
-                                      bundles["cox_ph"])
+            gate_result, _ = pipeline.gate_families(bundles, family, report.validation, held_out, held_out_targets,
+                                                    gates)
+            decision = pipeline._gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
+                                      bundles["cox_ph"], (frame, split, schema.event_column))
         with stage("model card and registration"), mlflow.start_run(experiment_id=experiment) as run:
             chosen.lineage = {"run_id": run.info.run_id, "data_digest": cohort.digest, "version": "1"}
             chosen.model_card = build_model_card(ModelCardInputs(
