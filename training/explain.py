@@ -305,8 +305,8 @@ class _JointFit:
                 return
             r = int(broken[0])
             rule = next(rule for rule in self.rules if not _holds(self.rows.iloc[[r]], [rule]).all())
-            if not self._swap_to_fix(rule, r):
-                self._leave_missing(rule, r)
+            if not (self._swap_to_fix(rule, r) or self._leave_missing(rule, r) or self._copy_to_fix(rule, r)):
+                raise ValueError(f"no background row can satisfy the rule: {rule.name}")
         raise ValueError("the explanation background could not satisfy the cross-field rules")
 
     def _swap_to_fix(self, rule: CrossFieldRule, r: int) -> bool:
@@ -318,12 +318,27 @@ class _JointFit:
                 return True
         return False
 
-    def _leave_missing(self, rule: CrossFieldRule, r: int) -> None:
+    def _leave_missing(self, rule: CrossFieldRule, r: int) -> bool:
         optional = [name for name in rule.columns if not self._predictor(name).required]
         if not optional:
-            raise ValueError(f"no background row can satisfy the rule: {rule.name}")
+            return False
         self.rows.loc[r, optional[0]] = None
         self._restandardise()
+        return True
+
+    def _copy_to_fix(self, rule: CrossFieldRule, r: int) -> bool:
+        """Last resort when no swap fixes row r and the rule's columns are all required (lineage and genetic
+        subgroup): take the rule's values from another background row (a summary, never a patient) that keeps
+        every rule in row r; the shares move by one row's weight."""
+        columns = list(rule.columns)
+        for s in np.argsort(self.loss_changes(columns[0])[r]):
+            candidate = self.rows.iloc[[r]].copy()
+            candidate[columns] = self.rows.iloc[[int(s)]][columns].to_numpy()
+            if int(s) != r and _holds(candidate, self.rules).all():
+                self.rows.iloc[r, [self.rows.columns.get_loc(c) for c in columns]] = candidate[columns].to_numpy()[0]
+                self._restandardise()
+                return True
+        return False
 
     def _holds_after(self, name: str, r: int, s: int, only_own: bool) -> bool:
         """Whether rows r and s satisfy the rules (only those on this predictor, or all) after the swap."""
