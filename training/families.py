@@ -230,14 +230,15 @@ class XGBoostCoxFamily:
         self.baseline_ = fit_baseline(schema, targets, margin, (time, event), self.ties)
         return self
 
-    def fit_early_stopping(self, train: pd.DataFrame, valid: pd.DataFrame, schema: TaskSchema,
+    def fit_early_stopping(self, preprocessor: Preprocessor, matrices: tuple[np.ndarray, np.ndarray],
+                           schema: TaskSchema,
                            targets: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
                            patience: int = 30) -> int:
-        """Fit on `train` stopping on `valid`'s partial likelihood; returns the best number of rounds."""
-        self.preprocessor_ = Preprocessor(impute=False).fit(train, schema)
+        """Fit on the training matrix (encoded by `preprocessor`) stopping on the validation matrix's partial
+        likelihood; returns the best number of rounds."""
+        self.preprocessor_ = preprocessor
         labels = [xgboost_cox_label(*check_survival_target(*t, allow_all_censored=True)) for t in targets]
-        self.booster_ = self._train(self.preprocessor_.transform(train), labels[0], schema,
-                                    self.num_boost_round, (self.preprocessor_.transform(valid), labels[1]),
+        self.booster_ = self._train(matrices[0], labels[0], schema, self.num_boost_round, (matrices[1], labels[1]),
                                     patience)
         return int(self.booster_.best_iteration) + 1
 

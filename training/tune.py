@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from features.task_schema import TaskSchema
+from risk_model.preprocessing import Preprocessor
 from training.evaluate import harrell_c
 from training.families import XGBoostCoxFamily
-from training.parallel import sharing_cores, tuning_jobs
+from training.parallel import sharing_cores, threads_per_task, tuning_jobs
 
 MAX_ROUNDS = 600
 EARLY_STOPPING_ROUNDS = 30
@@ -83,33 +85,67 @@ def _rows(target: Target, rows: np.ndarray) -> Target:
     return target[0][rows], target[1][rows]
 
 
+@dataclass(frozen=True)
+class EncodedFold:
+    """One tuning fold's model matrices, encoded once: the encoding depends on the fold's training rows only, not
+    on a trial's settings or the cause, so every trial reuses it (re-encoding was about 40 % of a trial)."""
+
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+    preprocessor: Preprocessor
+    train_matrix: np.ndarray
+    valid_matrix: np.ndarray
+
+
+def encode_folds(
+    frame: pd.DataFrame, schema: TaskSchema, folds: list[tuple[np.ndarray, np.ndarray]]
+) -> list[EncodedFold]:
+    encoded = []
+    for train_rows, valid_rows in folds:
+        preprocessor = Preprocessor(impute=False).fit(frame.iloc[train_rows], schema)
+        encoded.append(
+            EncodedFold(
+                train_rows,
+                valid_rows,
+                preprocessor,
+                preprocessor.transform(frame.iloc[train_rows]),
+                preprocessor.transform(frame.iloc[valid_rows]),
+            )
+        )
+    return encoded
+
+
 def cross_validate(
     params: dict[str, Any],
-    frame: pd.DataFrame,
     schema: TaskSchema,
     target: Target,
-    folds: list[tuple[np.ndarray, np.ndarray]],
+    folds: list[EncodedFold],
     seed: int,
+    fold_threads: int = 1,
 ) -> tuple[float, int]:
-    """Mean validation Harrell's C and mean best number of rounds over the folds."""
+    """Mean validation Harrell's C and mean best number of rounds over the folds, `fold_threads` folds at once
+    (each fold's fit is deterministic for the seed, so the result does not depend on how many run at once)."""
+    with ThreadPoolExecutor(max_workers=fold_threads) as pool:
+        scored = list(pool.map(lambda fold: _fit_fold(params, schema, target, fold, seed), folds))
+    scores = [score for score, _ in scored if score is not None]
+    return float(np.mean(scores)), int(np.round(np.mean([rounds for _, rounds in scored])))
+
+
+def _fit_fold(
+    params: dict[str, Any], schema: TaskSchema, target: Target, fold: EncodedFold, seed: int
+) -> tuple[float | None, int]:
+    """The fold's validation Harrell's C (None without an event there) and its best number of rounds."""
     import xgboost as xgb
 
-    scores, rounds = [], []
-    for train_rows, valid_rows in folds:
-        train, valid = frame.iloc[train_rows], frame.iloc[valid_rows]
-        model = XGBoostCoxFamily(params=params, num_boost_round=MAX_ROUNDS, seed=seed)
-        best = model.fit_early_stopping(
-            train, valid, schema, (_rows(target, train_rows), _rows(target, valid_rows)), EARLY_STOPPING_ROUNDS
-        )
-        matrix = model.preprocessor_.transform(valid)
-        margin = model.booster_.predict(
-            xgb.DMatrix(matrix, missing=np.nan), output_margin=True, iteration_range=(0, best)
-        )
-        valid_time, valid_event = _rows(target, valid_rows)
-        if valid_event.sum() > 0:
-            scores.append(harrell_c(valid_time, valid_event, margin))
-        rounds.append(best)
-    return float(np.mean(scores)), int(np.round(np.mean(rounds)))
+    model = XGBoostCoxFamily(params=params, num_boost_round=MAX_ROUNDS, seed=seed)
+    train, valid = _rows(target, fold.train_rows), _rows(target, fold.valid_rows)
+    best = model.fit_early_stopping(
+        fold.preprocessor, (fold.train_matrix, fold.valid_matrix), schema, (train, valid), EARLY_STOPPING_ROUNDS
+    )
+    margin = model.booster_.predict(
+        xgb.DMatrix(fold.valid_matrix, missing=np.nan), output_margin=True, iteration_range=(0, best)
+    )
+    return (harrell_c(valid[0], valid[1], margin) if valid[1].sum() > 0 else None), best
 
 
 def tune_xgboost(
@@ -131,10 +167,11 @@ def tune_xgboost(
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     reporting = threading.Lock()  # trials in threads report (MLflow, progress) one at a time
+    encoded = encode_folds(frame, schema, folds)
 
     def objective(trial: Any) -> float:
         params = _suggest(trial)
-        score, rounds = cross_validate(params, frame, schema, target, folds, seed)
+        score, rounds = cross_validate(params, schema, target, encoded, seed, fold_threads)
         trial.set_user_attr("num_boost_round", rounds)
         trial.set_user_attr("worker", worker)
         if on_trial:
@@ -142,9 +179,12 @@ def tune_xgboost(
                 on_trial(trial.number, params, score, rounds)
         return score
 
-    # Trials in threads (xgboost releases the GIL), each fit with its share of the cores (training/parallel.py).
+    # Trials in threads (xgboost releases the GIL), and within a trial its folds in threads while cores are left:
+    # each fit gets its share of the cores (training/parallel.py). A few thousand patients keep one fit from
+    # using two cores well, while two folds at once use both.
     jobs = min(tuning_jobs(), n_trials) if shared is None else shared.jobs
-    with sharing_cores(jobs):
+    fold_threads = min(len(encoded), threads_per_task(jobs))
+    with sharing_cores(jobs * fold_threads):
         if shared is None:
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
             study.optimize(objective, n_trials=n_trials, n_jobs=jobs)

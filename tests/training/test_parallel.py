@@ -18,7 +18,7 @@ from training.evaluate import evaluable_horizons
 from training.pipeline import fit_family
 from training.replicates import fit_replicates
 from training.splits import hold_out_centres, tuning_folds
-from training.tune import TuningResult, tune_xgboost
+from training.tune import TuningResult, cross_validate, encode_folds, tune_xgboost
 from training.validation import internal_external_validation
 
 TASK = TASKS["cml_tfr"]
@@ -144,6 +144,21 @@ def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_dif
     assert threaded.n_trials == 4 and threaded.jobs == 2
     tags = threaded.order_tags("relapse")
     assert tags["tuning_threads_relapse"] == "2" and tags["tuning_trial_order_relapse"].startswith("may differ")
+
+
+def test_a_trials_folds_at_once_score_as_one_at_a_time(cohort):
+    """Tuning runs a trial's folds in threads when cores are free: the trial's score and rounds must not change."""
+    split = hold_out_centres(cohort, CML_TFR_SCHEMA.event_column, seed=1)
+    development = cohort.iloc[split.development].reset_index(drop=True)
+    encoded = encode_folds(development, CML_TFR_SCHEMA, tuning_folds(development, CML_TFR_SCHEMA.event_column, 3, 1))
+    target = next(iter(TASK.cause_targets(development).values()))
+    params = {"eta": 0.1, "max_depth": 3, "min_child_weight": 2.0, "subsample": 0.8, "colsample_bynode": 0.8,
+              "lambda": 1.0, "alpha": 0.01}
+    one_at_a_time = cross_validate(params, CML_TFR_SCHEMA, target, encoded, 1, fold_threads=1)
+    with parallel.sharing_cores(3):
+        at_once = cross_validate(params, CML_TFR_SCHEMA, target, encoded, 1, fold_threads=3)
+    assert one_at_a_time == at_once
+    assert 0.5 < one_at_a_time[0] < 1 and one_at_a_time[1] >= 1
 
 
 def test_a_task_folder_outside_tasks_reaches_the_workers(jobs, tmp_path):
