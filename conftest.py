@@ -55,9 +55,20 @@ def trained_all_hsct(trained_store):
     return run_training(settings)
 
 
+@pytest.fixture(scope="module")
+def sample_tasks():
+    """The test-only sample tasks (tests/sample_tasks/) in the task registry for one module: an app built while
+    they are registered serves their routes."""
+    from tests.sample_tasks import registered
+
+    with registered() as tasks:
+        yield tasks
+
+
 @pytest.fixture(scope="session")
 def served_models(tmp_path_factory):
-    """cml_tfr and all_hsct champions in a models/ folder (tests/served_models.py); copy it before changing it."""
+    """Champions of the sample tasks (tests/sample_tasks/), cml_tfr and all_hsct in a models/ folder
+    (tests/served_models.py); copy it before changing it."""
     from tests.served_models import build_served_models
 
     # pytest-xdist workers of one run share the parent of their temporary folders: the first builds, the rest reuse.
