@@ -36,3 +36,32 @@ def registered() -> Iterator[dict[str, Task]]:
     finally:
         for name in added:
             TASKS.pop(name, None)
+
+
+SINGLE_ROUTE = f"/v1/{slug(SINGLE)}"
+COMPETING_ROUTE = f"/v1/{slug(COMPETING)}"
+# Typical patients of each (every required predictor given; the competing one's optional predictors too).
+SINGLE_PATIENT = {
+    "age_years": 58,
+    "sex": "female",
+    "treatment_years": 7.4,
+    "response_years": 4.3,
+    "risk_group": "low",
+    "prior_therapy": False,
+}
+COMPETING_PATIENT = {
+    "age_years": 45,
+    "disease_risk": "standard",
+    "intensity": "full",
+    "marker_positive": False,
+    "sex": "male",
+    "donor_type": "matched",
+    "low_performance": False,
+    "infection_positive": True,
+    "diagnosis_to_treatment_years": 0.5,
+    "prior_lines": 1,
+    "treatment_year": 2018,
+    "marker_log10": -5.2,
+    "marker_detectable": False,
+    "comorbidity": "0",
+}

@@ -98,6 +98,11 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
         log.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sample_tasks_registered(sample_tasks) -> None:
+    """Every serving module's apps serve the sample tasks (conftest.py at the root `sample_tasks`)."""
+
+
 @pytest.fixture(scope="session")
 def live_server(served_models, tmp_path_factory) -> Iterator[LiveServer]:
     """The real server over the champions built in seconds (conftest.py `served_models`)."""

@@ -9,13 +9,12 @@ from risk_model.answers import ExplanationAnswer, PredictionAnswer
 from serving.answers import BatchResult
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from tests.sample_tasks import SINGLE, slug
+from tests.sample_tasks import SINGLE, SINGLE_PATIENT, SINGLE_ROUTE, slug
 
 KEY = "test-key-0123456789"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
-PATIENT = {"age_years": 58, "sex": "female", "treatment_years": 7.4, "response_years": 4.3, "risk_group": "low",
-           "prior_therapy": False}
-ROUTE = f"/v1/{slug(SINGLE)}"
+PATIENT = SINGLE_PATIENT
+ROUTE = SINGLE_ROUTE
 
 
 @pytest.fixture(scope="module")
