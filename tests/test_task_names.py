@@ -35,7 +35,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_explain.py": "tree SHAP on two default tasks' bundles",
     "tests/training/test_families_and_bundle.py": "fits every family on two default tasks",
     "tests/training/test_no_leakage.py": "leakage checks over every task's schema and a default task's cohort",
-    "tests/training/test_number_forms.py": "number forms of a default task's fields in a registry file",
     "tests/training/test_parallel.py": "parallel training stages on a default task",
     "tests/training/test_shapley.py": "Shapley values on a default task's Cox bundle",
     "tests/training/test_train_bench.py": "make bench-train's stages on a default task",

@@ -1,6 +1,6 @@
-"""The test-only single-event sample task: one cross-field rule and a small deterministic generator (exponential
-relapse hazard that falls with treatment and response duration and rises with the risk group; uniform censoring;
-eight centres in two countries)."""
+"""The test-only single-event sample task: one cross-field rule and a small deterministic generator: an exponential
+relapse hazard that falls with treatment (with a step down at 5 years of it) and response duration and rises with
+the risk group; age has no effect; uniform censoring; eight centres in two countries."""
 
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ def generate(n_patients: int, seed: int) -> pd.DataFrame:
         + 1.0 * (risk == "high")
         - 0.15 * (response - 4)
         - 0.05 * (treatment - 7)
+        - 0.6 * (treatment >= 5)
     )
     event_time = rng.exponential(1 / np.exp(log_hazard))
     censor = rng.uniform(12, 72, n_patients)
     centre = rng.integers(1, 9, n_patients)
-    marker = rng.uniform(0, 100, n_patients).round(1)
+    marker = rng.uniform(1, 100, n_patients).round(1)
     return pd.DataFrame(
         {
             "age_years": rng.uniform(25, 85, n_patients).round(1),
