@@ -37,7 +37,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_no_leakage.py": "leakage checks over every task's schema and a default task's cohort",
     "tests/training/test_parallel.py": "parallel training stages on a default task",
     "tests/training/test_shapley.py": "Shapley values on a default task's Cox bundle",
-    "tests/training/test_train_bench.py": "make bench-train's stages on a default task",
     "tests/training/test_validation.py": "validation across centres on a default task",
     # Registry files and schemas: checks of each default task's own columns (candidates for the task folders).
     "tests/features/snapshots/schemas_before_spec.json": "the default tasks' schemas before the specs existed",
