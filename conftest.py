@@ -1,8 +1,8 @@
 """Session fixtures and hooks shared by tests/ and the task folders' own tests (tasks/<task>/tests/), kept at the root
-so that one definition, and so one build per session, serves both. `served_models`: champions of cml_tfr and all_hsct
-built in seconds without MLflow, for every test that only needs a served model. `trained_store` / `trained_all_hsct`:
-the default cohort and seed, tuned quickly (3 trials), trained once by the whole pipeline into a temporary store, for
-the tests of what training makes."""
+so that one definition, and so one build per session, serves both. `served_models`: champions of the test-only sample
+tasks (tests/sample_tasks/) built in seconds without MLflow, for every test that only needs a served model.
+`trained_store` / `trained_all_hsct`: the default cohort and seed, tuned quickly (3 trials), trained once by the
+whole pipeline into a temporary store, for the tests of what training makes."""
 
 import os
 
@@ -55,9 +55,20 @@ def trained_all_hsct(trained_store):
     return run_training(settings)
 
 
+@pytest.fixture(scope="module")
+def sample_tasks():
+    """The test-only sample tasks (tests/sample_tasks/) in the task registry for one module: an app built while
+    they are registered serves their routes."""
+    from tests.sample_tasks import registered
+
+    with registered() as tasks:
+        yield tasks
+
+
 @pytest.fixture(scope="session")
 def served_models(tmp_path_factory):
-    """cml_tfr and all_hsct champions in a models/ folder (tests/served_models.py); copy it before changing it."""
+    """Champions of the sample tasks (tests/sample_tasks/) in a models/ folder (tests/served_models.py); copy it
+    before changing it."""
     from tests.served_models import build_served_models
 
     # pytest-xdist workers of one run share the parent of their temporary folders: the first builds, the rest reuse.

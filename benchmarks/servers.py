@@ -210,10 +210,11 @@ def task_models_dir(models_dir: Path, task: str, workdir: Path) -> Path:
 
 
 def start_service(models_dir: Path, workdir: Path, port: int | None = None, key_lines: tuple[str, ...] = (),
-                  **env_extra: str) -> Server:
+                  service: str = "serving.service:RelapseRiskService", **env_extra: str) -> Server:
     """`bentoml serve serving.service:RelapseRiskService` on loopback with temporary key, audit and secret files.
 
-    `key_lines` adds `key_id:key[:roles]` lines to the key file; `env_extra` sets variables such as METRICS_ACCESS.
+    `key_lines` adds `key_id:key[:roles]` lines to the key file; `env_extra` sets variables such as METRICS_ACCESS;
+    `service` is another import path of the service (the tests' one with their sample tasks registered).
     """
     port = port or free_port()
     key = secrets.token_urlsafe(24)
@@ -228,8 +229,7 @@ def start_service(models_dir: Path, workdir: Path, port: int | None = None, key_
                      AUDIT_LOG_FILE=str(workdir / "logs" / "audit.jsonl"),
                      AUDIT_SECRET_FILE=str(workdir / "secrets" / "audit_secret"),
                      BENTOML_HOME=str(workdir / "bentoml_home"), **env_extra)
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService",
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", str(port)]
     return _launch("service", command, env, workdir, port, {"Authorization": f"Bearer {key}"})
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from features.task_schema import validate_frame
 from features.tasks import get_task
+from tests.sample_tasks import COMPETING, SINGLE, registered
 from training.evaluate import evaluate_bundle
 from training.pipeline import complete_bundle, data_digest, fit_family
 from training.promotion import export_champion
@@ -28,9 +29,10 @@ N_REPLICATES = 5
 SMALL_XGBOOST = TuningResult(params={"eta": 0.1, "max_depth": 2, "min_child_weight": 5.0, "subsample": 0.8,
                                      "colsample_bynode": 0.8, "lambda": 1.0, "alpha": 0.01},
                              num_boost_round=100, cv_harrell_c=float("nan"), n_trials=0)
-# One family per task so that the served path of each is exercised: Cox on the single-event task, the boosted
-# model (tree SHAP, Breslow baselines on its margins) on the competing-risk task.
-FAMILIES = {"cml_tfr": "cox_ph", "all_hsct": "xgboost_cox"}
+# The test-only sample tasks (tests/sample_tasks/), one family each so that the served path of each is exercised: Cox
+# on the single-event task, the boosted model (tree SHAP, Breslow baselines on its margins) on the competing-risk one.
+# A task folder's own tests build their task's champion with `build_champion` (tasks/<task>/tests/).
+FAMILIES = {SINGLE: "cox_ph", COMPETING: "xgboost_cox"}
 
 
 @dataclass
@@ -70,7 +72,8 @@ def build_served_models(root: Path) -> ServedModels:
     with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not built.exists():
-            for task_name, family in FAMILIES.items():
-                build_champion(task_name, family, models_dir, root / "bundles")
+            with registered():
+                for task_name, family in FAMILIES.items():
+                    build_champion(task_name, family, models_dir, root / "bundles")
             built.touch()
     return ServedModels(models_dir, dict.fromkeys(FAMILIES, VERSION), dict(FAMILIES))

@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.servers import stop_group
+from tests.sample_tasks import SINGLE, slug
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_KEY = "live-key-QWERTYUIOPASDFGH"
+# The service with the sample tasks registered (the served champions are theirs).
+SAMPLE_SERVICE = "tests.sample_tasks.service:RelapseRiskService"
 
 
 @dataclass
@@ -60,8 +63,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(source: Path, root: Path) -> Iterator[LiveServer]:
-    """The real server over a copy of `source` (a models/ folder), stopped by its process group at the end."""
+def serve(source: Path, root: Path, task: str, service: str = SAMPLE_SERVICE) -> Iterator[LiveServer]:
+    """The real server (`service`) over a copy of `source` (a models/ folder), ready when `task`'s model answers;
+    stopped by its process group at the end."""
     models_dir = root / "models"
     shutil.copytree(source, models_dir)
     keys = root / "secrets" / "api_keys"
@@ -77,7 +81,7 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
            "BENTOML_HOME": str(root / "bentoml_home")}
     log = server.log.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:RelapseRiskService", "--host", "127.0.0.1",
+        [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1",
          "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server.base = f"http://127.0.0.1:{port}"
     try:
@@ -85,7 +89,7 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
         while time.monotonic() < deadline:
             assert process.poll() is None, server.log.read_text()
             try:
-                if server.call("/v1/cml-tfr/model")[0] == 200 and server.call("/readyz", key=None)[0] == 200:
+                if server.call(f"/v1/{slug(task)}/model")[0] == 200 and server.call("/readyz", key=None)[0] == 200:
                     break
             except (OSError, ValueError):  # refused, reset or timed out while it starts (URLError is an OSError)
                 pass
@@ -98,10 +102,15 @@ def serve(source: Path, root: Path) -> Iterator[LiveServer]:
         log.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sample_tasks_registered(sample_tasks) -> None:
+    """Every serving module's apps serve the sample tasks (conftest.py at the root `sample_tasks`)."""
+
+
 @pytest.fixture(scope="session")
 def live_server(served_models, tmp_path_factory) -> Iterator[LiveServer]:
     """The real server over the champions built in seconds (conftest.py `served_models`)."""
-    yield from serve(served_models.models_dir, tmp_path_factory.mktemp("live"))
+    yield from serve(served_models.models_dir, tmp_path_factory.mktemp("live"), SINGLE)
 
 
 @pytest.fixture(scope="session")
@@ -110,4 +119,5 @@ def trained_live_server(trained_store, trained_all_hsct, tmp_path_factory) -> It
     run makes (the model card)."""
     assert trained_store.summary.promoted, trained_store.summary.reason
     assert trained_all_hsct.promoted, trained_all_hsct.reason
-    yield from serve(trained_store.models_dir, tmp_path_factory.mktemp("live_trained"))
+    yield from serve(trained_store.models_dir, tmp_path_factory.mktemp("live_trained"), trained_store.settings.task,
+                     service="serving.service:RelapseRiskService")

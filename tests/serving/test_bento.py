@@ -56,15 +56,25 @@ def _probabilities(answer: dict) -> dict[tuple[str, int], float | None]:
             for h in endpoint["horizons"]}
 
 
+def repository_task() -> str:
+    """A task folder of the repository (what a Bento ships: the test-only sample tasks stay out of it), trained by
+    default, whichever comes first."""
+    from features.tasks import TASKS
+
+    return next(name for name, task in TASKS.items()
+                if (REPO / "tasks" / name / "task.toml").is_file() and task.spec and task.spec.trained_by_default)
+
+
 @pytest.mark.slow
-def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
+def test_bento_builds_and_serves_the_champion(tmp_path):
     from features.tasks import get_task
     from risk_model.bundle import ModelBundle
     from risk_model.prediction import predict_patients
     from serving.api import prepare_patients
     from serving.request_models import patient_request_model
+    from tests.served_models import build_champion
 
-    # The build context: the repository's packages and bentofile, a copy of the session's models with an extra
+    # The build context: the repository's packages and bentofile, a repository task's champion with an extra
     # version folder that no champion.json names, and the requirements exported from uv.lock.
     context = tmp_path / "context"
     context.mkdir()
@@ -76,11 +86,14 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     assert list(context.glob("tasks/*/tests/test_*.py"))  # the task folders' own tests, which must stay out
     (context / "secrets").mkdir()
     (context / "secrets" / "api_keys").write_text("leak:never-packed\n")
+    task = repository_task()
+    served = tmp_path / "served"
+    build_champion(task, "cox_ph", served / "models", served / "bundles")
     models = context / "models"
-    shutil.copytree(served_models.models_dir, models)
-    (models / "cml_tfr" / "not-a-champion").mkdir()
-    (models / "cml_tfr" / "not-a-champion" / "bundle.json").write_text("{}")
-    assert "cml_tfr/" in " ".join(write_bentoignore(models))
+    shutil.copytree(served / "models", models)
+    (models / task / "not-a-champion").mkdir()
+    (models / task / "not-a-champion" / "bundle.json").write_text("{}")
+    assert f"{task}/" in " ".join(write_bentoignore(models))
     subprocess.run([_uv(), "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project", "--quiet",
                     "--format", "requirements-txt", "-o", str(context / "requirements-bento.txt")],
                    cwd=REPO, check=True, timeout=120)
@@ -96,12 +109,12 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     name, version = tag.split(":")
     source = home / "bentos" / name / version / "src"
     packed = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
-    champion = json.loads((models / "cml_tfr" / "champion.json").read_text())
-    assert {"models/cml_tfr/champion.json", f"models/cml_tfr/{champion['path']}/bundle.json",
-            "serving/service.py", "risk_model/prediction.py", "features/tasks.py",
-            "tasks/cml_tfr/task.toml", "tasks/cml_tfr/rules.py"} <= packed
+    champion = json.loads((models / task / "champion.json").read_text())
+    folder = {f"tasks/{task}/{p.name}" for p in (REPO / "tasks" / task).iterdir() if p.suffix in (".toml", ".py")}
+    assert {f"models/{task}/champion.json", f"models/{task}/{champion['path']}/bundle.json",
+            "serving/service.py", "risk_model/prediction.py", "features/tasks.py", *folder} <= packed
     assert not [p for p in packed if p.startswith(("training/", "tests/", "secrets/", "mlruns/", "data/", "logs/",
-                                                   "models/cml_tfr/not-a-champion")) or "/tests/" in p], sorted(packed)
+                                                   f"models/{task}/not-a-champion")) or "/tests/" in p], sorted(packed)
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
     assert "xgboost-cpu==" in requirements and "\n-e " not in requirements
 
@@ -116,7 +129,7 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port",
                                 str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    schema = get_task("cml_tfr").schema
+    schema = get_task(task).schema
     patient = patient_request_model(schema).model_json_schema()["examples"][0]
     try:
         deadline = time.monotonic() + 120
@@ -129,13 +142,14 @@ def test_bento_builds_and_serves_the_champion(served_models, tmp_path):
                 pass
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.5)
-        assert _call(base, "/v1/cml-tfr/predict", patient, key=None)[0] == 401
-        status, answer = _call(base, "/v1/cml-tfr/predict", patient)
+        route = f"/v1/{task.replace('_', '-')}/predict"
+        assert _call(base, route, patient, key=None)[0] == 401
+        status, answer = _call(base, route, patient)
     finally:
         stop_group(process)
         log.close()
     assert status == 200, answer
-    bundle = ModelBundle.load(served_models.models_dir / "cml_tfr" / str(champion["path"]))
+    bundle = ModelBundle.load(models / task / str(champion["path"]))
     [(predictors, problems)] = prepare_patients(schema, [patient])
     assert not problems
     [expected] = predict_patients(bundle, [predictors])

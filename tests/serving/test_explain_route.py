@@ -8,38 +8,39 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from tasks.all_hsct.tests.test_api import PATIENT as HSCT_PATIENT
+from tests.sample_tasks import COMPETING, COMPETING_PATIENT, COMPETING_ROUTE, SINGLE, SINGLE_ROUTE, slug
 from tests.serving.test_api import HEADERS, KEY, PATIENT
 
 
 @pytest.fixture(scope="module")
 def client(served_models) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(served_models.models_dir, ["cml_tfr"]), {"local": KEY}))
+    return TestClient(create_app(ChampionRegistry(served_models.models_dir, [SINGLE]), {"local": KEY}))
 
 
 @pytest.fixture(scope="module")
-def hsct_client(served_models) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(served_models.models_dir, ["all_hsct"]), {"local": KEY}))
+def competing_client(served_models) -> TestClient:
+    return TestClient(create_app(ChampionRegistry(served_models.models_dir, [COMPETING]), {"local": KEY}))
 
 
-def served_probability(client: TestClient, slug: str, patient: dict, endpoint: str, months: float) -> float:
-    body = client.post(f"/v1/{slug}/predict", json=patient, headers=HEADERS).json()
+def served_probability(client: TestClient, task_slug: str, patient: dict, endpoint: str, months: float) -> float:
+    body = client.post(f"/v1/{task_slug}/predict", json=patient, headers=HEADERS).json()
     return next(h["probability"] for h in body["endpoints"][endpoint]["horizons"] if h["months"] == months)
 
 
 def test_contributions_add_up_to_the_served_prediction(client):
-    body = client.post("/v1/cml-tfr/explain", json=PATIENT, headers=HEADERS).json()
+    body = client.post(f"{SINGLE_ROUTE}/explain", json=PATIENT, headers=HEADERS).json()
     assert body["endpoint"] == "relapse" and body["horizon_months"] == 12 and body["kind"] == "incidence"
-    assert body["probability"] == pytest.approx(served_probability(client, "cml-tfr", PATIENT, "relapse", 12),
+    assert body["probability"] == pytest.approx(served_probability(client, slug(SINGLE), PATIENT, "relapse", 12),
                                                 abs=1e-12)
     total = sum(item["percentage_points"] for item in body["items"]) / 100
     assert total == pytest.approx(body["probability"] - body["base_value"], abs=1e-6)
     names = [item["feature"] for item in body["items"]]
-    assert set(names) == {*PATIENT, "bcr_abl1_halving_time_days", "nk_cell_level"}
+    assert set(names) == {*PATIENT, "marker_level"}
     sizes = [abs(item["percentage_points"]) for item in body["items"]]
     assert sizes == sorted(sizes, reverse=True)
     by_name = {item["feature"]: item for item in body["items"]}
-    assert by_name["tki_years"]["value"] == PATIENT["tki_years"] and by_name["tki_years"]["units"] == "years"
+    assert by_name["treatment_years"]["value"] == PATIENT["treatment_years"]
+    assert by_name["treatment_years"]["units"] == "years"
     for item in body["items"]:
         expected = "raises" if item["percentage_points"] >= 0.005 else "lowers" if item["percentage_points"] <= -0.005 \
             else "none"
@@ -48,18 +49,18 @@ def test_contributions_add_up_to_the_served_prediction(client):
     assert "percentage points" in body["units"] and "relapse by 12 months" in body["explained"]
 
 
-def test_another_endpoint_and_horizon_of_all_hsct(hsct_client):
-    patient = {**HSCT_PATIENT, "explain": {"endpoint": "os", "horizon_months": 36}}
-    body = hsct_client.post("/v1/all-hsct/explain", json=patient, headers=HEADERS).json()
-    assert (body["endpoint"], body["horizon_months"], body["kind"]) == ("os", 36, "survival")
-    assert body["probability"] == pytest.approx(served_probability(hsct_client, "all-hsct", HSCT_PATIENT, "os", 36),
-                                                abs=1e-12)
+def test_another_endpoint_and_horizon_of_a_competing_risk_task(competing_client):
+    patient = {**COMPETING_PATIENT, "explain": {"endpoint": "event_free", "horizon_months": 36}}
+    body = competing_client.post(f"{COMPETING_ROUTE}/explain", json=patient, headers=HEADERS).json()
+    assert (body["endpoint"], body["horizon_months"], body["kind"]) == ("event_free", 36, "survival")
+    served = served_probability(competing_client, slug(COMPETING), COMPETING_PATIENT, "event_free", 36)
+    assert body["probability"] == pytest.approx(served, abs=1e-12)
     total = sum(item["percentage_points"] for item in body["items"]) / 100
     assert total == pytest.approx(body["probability"] - body["base_value"], abs=1e-6)
 
 
 def test_png_waterfall_is_a_real_chart(client):
-    response = client.post("/v1/cml-tfr/explain", json=PATIENT, headers={**HEADERS, "Accept": "image/png"})
+    response = client.post(f"{SINGLE_ROUTE}/explain", json=PATIENT, headers={**HEADERS, "Accept": "image/png"})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
@@ -71,16 +72,16 @@ def test_png_waterfall_is_a_real_chart(client):
 
 
 def test_json_is_the_default_and_errors_keep_their_shape(client):
-    response = client.post("/v1/cml-tfr/explain", json=PATIENT, headers={**HEADERS, "Accept": "*/*"})
+    response = client.post(f"{SINGLE_ROUTE}/explain", json=PATIENT, headers={**HEADERS, "Accept": "*/*"})
     assert response.headers["content-type"].startswith("application/json")
-    bad = client.post("/v1/cml-tfr/explain", json={**PATIENT, "tki_years": 400}, headers=HEADERS)
-    assert bad.status_code == 422 and bad.json()["fields"][0]["location"] == "body.tki_years"
-    assert client.post("/v1/cml-tfr/explain", json=PATIENT).status_code == 401
-    unknown = client.post("/v1/cml-tfr/explain?x=1", json=PATIENT, headers=HEADERS)
+    bad = client.post(f"{SINGLE_ROUTE}/explain", json={**PATIENT, "treatment_years": 400}, headers=HEADERS)
+    assert bad.status_code == 422 and bad.json()["fields"][0]["location"] == "body.treatment_years"
+    assert client.post(f"{SINGLE_ROUTE}/explain", json=PATIENT).status_code == 401
+    unknown = client.post(f"{SINGLE_ROUTE}/explain?x=1", json=PATIENT, headers=HEADERS)
     assert unknown.status_code == 422 and unknown.json()["fields"][0]["location"] == "query"
 
 
 def test_predict_without_contributions(client):
-    body = client.post("/v1/cml-tfr/predict?contributions=false", json=PATIENT, headers=HEADERS).json()
+    body = client.post(f"{SINGLE_ROUTE}/predict?contributions=false", json=PATIENT, headers=HEADERS).json()
     assert body["contributions"] is None
     assert body["endpoints"]["relapse"]["horizons"][0]["lower"] is not None

@@ -32,18 +32,21 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.sample_tasks import COMPETING_ROUTE, SINGLE_ROUTE
+
 TIME_BUDGET_SECONDS = 55
 REQUEST_TIMEOUT_SECONDS = 20
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 60}
-# Valid all_hsct patients cost most (five endpoints and their explanation): fewer of them in positive mode.
-COSTLY = {("POST", "/v1/all-hsct/predict"): 15, ("POST", "/v1/all-hsct/predict-batch"): 10,
-          ("POST", "/v1/cml-tfr/predict-batch"): 20}
+# Valid competing-risk patients cost most (an endpoint per cause and their explanation) and batches more than one:
+# fewer of them in positive mode.
+COSTLY = {("POST", f"{COMPETING_ROUTE}/predict"): 15, ("POST", f"{COMPETING_ROUTE}/predict-batch"): 10,
+          ("POST", f"{SINGLE_ROUTE}/predict-batch"): 20}
 MUTATED_PATIENTS = 800  # at most, per patient route, within the time left
 MIN_MUTATED_PATIENTS = 100  # at least, per patient route, however slow the machine (a count, not a speed)
 MIN_MUTATION_SECONDS = 20  # even when the schemathesis part ran long on a loaded machine
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
                response_schema_conformance]
-MALFORMED_BODIES = [b"", b"{", b"null", b"[]", b'"text"', b"1e999999", b'{"age_at_stop_years": NaN}',
+MALFORMED_BODIES = [b"", b"{", b"null", b"[]", b'"text"', b"1e999999", b'{"age_years": NaN}',
                     b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000, b'{"a": ' * 3000 + b"1" + b"}" * 3000,
                     b'{"patients": [' + b"{}," * 2000 + b"{}]}", b'{"explain": {"endpoint": null}}']
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)

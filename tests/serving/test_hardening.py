@@ -18,6 +18,7 @@ from serving.auth import KeyFileError, parse_key_lines, read_keys, read_roles
 from serving.champions import ChampionRegistry
 from serving.launch import ensure_keys
 from serving.middleware import AccessSettings, ServiceMiddleware
+from tests.sample_tasks import SINGLE, SINGLE_ROUTE
 from tests.serving.test_api import PATIENT
 
 CLINIC, OPS, PROMETHEUS = "clinic-key-0123456789abc", "ops-key-0123456789abcdef", "prom-key-0123456789abcdef"
@@ -40,14 +41,14 @@ def assert_error_shape(response, status: int) -> dict:
 
 @pytest.fixture(scope="module")
 def models(served_models, tmp_path_factory) -> Path:
-    """A copy of the served models/ (cml_tfr) that the pointer tests may change."""
+    """A copy of the served models/ (the single-event sample task) that the pointer tests may change."""
     copy = tmp_path_factory.mktemp("hardening") / "models"
-    shutil.copytree(served_models.models_dir / "cml_tfr", copy / "cml_tfr")
+    shutil.copytree(served_models.models_dir / SINGLE, copy / SINGLE)
     return copy
 
 
 def app_with(models_dir: Path, metrics: str = "open", audit: AuditTrail | None = None) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(models_dir, ["cml_tfr"]), KEYS, audit, ROLES,
+    return TestClient(create_app(ChampionRegistry(models_dir, [SINGLE]), KEYS, audit, ROLES,
                                  AccessSettings(metrics=metrics)))
 
 
@@ -73,10 +74,10 @@ def test_reload_needs_a_key_marked_admin(models, tmp_path):
     assert_error_shape(client.post("/admin/reload", headers=bearer(PROMETHEUS)), 403)
     assert_error_shape(client.post("/admin/reload"), 401)
     reloaded = client.post("/admin/reload", headers=bearer(OPS))
-    assert reloaded.status_code == 200 and {t["task"] for t in reloaded.json()["tasks"]} == {"cml_tfr"}
+    assert reloaded.status_code == 200 and {t["task"] for t in reloaded.json()["tasks"]} == {SINGLE}
     # Roles apply to prediction too: a key for metrics only may not predict.
-    assert client.post("/v1/cml-tfr/predict", json=PATIENT, headers=bearer(CLINIC)).status_code == 200
-    assert_error_shape(client.post("/v1/cml-tfr/predict", json=PATIENT, headers=bearer(PROMETHEUS)), 403)
+    assert client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=bearer(CLINIC)).status_code == 200
+    assert_error_shape(client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=bearer(PROMETHEUS)), 403)
     lines = {line["request_id"]: line for line in map(json.loads, audit.path.read_text().splitlines())}
     line = lines[refused.headers["x-request-id"]]
     assert (line["route"], line["status"], line["key_id"]) == ("/admin/reload", 403, "clinic")
@@ -85,9 +86,9 @@ def test_reload_needs_a_key_marked_admin(models, tmp_path):
 # --- champion pointers -----------------------------------------------------------------------------------------
 
 def test_a_champion_pointer_out_of_the_models_folder_is_refused(models, tmp_path):
-    task_dir = models / "cml_tfr"
+    task_dir = models / SINGLE
     original = json.loads((task_dir / "champion.json").read_text())
-    registry = ChampionRegistry(models, ["cml_tfr"])
+    registry = ChampionRegistry(models, [SINGLE])
     assert registry.refresh(force=True)[0]["status"] == "loaded"
     outside = tmp_path / "elsewhere"
     shutil.copytree(task_dir / original["path"], outside / "5")  # a valid bundle, but not under models/
@@ -99,9 +100,9 @@ def test_a_champion_pointer_out_of_the_models_folder_is_refused(models, tmp_path
             [report] = registry.refresh(force=True)
             assert (report["status"], report["serving_version"]) == ("failed", original["version"]), (path, report)
             assert "inside" in report["message"] and "keeps serving" in report["message"], report
-            assert registry.get("cml_tfr").pointer["version"] == original["version"]
+            assert registry.get(SINGLE).pointer["version"] == original["version"]
         # A fresh worker whose only pointer leads out of models/ serves nothing rather than that bundle.
-        assert ChampionRegistry(models, ["cml_tfr"]).get("cml_tfr") is None
+        assert ChampionRegistry(models, [SINGLE]).get(SINGLE) is None
     finally:
         (task_dir / "champion.json").write_text(json.dumps(original))
         (task_dir / "6").unlink()
@@ -141,11 +142,11 @@ def test_metrics_settings_come_from_the_environment(monkeypatch):
 
 def test_metric_labels_never_carry_what_a_client_sent(models):
     client = app_with(models)
-    sent = [f"/probe-{i:04d}-zq" for i in range(40)] + [f"/v1/cml-tfr/probe-{i:04d}-zq" for i in range(40)]
+    sent = [f"/probe-{i:04d}-zq" for i in range(40)] + [f"{SINGLE_ROUTE}/probe-{i:04d}-zq" for i in range(40)]
     for path in sent:
         assert_error_shape(client.get(path), 401 if path.startswith("/v1/") else 404)
     for method in ("BREW", "PROPFIND", "X-ZQ-METHOD"):
-        client.request(method, "/v1/cml-tfr/predict", headers=bearer(CLINIC))
+        client.request(method, f"{SINGLE_ROUTE}/predict", headers=bearer(CLINIC))
     text = client.get("/metrics").text
     assert "-zq" not in text and "ZQ" not in text and "BREW" not in text
     durations = [line for line in text.splitlines() if line.startswith("relapse_risk_request_duration_seconds_count")]
@@ -158,11 +159,11 @@ def test_metric_labels_never_carry_what_a_client_sent(models):
 def test_made_up_field_names_come_back_cut_to_a_stated_length(models):
     client = app_with(models)
     long_name = "patient_name_" + "x" * 60_000
-    body = assert_error_shape(client.post("/v1/cml-tfr/predict", json={**PATIENT, long_name: 1},
+    body = assert_error_shape(client.post(f"{SINGLE_ROUTE}/predict", json={**PATIENT, long_name: 1},
                                           headers=bearer(CLINIC)), 422)
     [field] = [f for f in body["fields"] if f["location"].startswith("body.patient_name_")]
     assert field["location"] == "body." + long_name[:MAX_ECHOED_NAME_CHARS] + "…"
-    batch = client.post("/v1/cml-tfr/predict-batch", json={"patients": [{**PATIENT, long_name: 1}]},
+    batch = client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": [{**PATIENT, long_name: 1}]},
                         headers=bearer(CLINIC)).json()
     [location] = [f["location"] for f in batch["results"][0]["error"]["fields"]]
     assert location == "body.patients.0." + long_name[:MAX_ECHOED_NAME_CHARS] + "…"
@@ -173,7 +174,7 @@ def test_made_up_field_names_come_back_cut_to_a_stated_length(models):
 def test_a_json_syntax_error_is_located_as_a_position_not_a_field(models):
     client = app_with(models)
     broken = b'{"age_at_stop_years": 58, "sex": }'
-    response = client.post("/v1/cml-tfr/predict", content=broken,
+    response = client.post(f"{SINGLE_ROUTE}/predict", content=broken,
                            headers={**bearer(CLINIC), "Content-Type": "application/json"})
     [field] = assert_error_shape(response, 422)["fields"]
     position = broken.index(b"}")
@@ -181,11 +182,11 @@ def test_a_json_syntax_error_is_located_as_a_position_not_a_field(models):
 
 
 def test_body_timeout_and_limits_are_stated_in_the_openapi_document(models):
-    client = TestClient(create_app(ChampionRegistry(models, ["cml_tfr"]), KEYS, None, ROLES,
+    client = TestClient(create_app(ChampionRegistry(models, [SINGLE]), KEYS, None, ROLES,
                                    AccessSettings(body_timeout_seconds=7)))
     spec = client.get("/openapi.json").json()
     assert "within 7 s" in spec["info"]["description"]
-    responses = spec["paths"]["/v1/cml-tfr/predict"]["post"]["responses"]
+    responses = spec["paths"][f"{SINGLE_ROUTE}/predict"]["post"]["responses"]
     assert {"401", "403", "408", "413", "422"} <= set(responses)
 
 
@@ -201,7 +202,7 @@ def test_audit_and_metrics_record_what_the_client_got_when_no_route_answered(tmp
 
     def run(receive_messages: list[dict]) -> list[dict]:
         sent: list[dict] = []
-        scope = {"type": "http", "method": "POST", "path": "/v1/cml-tfr/predict", "query_string": b"",
+        scope = {"type": "http", "method": "POST", "path": f"{SINGLE_ROUTE}/predict", "query_string": b"",
                  "headers": [(b"authorization", f"Bearer {CLINIC}".encode())]}
         messages = iter(receive_messages)
 

@@ -4,7 +4,7 @@ has the one shape and a request id, and a body shorter than its Content-Length g
 records with the key id.
 
 One server for the module, with METRICS_ACCESS=key and a 2-second body timeout (the limit itself is configurable;
-the default is 10 s), over a copy of the session's served cml_tfr champion."""
+the default is 10 s), over a copy of the session's served champion of the single-event sample task."""
 
 import asyncio
 import json
@@ -17,6 +17,8 @@ import pytest
 
 from benchmarks.servers import start_service
 from serving.answers import MAX_ECHOED_NAME_CHARS
+from tests.sample_tasks import SINGLE, SINGLE_ROUTE
+from tests.serving.conftest import SAMPLE_SERVICE
 from tests.serving.test_api import PATIENT
 
 pytestmark = pytest.mark.slow  # a real server process
@@ -29,12 +31,12 @@ BODY_TIMEOUT = "2"
 def server(served_models, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hardening_live")
     models = workdir / "models"
-    shutil.copytree(served_models.models_dir / "cml_tfr", models / "cml_tfr")
+    shutil.copytree(served_models.models_dir / SINGLE, models / SINGLE)
     live = start_service(models, workdir, key_lines=(f"clinic:{CLINIC}", f"ops:{OPS}:predict,admin",
-                                                     f"prometheus:{PROMETHEUS}:metrics"),
+                                                     f"prometheus:{PROMETHEUS}:metrics"), service=SAMPLE_SERVICE,
                          METRICS_ACCESS="key", REQUEST_BODY_TIMEOUT_SECONDS=BODY_TIMEOUT)
     try:
-        live.wait_until(lambda s: s.call("/readyz")[0] == 200 and s.call("/v1/cml-tfr/model")[0] == 200)
+        live.wait_until(lambda s: s.call("/readyz")[0] == 200 and s.call(f"{SINGLE_ROUTE}/model")[0] == 200)
         yield live
     finally:
         live.stop()
@@ -72,7 +74,7 @@ def send_all(server, paths: list[str], concurrency: int = 32) -> list[httpx.Resp
 def unknown_paths(count: int) -> tuple[list[str], list[str]]:
     """(paths, the random tokens in them): unknown paths at the root, under the key-protected prefix, under the
     app's static mounts, BentoML's former routes and probes, with a random query too."""
-    shapes = ("/{t}", "/v1/{t}", "/v1/cml-tfr/{t}", "/calculator/{t}.js", "/docs-assets/{t}", "/static_content/{t}",
+    shapes = ("/{t}", "/v1/{t}", SINGLE_ROUTE + "/{t}", "/calculator/{t}.js", "/docs-assets/{t}", "/static_content/{t}",
               "/livez/{t}", "/metrics/{t}", "/{t}/predict?{t}=1", "/admin/{t}")
     tokens = [f"zq{secrets.token_hex(8)}" for _ in range(count)]
     return [shapes[i % len(shapes)].format(t=token) for i, token in enumerate(tokens)], tokens
@@ -105,11 +107,11 @@ def test_every_error_has_the_one_shape_and_a_request_id(server):
         ("POST", "/livez", {}, None, 405),
         ("DELETE", "/readyz", {}, None, 405),
         ("PUT", "/", {}, None, 405),
-        ("GET", "/v1/cml-tfr/predict", bearer(CLINIC), None, 405),
+        ("GET", f"{SINGLE_ROUTE}/predict", bearer(CLINIC), None, 405),
         ("GET", "/v1/nowhere", bearer(CLINIC), None, 404),
-        ("GET", "/v1/cml-tfr/model", {}, None, 401),
-        ("POST", "/v1/cml-tfr/predict", bearer(CLINIC), b'{"sex": "female", "tki_years": }', 422),
-        ("POST", "/v1/cml-tfr/predict", bearer(CLINIC), json.dumps({**PATIENT, long_name: 1}).encode(), 422),
+        ("GET", f"{SINGLE_ROUTE}/model", {}, None, 401),
+        ("POST", f"{SINGLE_ROUTE}/predict", bearer(CLINIC), b'{"sex": "female", "treatment_years": }', 422),
+        ("POST", f"{SINGLE_ROUTE}/predict", bearer(CLINIC), json.dumps({**PATIENT, long_name: 1}).encode(), 422),
     ]
     with httpx.Client(base_url=server.base, timeout=30) as client:
         for method, path, headers, body, status in cases:
@@ -129,7 +131,7 @@ def test_every_error_has_the_one_shape_and_a_request_id(server):
 
 
 def test_a_body_shorter_than_its_content_length_gets_408_recorded_with_the_key_id(server):
-    head = (f"POST /v1/cml-tfr/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {CLINIC}\r\n"
+    head = (f"POST {SINGLE_ROUTE}/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {CLINIC}\r\n"
             "Content-Type: application/json\r\nContent-Length: 400\r\n\r\n").encode()
     received = b""
     with socket.create_connection((server.host, server.port), timeout=25) as connection:
@@ -146,10 +148,10 @@ def test_a_body_shorter_than_its_content_length_gets_408_recorded_with_the_key_i
 
     lines = [json.loads(line) for line in (server.log.parent / "logs" / "audit.jsonl").read_text().splitlines()]
     [line] = [line for line in lines if line["request_id"] == request_id]
-    assert (line["status"], line["key_id"], line["route"]) == (408, "clinic", "/v1/cml-tfr/predict"), line
+    assert (line["status"], line["key_id"], line["route"]) == (408, "clinic", f"{SINGLE_ROUTE}/predict"), line
     counted = [row for row in scrape(server).splitlines()
                if row.startswith("relapse_risk_request_duration_seconds_count") and 'status="408"' in row]
-    assert any('route="/v1/cml-tfr/predict"' in row for row in counted), counted
+    assert any(f'route="{SINGLE_ROUTE}/predict"' in row for row in counted), counted
 
 
 def test_reload_and_metrics_need_keys_with_their_roles(server):

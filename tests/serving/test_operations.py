@@ -16,14 +16,15 @@ from serving.answers import MAX_BATCH_PATIENTS, MAX_BATCH_PATIENTS_WITH_CONTRIBU
 from serving.api import create_app
 from serving.audit import AuditTrail, canonical_input
 from serving.champions import ChampionRegistry
-from tasks.all_hsct.tests.test_api import PATIENT as TRANSPLANT_PATIENT
+from tests.sample_tasks import COMPETING, COMPETING_PATIENT, COMPETING_ROUTE, SINGLE, SINGLE_ROUTE
 from tests.serving.test_api import PATIENT
 
 KEY = "operations-key-0123456789"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 # Recognisable values: none of them may reach the audit file.
 # Four decimals: latencies in the audit file have three, so they cannot match by chance.
-MARKED = {**PATIENT, "age_at_stop_years": 61.2377, "tki_years": 8.9133, "dmr_years": 5.4711, "centre": "ZQ-Hosp-7781"}
+MARKED = {**PATIENT, "age_years": 61.2377, "treatment_years": 8.9133, "response_years": 5.4711,
+          "centre": "ZQ-Hosp-7781"}
 MARKERS = ("61.2377", "8.9133", "5.4711", "ZQ-Hosp-7781", "Zebra-9911", KEY)
 
 
@@ -43,7 +44,7 @@ def audit(tmp_path_factory) -> AuditTrail:
 
 @pytest.fixture(scope="module")
 def client(store, audit) -> TestClient:
-    return TestClient(create_app(ChampionRegistry(store, ["cml_tfr", "all_hsct"]), {"ops": KEY}, audit,
+    return TestClient(create_app(ChampionRegistry(store, [SINGLE, COMPETING]), {"ops": KEY}, audit,
                                  {"ops": frozenset({"predict", "admin"})}))
 
 
@@ -79,20 +80,20 @@ def assert_error_shape(response, status: int) -> dict:
 
 def test_audit_line_per_request_without_patient_values(client, audit):
     before = len(audit_lines(audit)) if audit.path.exists() else 0
-    ok = client.post("/v1/cml-tfr/predict", json=MARKED, headers=HEADERS)
-    bad = client.post("/v1/cml-tfr/predict", json={**MARKED, "sokal_risk": "Zebra-9911"}, headers=HEADERS)
-    batch = client.post("/v1/cml-tfr/predict-batch", json={"patients": [MARKED, {**MARKED, "tki_years": 99}]},
+    ok = client.post(f"{SINGLE_ROUTE}/predict", json=MARKED, headers=HEADERS)
+    bad = client.post(f"{SINGLE_ROUTE}/predict", json={**MARKED, "risk_group": "Zebra-9911"}, headers=HEADERS)
+    batch = client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": [MARKED, {**MARKED, "treatment_years": 99}]},
                         headers=HEADERS)
-    stranger = client.post("/v1/cml-tfr/predict", json=MARKED, headers={"Authorization": "Bearer Zebra-9911"})
+    stranger = client.post(f"{SINGLE_ROUTE}/predict", json=MARKED, headers={"Authorization": "Bearer Zebra-9911"})
     assert [r.status_code for r in (ok, bad, batch, stranger)] == [200, 422, 200, 401]
     lines = audit_lines(audit)[before:]
     assert len(lines) == 4
     assert [line["request_id"] for line in lines] == [r.headers["x-request-id"] for r in (ok, bad, batch, stranger)]
     first = lines[0]
     assert {"time", "request_id", "route", "key_id", "status", "latency_ms", "input_digest", "model"} <= set(first)
-    assert first["route"] == "/v1/cml-tfr/predict" and first["key_id"] == "ops" and first["status"] == 200
+    assert first["route"] == f"{SINGLE_ROUTE}/predict" and first["key_id"] == "ops" and first["status"] == 200
     assert first["model"]["version"] == ok.json()["model"]["version"] and first["model"]["run_id"]
-    assert lines[2]["route"] == "/v1/cml-tfr/predict-batch" and lines[2]["patients"] == 2
+    assert lines[2]["route"] == f"{SINGLE_ROUTE}/predict-batch" and lines[2]["patients"] == 2
     assert lines[2]["patient_errors"] == 1
     assert lines[3]["key_id"] is None and lines[3]["status"] == 401
     # The digest is HMAC-SHA256 of the canonical JSON body with the secret kept outside the audit file.
@@ -115,9 +116,9 @@ def test_every_answer_carries_a_request_id(client):
 # --- batches and limits ----------------------------------------------------------------------------------------
 
 def test_batch_keeps_good_patients_when_one_is_bad(client):
-    patients = [PATIENT, {**PATIENT, "tki_years": 99}, "not a patient", {**PATIENT, "dmr_years": 9.0, "tki_years": 5.0},
-                {**PATIENT, "sokal_risk": "high"}]
-    response = client.post("/v1/cml-tfr/predict-batch", json={"patients": patients}, headers=HEADERS)
+    patients = [PATIENT, {**PATIENT, "treatment_years": 99}, "not a patient",
+                {**PATIENT, "response_years": 9.0, "treatment_years": 5.0}, {**PATIENT, "risk_group": "high"}]
+    response = client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": patients}, headers=HEADERS)
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["count"], body["succeeded"], body["failed"]) == (5, 2, 3)
@@ -125,40 +126,41 @@ def test_batch_keeps_good_patients_when_one_is_bad(client):
     assert [r["index"] for r in results] == list(range(5))
     assert [r["answer"] is not None for r in results] == [True, False, False, False, True]
     locations = [{f["location"] for f in r["error"]["fields"]} for r in results[1:4]]
-    assert locations == [{"body.patients.1.tki_years"}, {"body.patients.2"}, {"body.patients.3.dmr_years"}]
+    assert locations == [{"body.patients.1.treatment_years"}, {"body.patients.2"},
+                         {"body.patients.3.response_years"}]
     for result in results[1:4]:
         assert set(result["error"]) == {"code", "message", "fields"}
     # Each answer is the single-patient answer (same path); contributions only when asked for.
     for index in (0, 4):
-        single = client.post("/v1/cml-tfr/predict", json=patients[index], headers=HEADERS).json()
+        single = client.post(f"{SINGLE_ROUTE}/predict", json=patients[index], headers=HEADERS).json()
         answer = results[index]["answer"]
         assert answer["contributions"] is None
         assert_close(answer["endpoints"], single["endpoints"])
         assert answer["risk_group"] == single["risk_group"] and answer["warnings"] == single["warnings"]
-    explained = client.post("/v1/cml-tfr/predict-batch", json={"patients": [PATIENT], "include_contributions": True},
-                            headers=HEADERS).json()["results"][0]["answer"]
-    single = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()
+    explained = client.post(f"{SINGLE_ROUTE}/predict-batch", headers=HEADERS,
+                            json={"patients": [PATIENT], "include_contributions": True}).json()["results"][0]["answer"]
+    single = client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).json()
     assert_close(explained["contributions"], single["contributions"])
 
 
-def test_batch_of_transplant_patients(client):
-    patients = [TRANSPLANT_PATIENT, {**TRANSPLANT_PATIENT, "donor_type": "cousin"}]
-    body = client.post("/v1/all-hsct/predict-batch", json={"patients": patients}, headers=HEADERS).json()
+def test_batch_of_competing_risk_patients(client):
+    patients = [COMPETING_PATIENT, {**COMPETING_PATIENT, "donor_type": "cousin"}]
+    body = client.post(f"{COMPETING_ROUTE}/predict-batch", json={"patients": patients}, headers=HEADERS).json()
     assert (body["succeeded"], body["failed"]) == (1, 1)
-    assert set(body["results"][0]["answer"]["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
+    assert set(body["results"][0]["answer"]["endpoints"]) == {"relapse", "nrm", "event_free"}
 
 
 def test_limits_are_stated(client):
-    too_many = client.post("/v1/cml-tfr/predict-batch", json={"patients": [PATIENT] * (MAX_BATCH_PATIENTS + 1)},
+    too_many = client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": [PATIENT] * (MAX_BATCH_PATIENTS + 1)},
                            headers=HEADERS)
     assert str(MAX_BATCH_PATIENTS) in assert_error_shape(too_many, 422)["fields"][0]["reason"]
-    explained = client.post("/v1/cml-tfr/predict-batch", json={
+    explained = client.post(f"{SINGLE_ROUTE}/predict-batch", json={
         "patients": [PATIENT] * (MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS + 1), "include_contributions": True},
         headers=HEADERS)
     assert str(MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS) in assert_error_shape(explained, 422)["message"]
-    assert_error_shape(client.post("/v1/cml-tfr/predict-batch", json={"patients": []}, headers=HEADERS), 422)
-    assert_error_shape(client.post("/v1/cml-tfr/predict-batch", json=[PATIENT], headers=HEADERS), 422)
-    large = assert_error_shape(client.post("/v1/cml-tfr/predict", content=b" " * 70_000,
+    assert_error_shape(client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": []}, headers=HEADERS), 422)
+    assert_error_shape(client.post(f"{SINGLE_ROUTE}/predict-batch", json=[PATIENT], headers=HEADERS), 422)
+    large = assert_error_shape(client.post(f"{SINGLE_ROUTE}/predict", content=b" " * 70_000,
                                            headers={**HEADERS, "Content-Type": "application/json"}), 413)
     assert "65536 bytes" in large["message"]
 
@@ -166,10 +168,10 @@ def test_limits_are_stated(client):
         for _ in range(40):
             yield b" " * 2048
 
-    streamed = client.post("/v1/cml-tfr/predict", content=chunked(),
+    streamed = client.post(f"{SINGLE_ROUTE}/predict", content=chunked(),
                            headers={**HEADERS, "Content-Type": "application/json"})
     assert_error_shape(streamed, 413)
-    batch_large = client.post("/v1/cml-tfr/predict-batch", content=b" " * (3 * 1024 * 1024),
+    batch_large = client.post(f"{SINGLE_ROUTE}/predict-batch", content=b" " * (3 * 1024 * 1024),
                               headers={**HEADERS, "Content-Type": "application/json"})
     assert "2097152 bytes" in assert_error_shape(batch_large, 413)["message"]
 
@@ -177,34 +179,36 @@ def test_limits_are_stated(client):
 # --- warnings ------------------------------------------------------------------------------------------------
 
 def test_out_of_range_age_and_far_combination_warn(client):
-    body = client.post("/v1/cml-tfr/predict", json={**PATIENT, "age_at_stop_years": 99}, headers=HEADERS).json()
-    assert {"code": "outside_training_range", "field": "age_at_stop_years"} in [
+    body = client.post(f"{SINGLE_ROUTE}/predict", json={**PATIENT, "age_years": 99}, headers=HEADERS).json()
+    assert {"code": "outside_training_range", "field": "age_years"} in [
         {k: w[k] for k in ("code", "field")} for w in body["warnings"]]
-    unusual = {**PATIENT, "age_at_stop_years": 21, "tki_years": 19.5, "dmr_years": 19.0, "sokal_risk": "high",
-               "prior_resistance": True, "more_than_one_tki_line": True, "depth_at_stop": "MR4",
-               "prior_interferon": True}
-    codes = [w["code"] for w in client.post("/v1/cml-tfr/predict", json=unusual, headers=HEADERS).json()["warnings"]]
+    unusual = {**PATIENT, "age_years": 21, "treatment_years": 19.5, "response_years": 19.0, "risk_group": "high",
+               "prior_therapy": True, "sex": "male"}
+    answer = client.post(f"{SINGLE_ROUTE}/predict", json=unusual, headers=HEADERS).json()
+    codes = [w["code"] for w in answer["warnings"]]
     assert "far_from_training_data" in codes
-    typical = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()["warnings"]
+    typical = client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).json()["warnings"]
     assert "far_from_training_data" not in [w["code"] for w in typical]
     assert set(WARNING_CODES) >= set(codes)
 
 
 def test_many_imputed_predictors_warn(client, store):
-    info = client.get("/v1/all-hsct/model", headers=HEADERS).json()
+    info = client.get(f"{COMPETING_ROUTE}/model", headers=HEADERS).json()
     thresholds = info["out_of_distribution"]
     assert thresholds["distance_threshold"] > 0 and 0 < thresholds["distance_quantile"] < 1
     assert thresholds["min_imputed_predictors"] >= 3
-    sparse = {k: v for k, v in TRANSPLANT_PATIENT.items() if not k.startswith("mrd_") and k != "hct_ci"}
-    codes = [w["code"] for w in client.post("/v1/all-hsct/predict", json=sparse, headers=HEADERS).json()["warnings"]]
+    optional = ("marker_log10", "marker_detectable", "comorbidity")  # the sample task's optional predictors
+    sparse = {k: v for k, v in COMPETING_PATIENT.items() if k not in optional}
+    answer = client.post(f"{COMPETING_ROUTE}/predict", json=sparse, headers=HEADERS).json()
+    codes = [w["code"] for w in answer["warnings"]]
     assert "many_imputed_predictors" in codes
-    full = client.post("/v1/all-hsct/predict", json={**TRANSPLANT_PATIENT, "mrd_pre_hct": "negative"},
+    full = client.post(f"{COMPETING_ROUTE}/predict", json=COMPETING_PATIENT,
                        headers=HEADERS).json()["warnings"]
     assert "many_imputed_predictors" not in [w["code"] for w in full]
 
 
 def test_model_route_reports_training_date_and_thresholds(client):
-    body = client.get("/v1/cml-tfr/model", headers=HEADERS).json()
+    body = client.get(f"{SINGLE_ROUTE}/model", headers=HEADERS).json()
     assert body["trained_at"] and body["trained_at"][:4].isdigit()
     assert body["exported_at"] and body["data_digest"] and "uno_c" in body["metrics"]
     assert body["out_of_distribution"]["distance_threshold"] > 0
@@ -215,9 +219,9 @@ def test_bundles_from_before_the_reference_still_load_and_serve(store, tmp_path)
     from risk_model.bundle import ModelBundle
     from risk_model.prediction import predict_patient
 
-    pointer = json.loads((store / "cml_tfr" / "champion.json").read_text())
-    old = tmp_path / "models" / "cml_tfr"
-    shutil.copytree(store / "cml_tfr" / pointer["path"], old / pointer["path"])
+    pointer = json.loads((store / SINGLE / "champion.json").read_text())
+    old = tmp_path / "models" / SINGLE
+    shutil.copytree(store / SINGLE / pointer["path"], old / pointer["path"])
     spec = json.loads((old / pointer["path"] / "bundle.json").read_text())
     assert spec.pop("ood_reference") and spec.pop("trained_at")
     # Nor the spec's wording and intended use (bundles carry them since the page stopped parsing the model card).
@@ -228,15 +232,15 @@ def test_bundles_from_before_the_reference_still_load_and_serve(store, tmp_path)
     (old / "champion.json").write_text(json.dumps(pointer))
     bundle = ModelBundle.load(old / pointer["path"])
     assert bundle.ood_reference == {} and bundle.trained_at is None
-    unusual = {**PATIENT, "tki_years": 19.5, "dmr_years": 19.0, "age_at_stop_years": 21}
+    unusual = {**PATIENT, "treatment_years": 19.5, "response_years": 19.0, "age_years": 21}
     codes = [w.code for w in predict_patient(bundle, unusual).warnings]
     assert "far_from_training_data" not in codes and "outside_training_range" in codes
-    app = TestClient(create_app(ChampionRegistry(tmp_path / "models", ["cml_tfr"]), {"ops": KEY}))
-    info = app.get("/v1/cml-tfr/model", headers=HEADERS).json()
+    app = TestClient(create_app(ChampionRegistry(tmp_path / "models", [SINGLE]), {"ops": KEY}))
+    info = app.get(f"{SINGLE_ROUTE}/model", headers=HEADERS).json()
     assert info["trained_at"] is None and info["out_of_distribution"]["distance_threshold"] is None
     assert info["use"] is None  # the page then says to ask whoever trained it
     assert [e["title"] for e in info["labels"]["endpoints"].values()] == ["Relapse", "Relapse free"]
-    assert info["labels"]["predictors"]["sokal_risk"]["label"] == "Sokal risk group at diagnosis"
+    assert info["labels"]["predictors"]["risk_group"]["label"] == "Risk group at diagnosis"
 
 
 # --- reload, readiness, metrics ------------------------------------------------------------------------------
@@ -249,65 +253,65 @@ def _point_champion(store: Path, task: str, version: str) -> None:
 
 
 def test_reload_switches_version_and_a_broken_one_keeps_the_old(client, store):
-    original = json.loads((store / "cml_tfr" / "champion.json").read_text())
+    original = json.loads((store / SINGLE / "champion.json").read_text())
     assert_error_shape(client.post("/admin/reload"), 401)
-    shutil.copytree(store / "cml_tfr" / original["path"], store / "cml_tfr" / "91")
-    _point_champion(store, "cml_tfr", "91")
+    shutil.copytree(store / SINGLE / original["path"], store / SINGLE / "91")
+    _point_champion(store, SINGLE, "91")
     report = client.post("/admin/reload", headers=HEADERS).json()
-    cml = next(t for t in report["tasks"] if t["task"] == "cml_tfr")
-    assert (cml["status"], cml["serving_version"]) == ("loaded", "91"), cml
-    assert client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()["model"]["version"] == "91"
+    single = next(t for t in report["tasks"] if t["task"] == SINGLE)
+    assert (single["status"], single["serving_version"]) == ("loaded", "91"), single
+    assert client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).json()["model"]["version"] == "91"
 
-    broken = store / "cml_tfr" / "92"
-    shutil.copytree(store / "cml_tfr" / "91", broken)
-    (broken / "bundle.json").write_text('{"task": "cml_tfr"')  # a truncated export
-    _point_champion(store, "cml_tfr", "92")
+    broken = store / SINGLE / "92"
+    shutil.copytree(store / SINGLE / "91", broken)
+    (broken / "bundle.json").write_text('{"task": SINGLE')  # a truncated export
+    _point_champion(store, SINGLE, "92")
     report = client.post("/admin/reload", headers=HEADERS)
     assert report.status_code == 200
-    cml = next(t for t in report.json()["tasks"] if t["task"] == "cml_tfr")
-    assert (cml["status"], cml["serving_version"], cml["champion_version"]) == ("failed", "91", "92")
-    assert "91 keeps serving" in cml["message"]
-    answer = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS)
+    single = next(t for t in report.json()["tasks"] if t["task"] == SINGLE)
+    assert (single["status"], single["serving_version"], single["champion_version"]) == ("failed", "91", "92")
+    assert "91 keeps serving" in single["message"]
+    answer = client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS)
     assert answer.status_code == 200 and answer.json()["model"]["version"] == "91"
     assert client.get("/readyz").status_code == 200  # a model still serves every task with a champion
 
     # A version whose smoke prediction fails (loads, but cannot predict) is refused the same way.
-    smoke = store / "cml_tfr" / "93"
-    shutil.copytree(store / "cml_tfr" / "91", smoke)
+    smoke = store / SINGLE / "93"
+    shutil.copytree(store / SINGLE / "91", smoke)
     spec = json.loads((smoke / "bundle.json").read_text())
     spec["horizons_months"] = ["never"]
     (smoke / "bundle.json").write_text(json.dumps(spec))
-    _point_champion(store, "cml_tfr", "93")
-    cml = next(t for t in client.post("/admin/reload", headers=HEADERS).json()["tasks"] if t["task"] == "cml_tfr")
-    assert (cml["status"], cml["serving_version"]) == ("failed", "91")
+    _point_champion(store, SINGLE, "93")
+    single = next(t for t in client.post("/admin/reload", headers=HEADERS).json()["tasks"] if t["task"] == SINGLE)
+    assert (single["status"], single["serving_version"]) == ("failed", "91")
 
-    (store / "cml_tfr" / "champion.json").write_text(json.dumps(original))
-    cml = next(t for t in client.post("/admin/reload", headers=HEADERS).json()["tasks"] if t["task"] == "cml_tfr")
-    assert (cml["status"], cml["serving_version"]) == ("loaded", original["version"])
+    (store / SINGLE / "champion.json").write_text(json.dumps(original))
+    single = next(t for t in client.post("/admin/reload", headers=HEADERS).json()["tasks"] if t["task"] == SINGLE)
+    assert (single["status"], single["serving_version"]) == ("loaded", original["version"])
 
 
 def test_readiness_needs_every_champion_loaded(store, tmp_path):
     models = tmp_path / "models"
-    shutil.copytree(store / "cml_tfr", models / "cml_tfr")
-    (models / "all_hsct").mkdir()
-    (models / "all_hsct" / "champion.json").write_text(json.dumps({"version": "7", "path": "7", "run_id": "x"}))
-    registry = ChampionRegistry(models, ["cml_tfr", "all_hsct"])
+    shutil.copytree(store / SINGLE, models / SINGLE)
+    (models / COMPETING).mkdir()
+    (models / COMPETING / "champion.json").write_text(json.dumps({"version": "7", "path": "7", "run_id": "x"}))
+    registry = ChampionRegistry(models, [SINGLE, COMPETING])
     app = TestClient(create_app(registry, {"ops": KEY}))
     assert app.get("/readyz").status_code == 503 and not registry.ready()
-    assert app.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).status_code == 200
-    assert_error_shape(app.post("/v1/all-hsct/predict", json=TRANSPLANT_PATIENT, headers=HEADERS), 503)
-    (models / "all_hsct" / "champion.json").unlink()
+    assert app.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).status_code == 200
+    assert_error_shape(app.post(f"{COMPETING_ROUTE}/predict", json=COMPETING_PATIENT, headers=HEADERS), 503)
+    (models / COMPETING / "champion.json").unlink()
     registry.refresh(force=True)
     assert app.get("/readyz").status_code == 200
 
 
 def test_metrics_have_route_latency_and_predictions_per_version(client):
-    version = client.post("/v1/cml-tfr/predict", json=PATIENT, headers=HEADERS).json()["model"]["version"]
+    version = client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).json()["model"]["version"]
     text = client.get("/metrics").text
     assert 'relapse_risk_request_duration_seconds_bucket{' in text
-    assert 'route="/v1/cml-tfr/predict"' in text
+    assert f'route="{SINGLE_ROUTE}/predict"' in text
     counts = [line for line in text.splitlines() if line.startswith("relapse_risk_predictions_total{")]
-    labels = (f'model_version="{version}"', 'route="/v1/cml-tfr/predict"', 'task="cml_tfr"')
+    labels = (f'model_version="{version}"', f'route="{SINGLE_ROUTE}/predict"', f'task="{SINGLE}"')
     assert any(all(label in line for label in labels) for line in counts), counts
 
 
@@ -316,9 +320,9 @@ def test_metrics_have_route_latency_and_predictions_per_version(client):
 def test_openapi_documents_every_route_field_and_error(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    for route in ("/livez", "/readyz", "/healthz", "/metrics", "/admin/reload", "/v1/cml-tfr/predict",
-                  "/v1/cml-tfr/predict-batch", "/v1/cml-tfr/model", "/v1/all-hsct/predict",
-                  "/v1/all-hsct/predict-batch", "/v1/all-hsct/model"):
+    for route in ("/livez", "/readyz", "/healthz", "/metrics", "/admin/reload", f"{SINGLE_ROUTE}/predict",
+                  f"{SINGLE_ROUTE}/predict-batch", f"{SINGLE_ROUTE}/model", f"{COMPETING_ROUTE}/predict",
+                  f"{COMPETING_ROUTE}/predict-batch", f"{COMPETING_ROUTE}/model"):
         assert route in paths, route
     for path, operations in paths.items():
         for method, operation in operations.items():
@@ -331,15 +335,14 @@ def test_openapi_documents_every_route_field_and_error(client):
                 assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
                     "/ErrorBody")
     schemas = spec["components"]["schemas"]
-    for name in ("CmlTfrPatient", "AllHsctPatient"):
+    for name in ("SampleSinglePatient", "SampleCompetingPatient"):
         patient = schemas[name]
         assert patient["examples"], name
         for field, definition in patient["properties"].items():
             assert definition.get("description"), (name, field)
-        assert "[years]" in patient["properties"].get("tki_years", patient["properties"].get(
-            "age_at_hct_years"))["description"]
-    batch = schemas["CmlTfrBatch"]["properties"]["patients"]
-    assert batch["maxItems"] == MAX_BATCH_PATIENTS and batch["items"]["$ref"].endswith("/CmlTfrPatient")
+        assert "[years]" in patient["properties"]["age_years"]["description"]
+    batch = schemas["SampleSingleBatch"]["properties"]["patients"]
+    assert batch["maxItems"] == MAX_BATCH_PATIENTS and batch["items"]["$ref"].endswith("/SampleSinglePatient")
     probability = schemas["HorizonEstimate"]["properties"]["probability"]
     assert probability["minimum"] == 0 and probability["maximum"] == 1
     page = client.get("/docs").text

@@ -14,6 +14,7 @@ from serving.api import create_app
 from serving.champions import ChampionRegistry
 from serving.middleware import AppFirst
 from serving.page import ASSETS_PATH, STATIC
+from tests.sample_tasks import SINGLE_ROUTE
 
 # XML namespace names are identifiers that a browser never fetches; no other URL may appear in the page's files.
 NAMESPACES = {"http://www.w3.org/2000/svg"}
@@ -63,7 +64,7 @@ def test_assets_name_no_external_url():
 def test_the_page_needs_no_key_and_stays_out_of_the_api_document(app):
     client = TestClient(app)
     assert client.get("/").status_code == 200  # the page asks for the key itself
-    assert client.get("/v1/cml-tfr/model").status_code == 401
+    assert client.get(f"{SINGLE_ROUTE}/model").status_code == 401
     paths = client.get("/openapi.json").json()["paths"]
     assert "/" not in paths and not any(p.startswith(ASSETS_PATH) for p in paths)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sample_tasks import COMPETING, COMPETING_ROUTE, SINGLE, SINGLE_ROUTE
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
@@ -166,12 +168,12 @@ def test_real_server_serves_the_page_not_bentoml_index(live_server):
 def test_a_clinician_gets_the_api_answer_and_sees_errors_beside_the_field(page, live_server):
     assert open_with_key(page, live_server, live_server.key) == "ready"
     tasks = page.eval_on_selector_all("#task-select option", "options => options.map(o => o.value)")
-    assert {"cml_tfr", "all_hsct"} <= set(tasks)
-    page.select_option("#task-select", "cml_tfr")
+    assert {SINGLE, COMPETING} <= set(tasks)
+    page.select_option("#task-select", SINGLE)
     assert settle(page) == "ready"
 
     # The model's identity, its intended-use statement and each field's unit and range are on the page.
-    _, info, _ = live_server.call("/v1/cml-tfr/model", key=live_server.key)
+    _, info, _ = live_server.call(f"{SINGLE_ROUTE}/model", key=live_server.key)
     assert page.inner_text("#model-name") == info["model"]["name"]
     assert page.inner_text("#model-version") == info["model"]["version"]
     shown_use = page.inner_text("#intended-use")
@@ -186,15 +188,15 @@ def test_a_clinician_gets_the_api_answer_and_sees_errors_beside_the_field(page, 
             assert label.startswith(info["labels"]["predictors"][predictor["name"]]["label"]), label
     marked = page.eval_on_selector_all(".field .required-mark", "marks => marks.length")
     _, document, _ = live_server.call("/openapi.json", key=None)
-    assert marked == len(document["components"]["schemas"]["CmlTfrPatient"]["required"])
+    assert marked == len(document["components"]["schemas"]["SampleSinglePatient"]["required"])
 
     # The example patient of the request model: the page shows the API's answer for the body it sent.
-    patient = request_example(live_server, "CmlTfrPatient")
+    patient = request_example(live_server, "SampleSinglePatient")
     fill_patient(page, patient)
-    state, sent = submit(page, "/v1/cml-tfr/predict")
+    state, sent = submit(page, f"{SINGLE_ROUTE}/predict")
     assert state == "result", page.inner_text("#form-error")
     assert {k: v for k, v in sent.items() if k != "explain"} == patient
-    status, answer, _ = live_server.call("/v1/cml-tfr/predict", sent, key=live_server.key)
+    status, answer, _ = live_server.call(f"{SINGLE_ROUTE}/predict", sent, key=live_server.key)
     assert status == 200
     assert_shown_answer(page, answer)
     for name, words in info["labels"]["endpoints"].items():  # the task spec's words, not the page's own
@@ -206,43 +208,43 @@ def test_a_clinician_gets_the_api_answer_and_sees_errors_beside_the_field(page, 
     assert_png(SCREENSHOT)
 
     # A value out of range passes the browser (the form does not validate) and comes back beside its field.
-    page.fill("#field-age_at_stop_years", "150")
+    page.fill("#field-age_years", "150")
     assert page.is_visible("#stale-note")  # the shown estimate no longer matches the fields
-    state, sent = submit(page, "/v1/cml-tfr/predict")
+    state, sent = submit(page, f"{SINGLE_ROUTE}/predict")
     assert state == "invalid"
-    status, refusal, _ = live_server.call("/v1/cml-tfr/predict", sent, key=live_server.key)
+    status, refusal, _ = live_server.call(f"{SINGLE_ROUTE}/predict", sent, key=live_server.key)
     assert status == 422
-    reasons = [f["reason"] for f in refusal["fields"] if f["location"] == "body.age_at_stop_years"]
-    assert reasons and page.inner_text("#error-age_at_stop_years") == "; ".join(reasons)
-    assert "invalid" in page.get_attribute('.field[data-field="age_at_stop_years"]', "class")
-    assert page.get_attribute("#field-age_at_stop_years", "aria-invalid") == "true"
-    assert page.inner_text("#error-tki_years") == ""  # only the field that caused it
+    reasons = [f["reason"] for f in refusal["fields"] if f["location"] == "body.age_years"]
+    assert reasons and page.inner_text("#error-age_years") == "; ".join(reasons)
+    assert "invalid" in page.get_attribute('.field[data-field="age_years"]', "class")
+    assert page.get_attribute("#field-age_years", "aria-invalid") == "true"
+    assert page.inner_text("#error-treatment_years") == ""  # only the field that caused it
     assert page.is_hidden("#results")  # no stale estimate beside a refused patient
     page.screenshot(path=str(ARTIFACTS / "risk-calculator-error.png"), full_page=True)
 
     # A cross-field rule is shown beside the field the service names.
-    page.fill("#field-age_at_stop_years", str(patient["age_at_stop_years"]))
-    page.fill("#field-dmr_years", str(float(patient["tki_years"]) + 1))
-    state, sent = submit(page, "/v1/cml-tfr/predict")
+    page.fill("#field-age_years", str(patient["age_years"]))
+    page.fill("#field-response_years", str(float(patient["treatment_years"]) + 1))
+    state, sent = submit(page, f"{SINGLE_ROUTE}/predict")
     assert state == "invalid"
-    _, refusal, _ = live_server.call("/v1/cml-tfr/predict", sent, key=live_server.key)
+    _, refusal, _ = live_server.call(f"{SINGLE_ROUTE}/predict", sent, key=live_server.key)
     field = refusal["fields"][0]
     assert page.inner_text(f"#error-{field['location'].removeprefix('body.')}") == field["reason"]
 
 
-def test_all_hsct_answer_is_shown_for_every_endpoint(page, live_server):
+def test_a_competing_risk_answer_is_shown_for_every_endpoint(page, live_server):
     assert open_with_key(page, live_server, live_server.key) == "ready"
-    page.select_option("#task-select", "all_hsct")
+    page.select_option("#task-select", COMPETING)
     assert settle(page) == "ready"
-    assert "ALL" in page.inner_text("#intended-use")
-    patient = request_example(live_server, "AllHsctPatient")
+    assert "causes compete" in page.inner_text("#intended-use")
+    patient = request_example(live_server, "SampleCompetingPatient")
     fill_patient(page, patient)
-    state, sent = submit(page, "/v1/all-hsct/predict")
+    state, sent = submit(page, f"{COMPETING_ROUTE}/predict")
     assert state == "result", page.inner_text("#form-error")
-    status, answer, _ = live_server.call("/v1/all-hsct/predict", sent, key=live_server.key)
-    assert status == 200 and set(answer["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
+    status, answer, _ = live_server.call(f"{COMPETING_ROUTE}/predict", sent, key=live_server.key)
+    assert status == 200 and set(answer["endpoints"]) == {"relapse", "nrm", "event_free"}
     assert_shown_answer(page, answer)
-    page.screenshot(path=str(ARTIFACTS / "risk-calculator-all-hsct.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "risk-calculator-competing.png"), full_page=True)
 
 
 def test_a_wrong_key_is_asked_for_again(page, live_server):

@@ -8,14 +8,13 @@ import urllib.request
 import pytest
 
 from serving import launch
+from tests.sample_tasks import COMPETING_PATIENT, COMPETING_ROUTE, SINGLE, SINGLE_PATIENT, SINGLE_ROUTE
 from tests.serving.conftest import LIVE_KEY
 
 pytestmark = pytest.mark.slow  # a real server process
 
 KEY = LIVE_KEY
-PATIENT = {"age_at_stop_years": 61, "sex": "male", "tki_years": 6.0, "dmr_years": 3.0, "depth_at_stop": "MR4",
-           "sokal_risk": "intermediate", "transcript_type": "e13a2", "prior_interferon": False,
-           "tki_at_stop": "nilotinib", "prior_resistance": False, "more_than_one_tki_line": True}
+PATIENT = {**SINGLE_PATIENT, "age_years": 61, "sex": "male", "risk_group": "intermediate"}
 
 
 def call(url: str, body: dict | None = None, key: str | None = KEY) -> tuple[int, dict]:
@@ -39,9 +38,9 @@ def server(live_server):
 
 def test_real_server_answers_a_patient(server, served_models):
     base, _ = server
-    status, body = call(f"{base}/v1/cml-tfr/predict", PATIENT)
+    status, body = call(f"{base}{SINGLE_ROUTE}/predict", PATIENT)
     assert status == 200
-    assert body["model"]["version"] == served_models.versions["cml_tfr"]
+    assert body["model"]["version"] == served_models.versions[SINGLE]
     probabilities = [h["probability"] for h in body["endpoints"]["relapse"]["horizons"] if h["probability"]]
     assert all(0 <= p <= 1 for p in probabilities) and probabilities == sorted(probabilities)
     risk_12 = body["endpoints"]["relapse"]["horizons"][1]["probability"]
@@ -50,24 +49,22 @@ def test_real_server_answers_a_patient(server, served_models):
 
 
 def test_real_server_answers_both_tasks(server):
-    from tasks.all_hsct.tests.test_api import PATIENT as TRANSPLANT_PATIENT
-
     base, _ = server
-    status, body = call(f"{base}/v1/all-hsct/predict", TRANSPLANT_PATIENT)
-    assert status == 200 and set(body["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
+    status, body = call(f"{base}{COMPETING_ROUTE}/predict", COMPETING_PATIENT)
+    assert status == 200 and set(body["endpoints"]) == {"relapse", "nrm", "event_free"}
     two_years = {name: e["horizons"][1]["probability"] for name, e in body["endpoints"].items()}
-    assert two_years["lfs"] + two_years["relapse"] + two_years["nrm"] == pytest.approx(1.0)
+    assert two_years["event_free"] + two_years["relapse"] + two_years["nrm"] == pytest.approx(1.0)
     with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:  # BentoML's own readiness route
         assert response.status == 200
 
 
 def test_real_server_refuses_bad_requests_with_the_error_shape(server):
     base, log = server
-    status, body = call(f"{base}/v1/cml-tfr/predict", {**PATIENT, "sokal_risk": "Zebra-7731", "tki_years": -1})
+    status, body = call(f"{base}{SINGLE_ROUTE}/predict", {**PATIENT, "risk_group": "Zebra-7731", "treatment_years": -1})
     assert status == 422
-    assert {"body.sokal_risk", "body.tki_years"} <= {f["location"] for f in body["fields"]}
-    assert call(f"{base}/v1/cml-tfr/predict", PATIENT, key=None)[0] == 401
-    assert call(f"{base}/v1/cml-tfr/predict", PATIENT, key="wrong")[0] == 401
+    assert {"body.risk_group", "body.treatment_years"} <= {f["location"] for f in body["fields"]}
+    assert call(f"{base}{SINGLE_ROUTE}/predict", PATIENT, key=None)[0] == 401
+    assert call(f"{base}{SINGLE_ROUTE}/predict", PATIENT, key="wrong")[0] == 401
     assert "Zebra-7731" not in log.read_text()  # rejected values never reach the log
     assert KEY not in log.read_text()
 

@@ -11,20 +11,20 @@ from matplotlib.text import Text
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from serving.waterfall import BETTER, WORSE, waterfall_figure
-from tasks.all_hsct.tests.test_api import PATIENT as HSCT_PATIENT
+from tests.sample_tasks import COMPETING, COMPETING_PATIENT, SINGLE, slug
 from tests.serving.test_api import HEADERS, KEY, PATIENT
 
-OUT_OF_RANGE = {**PATIENT, "tki_years": 39.9, "dmr_years": 39.5, "age_at_stop_years": 99.9}
+OUT_OF_RANGE = {**PATIENT, "treatment_years": 39.9, "response_years": 39.5, "age_years": 99.9}
 
 
 @pytest.fixture(scope="module")
 def client(served_models) -> TestClient:
-    champions = ChampionRegistry(served_models.models_dir, ["cml_tfr", "all_hsct"])
+    champions = ChampionRegistry(served_models.models_dir, [SINGLE, COMPETING])
     return TestClient(create_app(champions, {"local": KEY}))
 
 
-def explanation(client: TestClient, slug: str, patient: dict, endpoint: str, months: int) -> dict:
-    response = client.post(f"/v1/{slug}/explain", json={**patient, "explain": {"endpoint": endpoint,
+def explanation(client: TestClient, task_slug: str, patient: dict, endpoint: str, months: int) -> dict:
+    response = client.post(f"/v1/{task_slug}/explain", json={**patient, "explain": {"endpoint": endpoint,
                                                                                 "horizon_months": months}},
                            headers=HEADERS)
     assert response.status_code == 200, response.text
@@ -72,15 +72,15 @@ def legend_texts(figure) -> list[str]:
     return [text.get_text() for legend in legends for text in legend.get_texts()]
 
 
-@pytest.mark.parametrize(("slug", "patient", "endpoint", "months", "kind"), [
-    ("cml-tfr", PATIENT, "relapse", 24, "incidence"),
-    ("cml-tfr", PATIENT, "relapse_free", 24, "survival"),
-    ("all-hsct", HSCT_PATIENT, "os", 36, "survival"),
-    ("all-hsct", HSCT_PATIENT, "relapse", 12, "incidence"),
-    ("cml-tfr", OUT_OF_RANGE, "relapse_free", 12, "survival"),  # long warnings printed under the chart
+@pytest.mark.parametrize(("task_slug", "patient", "endpoint", "months", "kind"), [
+    (slug(SINGLE), PATIENT, "relapse", 24, "incidence"),
+    (slug(SINGLE), PATIENT, "relapse_free", 24, "survival"),
+    (slug(COMPETING), COMPETING_PATIENT, "event_free", 36, "survival"),
+    (slug(COMPETING), COMPETING_PATIENT, "relapse", 12, "incidence"),
+    (slug(SINGLE), OUT_OF_RANGE, "relapse_free", 12, "survival"),  # long warnings printed under the chart
 ])
-def test_colours_legend_and_readable_text(client, slug, patient, endpoint, months, kind):
-    explained = explanation(client, slug, patient, endpoint, months)
+def test_colours_legend_and_readable_text(client, task_slug, patient, endpoint, months, kind):
+    explained = explanation(client, task_slug, patient, endpoint, months)
     assert explained["kind"] == kind
     figure = waterfall_figure(explained)
     good, bad = ("raises", "lowers") if kind == "survival" else ("lowers", "raises")
@@ -99,17 +99,17 @@ def test_colours_legend_and_readable_text(client, slug, patient, endpoint, month
 
 
 def test_values_read_as_on_the_page(client):
-    explained = explanation(client, "cml-tfr", PATIENT, "relapse", 12)
+    explained = explanation(client, slug(SINGLE), PATIENT, "relapse", 12)
     labels = {text.get_text() for text in waterfall_figure(explained).axes[0].get_yticklabels()}
-    assert {"prior_interferon = no", "tki_years = 7.4 years", "nk_cell_level = not given",
-            "age_at_stop_years = 58 years", "average training patient", "this patient"} <= labels
-    hsct = explanation(client, "all-hsct", HSCT_PATIENT, "os", 36)
-    labels = [text.get_text() for text in waterfall_figure(hsct).axes[0].get_yticklabels()]
-    shown = hsct["items"][:12]  # largest first, as the chart takes them
+    assert {"prior_therapy = no", "treatment_years = 7.4 years", "marker_level = not given", "age_years = 58 years",
+            "average training patient", "this patient"} <= labels
+    competing = explanation(client, slug(COMPETING), COMPETING_PATIENT, "event_free", 36)
+    labels = [text.get_text() for text in waterfall_figure(competing).axes[0].get_yticklabels()]
+    shown = competing["items"][:12]  # largest first, as the chart takes them
     for item in shown:
         if isinstance(item["value"], bool):
             assert f"{item['feature']} = {'yes' if item['value'] else 'no'}" in labels
         elif isinstance(item["value"], float) and item["units"]:
             assert any(label.startswith(f"{item['feature']} = ") and label.endswith(f" {item['units']}")
                        for label in labels)
-    assert f"{len(hsct['items']) - 12} other predictors" in labels
+    assert f"{len(competing['items']) - 12} other predictors" in labels

@@ -8,40 +8,38 @@ import pandas as pd
 import pytest
 
 from features.task_schema import validate_frame
-from features.tasks import TASKS
 from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import HARRELL_QUANTILES, PatientEncoding, Preprocessor, number_basis
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.sample_tasks import SINGLE, sample_tasks
 from training.families import CoxFamily
 
-TASK = TASKS["cml_tfr"]
+TASK = sample_tasks()[SINGLE]  # declares a log2 transform (marker_level) and a cut (treatment_years at 5)
 
 
 def _schema_with_spline_on_age():
-    predictors = tuple(replace(p, spline_knots=4) if p.name == "age_at_stop_years" else p
+    predictors = tuple(replace(p, spline_knots=4) if p.name == "age_years" else p
                        for p in TASK.schema.predictors)
     return replace(TASK.schema, predictors=predictors)
 
 
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:
-    return validate_frame(generate_cml_tfr_cohort(800, seed=21), TASK.schema)
+    return validate_frame(TASK.generate_cohort(800, 21), TASK.schema)
 
 
 def test_the_cox_columns_follow_the_declared_forms(cohort):
     columns = Preprocessor(impute=True).fit(cohort, _schema_with_spline_on_age()).columns
-    # log2 replaces the halving time's value; the TKI step comes beside the linear term; the spline adds two terms.
-    assert "bcr_abl1_halving_time_days" not in columns and "bcr_abl1_halving_time_days@log2" in columns
-    assert {"tki_years", "tki_years@ge5", "age_at_stop_years", "age_at_stop_years@rcs1",
-            "age_at_stop_years@rcs2"} <= set(columns)
+    # log2 replaces the marker's value; the treatment step comes beside the linear term; the spline adds two terms.
+    assert "marker_level" not in columns and "marker_level@log2" in columns
+    assert {"treatment_years", "treatment_years@ge5", "age_years", "age_years@rcs1", "age_years@rcs2"} <= set(columns)
     # xgboost reads the values only: trees need no transform.
-    assert "tki_years@ge5" not in Preprocessor(impute=False).fit(cohort, TASK.schema).columns
+    assert "treatment_years@ge5" not in Preprocessor(impute=False).fit(cohort, TASK.schema).columns
 
 
 def test_knots_sit_at_harrells_quantiles_and_the_spline_is_linear_beyond_them(cohort):
     preprocessor = Preprocessor(impute=True).fit(cohort, _schema_with_spline_on_age())
-    knots = preprocessor.knots()["age_at_stop_years"]
-    np.testing.assert_allclose(knots, np.quantile(cohort["age_at_stop_years"], HARRELL_QUANTILES[4]), atol=1e-6)
+    knots = preprocessor.knots()["age_years"]
+    np.testing.assert_allclose(knots, np.quantile(cohort["age_years"], HARRELL_QUANTILES[4]), atol=1e-6)
     form = {"knots": knots}
     beyond = np.array([knots[-1] + 1, knots[-1] + 2, knots[-1] + 3])
     terms = number_basis(form, beyond)
@@ -72,7 +70,7 @@ def test_a_replicate_takes_the_point_models_knots_and_another_encoding_is_refuse
     assert same.knots() == point.knots() and own.knots() != point.knots()
     encoding = PatientEncoding.of(point.schema_predictors)
     same.linear_map(encoding)
-    with pytest.raises(ValueError, match="age_at_stop_years: the encoding's form"):
+    with pytest.raises(ValueError, match="age_years: the encoding's form"):
         own.linear_map(encoding)
 
 
@@ -96,20 +94,20 @@ def test_the_cox_family_respects_a_monotone_hint(cohort):
     target = TASK.cause_targets(cohort)["relapse"]
     free = CoxFamily().fit(cohort, _schema_with_spline_on_age(), target)
     hinted_schema = replace(_schema_with_spline_on_age(), predictors=tuple(
-        replace(p, monotone=-1) if p.name == "age_at_stop_years" else p
+        replace(p, monotone=-1) if p.name == "age_years" else p
         for p in _schema_with_spline_on_age().predictors))
     hinted = CoxFamily().fit(cohort, hinted_schema, target)
     columns = hinted.preprocessor_.columns
-    grid = pd.DataFrame({"age_at_stop_years": np.linspace(cohort["age_at_stop_years"].min(),
-                                                          cohort["age_at_stop_years"].max(), 40)})
+    grid = pd.DataFrame({"age_years": np.linspace(cohort["age_years"].min(),
+                                                          cohort["age_years"].max(), 40)})
 
     def age_effect(model: CoxFamily) -> np.ndarray:
-        own = np.array([c.startswith("age_at_stop_years") and not c.endswith("__missing") for c in columns])
+        own = np.array([c.startswith("age_years") and not c.endswith("__missing") for c in columns])
         encoding = PatientEncoding.of(model.preprocessor_.schema_predictors)
         effect = model.preprocessor_.transform_encoded(encoding.frame(grid), encoding)
         return effect[:, own] @ model.coefficients_[own]
 
     assert np.any(np.diff(age_effect(free)) > 1e-9)  # unconstrained, the noise makes it rise somewhere
     assert np.all(np.diff(age_effect(hinted)) <= 1e-9)
-    # The other predictors keep their effects (tki_years' step at 5 years is still there).
-    assert hinted.coefficients_[columns.index("tki_years@ge5")] < 0
+    # The other predictors keep their effects (treatment_years' step at 5 years is still there).
+    assert hinted.coefficients_[columns.index("treatment_years@ge5")] < 0

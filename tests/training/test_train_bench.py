@@ -4,12 +4,13 @@ from drifting when a stage's signature changes (a figure, not a timing: nothing 
 import pytest
 
 from benchmarks.train_bench import run_stages
+from tests.sample_tasks import SINGLE
 
 pytestmark = pytest.mark.slow  # every training stage, on a small cohort
 
 
-def test_every_stage_runs_and_is_measured(tmp_path):
-    rows, family = run_stages("cml_tfr", 400, trials=1, replicates=2, draws=5, seed=0, scratch=tmp_path,
+def test_every_stage_runs_and_is_measured(tmp_path, sample_tasks):
+    rows, family = run_stages(SINGLE, 400, trials=1, replicates=2, draws=5, seed=0, scratch=tmp_path,
                               say=lambda _: None, family="cox_ph")
     names = [row["stage"] for row in rows]
     assert family == "cox_ph"

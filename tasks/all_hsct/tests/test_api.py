@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.champions import ChampionRegistry
+from tests.served_models import VERSION, build_champion
 
 KEY = "test-key-all-hsct"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -20,8 +21,12 @@ PATIENT = {"age_at_hct_years": 38, "sex": "male", "ph_chromosome": "negative", "
 
 
 @pytest.fixture(scope="module")
-def client(served_models) -> TestClient:
-    champions = ChampionRegistry(served_models.models_dir, ["all_hsct"])
+def client(tmp_path_factory) -> TestClient:
+    """An all_hsct champion (the boosted family: tree SHAP, Breslow baselines on its margins) built in seconds, as
+    tests/served_models.py builds the sample tasks'."""
+    root = tmp_path_factory.mktemp("all_hsct_served")
+    build_champion("all_hsct", "xgboost_cox", root / "models", root / "bundles")
+    champions = ChampionRegistry(root / "models", ["all_hsct"])
     return TestClient(create_app(champions, {"local": KEY}))
 
 
@@ -35,9 +40,9 @@ def at(body, endpoint, months):
     return next(h["probability"] for h in body["endpoints"][endpoint]["horizons"] if h["months"] == months)
 
 
-def test_five_endpoints_are_coherent(client, served_models):
+def test_five_endpoints_are_coherent(client):
     body = predict(client, PATIENT)
-    assert body["model"]["version"] == served_models.versions["all_hsct"] and body["task"] == "all_hsct"
+    assert body["model"]["version"] == VERSION and body["task"] == "all_hsct"
     assert set(body["endpoints"]) == {"relapse", "nrm", "os", "lfs", "grfs"}
     assert [h["months"] for h in body["endpoints"]["os"]["horizons"]] == [12, 24, 36, 60]
     curves = {name: np.array(e["curve"]["probability"]) for name, e in body["endpoints"].items()}

@@ -1,4 +1,5 @@
-"""Every route that answers with a probability gives the patient the warnings /predict gives, and is counted.
+"""cml_tfr served in process, with its stop-timing route: every route that answers with a probability gives the
+patient the warnings /predict gives, and is counted.
 
 /stop-timing used to answer a 0.7 % relapse risk with no warning for a patient /predict warns about four times, and
 offered projections past the schema's own limits (age 101.9, TKI 41.9 years); /explain gave no warning about the
@@ -13,7 +14,14 @@ from risk_model.answers import StopTimingAnswer
 from risk_model.stop_timing import ADVANCED_WITH_TIME
 from serving.api import create_app
 from serving.champions import ChampionRegistry
-from tests.serving.test_api import HEADERS, KEY, PATIENT
+from tests.served_models import build_champion
+
+TASK = "cml_tfr"
+KEY = "test-key-cml-tfr"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+PATIENT = {"age_at_stop_years": 58, "sex": "female", "tki_years": 7.4, "dmr_years": 4.3, "depth_at_stop": "MR4.5",
+           "sokal_risk": "low", "transcript_type": "e14a2", "prior_interferon": False, "tki_at_stop": "imatinib",
+           "prior_resistance": False, "more_than_one_tki_line": False}
 
 # At the schema's edges (age <= 100, TKI and deep response <= 40 years) and far outside the training data.
 EXTREME = {**PATIENT, "tki_years": 39.9, "dmr_years": 39.5, "age_at_stop_years": 99.9}
@@ -21,8 +29,11 @@ ABOUT_THE_PATIENT = {"outside_training_range", "rare_category", "far_from_traini
 
 
 @pytest.fixture(scope="module")
-def champions(served_models) -> ChampionRegistry:
-    return ChampionRegistry(served_models.models_dir, ["cml_tfr"])
+def champions(tmp_path_factory) -> ChampionRegistry:
+    """A cml_tfr champion built in seconds, as tests/served_models.py builds the sample tasks'."""
+    root = tmp_path_factory.mktemp("cml_tfr_served")
+    build_champion(TASK, "cox_ph", root / "models", root / "bundles")
+    return ChampionRegistry(root / "models", [TASK])
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +70,7 @@ def test_stop_timing_warns_as_predict_does_and_offers_nothing_past_the_schema(cl
 
 
 def test_each_option_carries_its_projected_patients_own_warnings_and_risk(client, champions):
-    summary = champions.get("cml_tfr").bundle.training_summary
+    summary = champions.get(TASK).bundle.training_summary
     # Just inside the training range of TKI duration today, so waiting 6 months or more leaves it.
     tki = summary["tki_years"]["max"] - 0.2
     patient = {**PATIENT, "tki_years": round(tki, 2), "dmr_years": round(tki - 3, 2)}
@@ -138,3 +149,20 @@ def test_stop_timing_answer_is_documented(client):
     assert "margin_percentage_points" in schemas["StopComparison"]["properties"]
     assert "projection_outside_schema_range" in schemas["Warning_"]["properties"]["code"]["description"]
     assert set(ADVANCED_WITH_TIME) == set(schemas["ProjectedValues"]["properties"])
+
+
+def test_stop_timing_route_answers_with_the_projection_statement(client):
+    body = client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 4.0, "dmr_years": 2.0},
+                       headers=HEADERS)
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert [o["stop_after_months"] for o in answer["options"]] == [0, 6, 12, 24]
+    for caveat in ("not a causal estimate", "respond better (selection)", "losing the deep response while waiting "
+                   "is not modelled"):
+        assert caveat in answer["statement"]
+    assert answer["comparison"]["margin_percentage_points"] == 5.0
+    assert f"{answer['comparison']['margin_percentage_points']:g} percentage points" in answer["comparison"]["rule"]
+    for option in answer["options"]:
+        for estimate in option["relapse_risk"]:
+            assert 0 <= estimate["lower"] <= estimate["probability"] <= estimate["upper"] <= 1
+    assert client.post("/v1/cml-tfr/stop-timing", json={**PATIENT, "tki_years": 99}, headers=HEADERS).status_code == 422
