@@ -44,9 +44,11 @@ def _boosters(depth: int, rounds: list[int]) -> tuple[list[xgb.Booster], np.ndar
     members = []
     for seed, n_rounds in enumerate(rounds):
         rows = rng.integers(0, len(matrix), len(matrix))
-        booster = xgb.train({"objective": "survival:cox", "max_depth": depth, "eta": 0.1, "nthread": 1,
-                             "seed": seed, "subsample": 0.8}, xgb.DMatrix(matrix[rows], label=label[rows],
-                                                                           missing=np.nan), n_rounds)
+        booster = xgb.train(
+            {"objective": "survival:cox", "max_depth": depth, "eta": 0.1, "nthread": 1, "seed": seed, "subsample": 0.8},
+            xgb.DMatrix(matrix[rows], label=label[rows], missing=np.nan),
+            n_rounds,
+        )
         members.append(xgb.Booster(model_file=bytearray(booster.save_raw("ubj"))))
     return members, matrix
 
@@ -67,8 +69,9 @@ def test_margins_equal_xgboost_bit_for_bit(depth):
     forest = compile_forest(members)
     assert forest.depth == depth
     rng = np.random.default_rng(7)
-    rows = np.vstack([matrix[:300], _edge_rows(forest.threshold, matrix.shape[1], rng),
-                      np.full((1, matrix.shape[1]), np.nan)])
+    rows = np.vstack(
+        [matrix[:300], _edge_rows(forest.threshold, matrix.shape[1], rng), np.full((1, matrix.shape[1]), np.nan)]
+    )
     expected = np.stack([m.inplace_predict(rows, predict_type="margin", missing=np.nan) for m in members])
     got = forest_margins(forest, rows, rows_per_pass=64)  # several passes
     assert got.shape == (len(members), len(rows))
@@ -81,9 +84,15 @@ def test_members_on_their_own_columns():
     """Members fitted on different column sets read their own block of one stacked matrix."""
     members, matrix = _boosters(3, [30, 30])
     wide = np.column_stack([matrix, matrix[:, ::-1]])
-    flipped = xgb.train({"objective": "survival:cox", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(matrix[:, ::-1], label=np.where(np.arange(len(matrix)) % 3, 1.0, -1.0) *
-                                    (1 + np.arange(len(matrix)) % 7), missing=np.nan), 30)
+    flipped = xgb.train(
+        {"objective": "survival:cox", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(
+            matrix[:, ::-1],
+            label=np.where(np.arange(len(matrix)) % 3, 1.0, -1.0) * (1 + np.arange(len(matrix)) % 7),
+            missing=np.nan,
+        ),
+        30,
+    )
     forest = compile_forest([members[0], flipped], column_offsets=[0, matrix.shape[1]], n_columns=wide.shape[1])
     got = forest_margins(forest, wide[:50])
     np.testing.assert_array_equal(got[0], members[0].inplace_predict(matrix[:50], predict_type="margin"))
@@ -92,8 +101,11 @@ def test_members_on_their_own_columns():
 
 def test_categorical_splits_are_refused():
     frame = pd.DataFrame({"group": pd.Categorical(["a", "b", "c", "a"] * 25)})
-    booster = xgb.train({"objective": "survival:cox", "nthread": 1, "max_cat_to_onehot": 1},
-                        xgb.DMatrix(frame, label=np.arange(1.0, 101.0), enable_categorical=True), 3)
+    booster = xgb.train(
+        {"objective": "survival:cox", "nthread": 1, "max_cat_to_onehot": 1},
+        xgb.DMatrix(frame, label=np.arange(1.0, 101.0), enable_categorical=True),
+        3,
+    )
     with pytest.raises(ValueError, match="categorical split"):
         compile_forest([booster])
 
