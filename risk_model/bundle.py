@@ -261,18 +261,18 @@ class ModelBundle:
         return margins
 
     def _forest_margins(self, cause: str, count: int, encoded: np.ndarray) -> np.ndarray:
-        """A boosted cause's margins for the first `count` members (members x patients) from their trees compiled
-        once per bundle (risk_model/forest.py), equal bit for bit to each booster's `inplace_predict`. Members whose
-        preprocessors differ (a category absent from a bootstrap resample has no column) read their own columns,
-        side by side in one stacked model matrix."""
+        """A boosted cause's margins for the first `count` members (members x patients) from every member's trees,
+        compiled once per bundle (risk_model/forest.py), equal bit for bit to each booster's `inplace_predict`.
+        Members whose preprocessors differ (a category absent from a bootstrap resample has no column) read their
+        own columns, side by side in one stacked model matrix."""
         ensemble = self._ensemble()
         forests = ensemble.setdefault("forests", {})
-        if (cause, count) not in forests:
+        if cause not in forests:
             from risk_model.forest import compile_forest
 
             maps: list[tuple[np.ndarray, np.ndarray]] = []
             offsets = []
-            for member in ensemble["members"][:count]:
+            for member in ensemble["members"]:
                 weights, nan_from = member[cause].preprocessor.linear_map(ensemble["encoding"])
                 index = next((i for i, (w, n) in enumerate(maps) if np.array_equal(w, weights)
                               and np.array_equal(n, nan_from)), None)
@@ -281,12 +281,12 @@ class ModelBundle:
                     maps.append((weights, nan_from))
                 offsets.append(sum(len(w) for w, _ in maps[:index]))
             stacked = (np.concatenate([w for w, _ in maps]), np.concatenate([n for _, n in maps]))
-            forests[(cause, count)] = (compile_forest([m[cause].booster for m in ensemble["members"][:count]],
-                                                      offsets, len(stacked[1])), stacked)
-        forest, stacked = forests[(cause, count)]
+            forests[cause] = (compile_forest([m[cause].booster for m in ensemble["members"]], offsets,
+                                             len(stacked[1])), stacked)
+        forest, stacked = forests[cause]
         from risk_model.forest import forest_margins
 
-        return forest_margins(forest, encoded_to_matrix(encoded, *stacked)).astype(float)
+        return forest_margins(forest.first(count), encoded_to_matrix(encoded, *stacked)).astype(float)
 
     def margins(self, frame: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         return {name: values[0] for name, values in self.member_margins(self.encode(frame)).items()}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,8 @@ _LIBM.logf.argtypes = [ctypes.c_float]
 class CompiledForest:
     """The trees of several boosters as one node table. Node 0 is a shared leaf of value 0 that pads members with
     fewer trees (adding 0.0 in float32 changes no sum), so the trees are (members x trees_per_member), member-major.
-    A leaf points at itself, so walking past it changes nothing."""
+    A split's right child is its left child + 1 (xgboost allocates children in pairs; a tree that breaks this is
+    renumbered), so one step is `left + (x >= threshold)`; a leaf is its own left child and never goes right."""
 
     feature: np.ndarray  # node -> column of the (stacked) model matrix
     threshold: np.ndarray  # node -> float32 split value
@@ -45,16 +46,23 @@ class CompiledForest:
     base_margin: np.ndarray  # member -> float32 base margin
     depth: int  # the deepest tree's number of split levels
     n_columns: int  # width of the model matrix the features index
+    # node -> column of the matrix `_doubled` builds: the NaN-as--inf copy for a default-left split, the NaN-as-+inf
+    # copy for a default-right one, the last (all -inf) column for a leaf, which so never moves on.
+    gather: np.ndarray
 
     @property
     def members(self) -> int:
         return len(self.base_margin)
 
-    @property
-    def gather_column(self) -> np.ndarray:
-        """node -> column of the doubled matrix `_doubled` builds (NaN as -inf for default-left nodes, as +inf
-        for default-right ones)."""
-        return self.feature + np.where(self.default_left, 0, self.n_columns)
+    def first(self, count: int) -> CompiledForest:
+        """The first `count` members only (their trees, the same node table)."""
+        per_member = len(self.roots) // self.members
+        return replace(
+            self,
+            roots=self.roots[: count * per_member],
+            tree_member=self.tree_member[: count * per_member],
+            base_margin=self.base_margin[:count],
+        )
 
 
 def compile_forest(
@@ -72,38 +80,79 @@ def compile_forest(
     )
     trees = [_trees_of(model) for model in models]
     per_member = max(len(t) for t in trees)
-    # Node 0: the shared zero leaf.
-    columns: dict[str, list[np.ndarray]] = {
-        key: [np.zeros(1, dtype)]
-        for key, dtype in (
-            ("feature", np.int64),
-            ("threshold", np.float32),
-            ("left", np.int64),
-            ("right", np.int64),
-            ("default_left", bool),
-            ("leaf_value", np.float32),
-        )
+    raw: dict[str, list[Any]] = {key: [] for key in _TREE_FIELDS}
+    sizes, tree_offsets = [], []
+    for member_trees, offset in zip(trees, offsets, strict=True):
+        for tree in member_trees:
+            if any(tree["split_type"]):
+                raise ValueError(
+                    "a categorical split: the project one-hot encodes categories, compiled forests read numerical "
+                    "splits only"
+                )
+            tree = tree if _children_in_pairs(tree) else _renumbered(tree)
+            for key in _TREE_FIELDS:
+                raw[key].extend(tree[key])
+            sizes.append(len(tree["left_children"]))
+            tree_offsets.append(offset)
+    sizes_array = np.array(sizes, np.int64)
+    starts = 1 + np.concatenate([[0], np.cumsum(sizes_array)[:-1]])  # node 0 is the shared zero leaf
+    tree_start = np.repeat(starts, sizes_array)
+    left_local = np.array(raw["left_children"], np.int64)
+    leaf = left_local == -1
+    own = np.arange(1, 1 + len(left_local))
+    value = np.array(raw["split_conditions"], np.float32)  # a leaf's value is stored as its split condition
+    nodes = {
+        "feature": np.where(leaf, 0, np.array(raw["split_indices"], np.int64) + np.repeat(tree_offsets, sizes)),
+        "threshold": np.where(leaf, np.float32(0), value),
+        "left": np.where(leaf, own, left_local + tree_start),
+        "right": np.where(leaf, own, np.array(raw["right_children"], np.int64) + tree_start),
+        "default_left": np.array(raw["default_left"], bool) | leaf,
+        "leaf_value": np.where(leaf, value, np.float32(0)),
     }
-    columns["left"][0][0] = columns["right"][0][0] = 0
-    roots = np.zeros((len(models), per_member), np.int64)
-    start, depth = 1, 0
-    for member, (member_trees, offset) in enumerate(zip(trees, offsets, strict=True)):
-        for position, tree in enumerate(member_trees):
-            nodes = _tree_arrays(tree, offset, start)
-            for key, values in nodes.items():
-                if key != "depth":
-                    columns[key].append(values)
-            roots[member, position] = start
-            depth = max(depth, int(nodes["depth"]))
-            start += len(nodes["left"])
+    nodes = {key: np.concatenate([np.zeros(1, values.dtype), values]) for key, values in nodes.items()}
+    roots = np.zeros((len(models), per_member), np.int64)  # padding trees start (and end) at the zero leaf
+    position = 0
+    for member, member_trees in enumerate(trees):
+        roots[member, : len(member_trees)] = starts[position : position + len(member_trees)]
+        position += len(member_trees)
+    split = np.flatnonzero(nodes["left"] != np.arange(len(nodes["left"])))
+    gather = np.full(len(nodes["left"]), 2 * width, np.int64)
+    gather[split] = nodes["feature"][split] + np.where(nodes["default_left"][split], 0, width)
     return CompiledForest(
-        **{key: np.concatenate(parts) for key, parts in columns.items()},
+        **nodes,
         roots=roots.ravel(),
         tree_member=np.repeat(np.arange(len(models)), per_member),
         base_margin=np.array([_base_margin(m) for m in models], np.float32),
-        depth=depth,
+        depth=_depth(nodes["left"], nodes["right"], roots.ravel()),
         n_columns=width,
+        gather=gather,
     )
+
+
+_TREE_FIELDS = ("left_children", "right_children", "split_indices", "split_conditions", "default_left")
+
+
+def _children_in_pairs(tree: dict[str, Any]) -> bool:
+    pairs = zip(tree["left_children"], tree["right_children"], strict=True)
+    return all(right == left + 1 for left, right in pairs if left != -1)
+
+
+def _renumbered(tree: dict[str, Any]) -> dict[str, Any]:
+    """The tree with nodes in breadth-first order, children allocated in pairs (xgboost reuses a pruned node's
+    slot, which can part them)."""
+    order, position = [0], 0
+    while position < len(order):
+        node = order[position]
+        if tree["left_children"][node] != -1:
+            order += [tree["left_children"][node], tree["right_children"][node]]
+        position += 1
+    new_id = {old: new for new, old in enumerate(order)}
+    child = lambda key: [-1 if tree[key][o] == -1 else new_id[tree[key][o]] for o in order]  # noqa: E731
+    return {
+        "left_children": child("left_children"),
+        "right_children": child("right_children"),
+        **{key: [tree[key][o] for o in order] for key in ("split_indices", "split_conditions", "default_left")},
+    }
 
 
 def _trees_of(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -131,67 +180,46 @@ def _base_margin(model: dict[str, Any]) -> np.float32:
     raise ValueError(f"compiled forests know the base margin of survival:cox and reg:squarederror, not {objective}")
 
 
-def _tree_arrays(tree: dict[str, Any], column_offset: int, start: int) -> dict[str, Any]:
-    """One tree's nodes renumbered from `start`; leaves point at themselves."""
-    if any(tree["split_type"]):
-        raise ValueError(
-            "a categorical split: the project one-hot encodes categories, compiled forests read numerical splits only"
-        )
-    left = np.asarray(tree["left_children"], np.int64)
-    right = np.asarray(tree["right_children"], np.int64)
-    leaf = left == -1
-    own = np.arange(len(left))
-    value = np.asarray(tree["split_conditions"], np.float32)  # a leaf's value is stored as its split condition
-    return {
-        "feature": np.where(leaf, 0, np.asarray(tree["split_indices"], np.int64) + column_offset),
-        "threshold": np.where(leaf, np.float32(0), value),
-        "left": np.where(leaf, own, left) + start,
-        "right": np.where(leaf, own, right) + start,
-        "default_left": np.asarray(tree["default_left"], bool) | leaf,
-        "leaf_value": np.where(leaf, value, np.float32(0)),
-        "depth": _depth(left, right),
-    }
-
-
-def _depth(left: np.ndarray, right: np.ndarray) -> int:
-    """Number of split levels on the longest root-to-leaf path."""
-    level = np.zeros(len(left), np.int64)
-    for node in range(len(left)):  # children come after their parent in xgboost's node order
-        if left[node] != -1:
-            level[left[node]] = level[right[node]] = level[node] + 1
-    return int(level.max())
+def _depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
+    """Number of split levels on the longest root-to-leaf path (leaves point at themselves)."""
+    frontier, depth = np.unique(roots), 0
+    while True:
+        split = frontier[left[frontier] != frontier]
+        if not len(split):
+            return depth
+        frontier, depth = np.concatenate([left[split], right[split]]), depth + 1
 
 
 def forest_margins(forest: CompiledForest, matrix: np.ndarray, rows_per_pass: int = ROWS_PER_PASS) -> np.ndarray:
     """Every member's margin for every row of the model matrix: (members x rows), float32 like xgboost's."""
     result = np.empty((forest.members, len(matrix)), np.float32)
-    gather = forest.gather_column
     for first in range(0, len(matrix), rows_per_pass):
         part = matrix[first : first + rows_per_pass]
-        result[:, first : first + len(part)] = _pass(forest, gather, part).T
+        result[:, first : first + len(part)] = _pass(forest, part).T
     return result
 
 
 def _doubled(matrix: np.ndarray) -> np.ndarray:
-    """The matrix in float32 twice: NaN as -inf (goes left: -inf < any threshold) then NaN as +inf (goes right);
-    a node reads the copy of its default direction, so no NaN test is needed while walking."""
+    """The matrix in float32 twice, NaN as -inf (goes left: -inf < any threshold) then NaN as +inf (goes right),
+    and a column of -inf for the leaves: a node reads the copy of its default direction, so no NaN test is needed
+    while walking."""
     values = np.asarray(matrix, np.float32)
     missing = np.isnan(values)
-    return np.concatenate([np.where(missing, -np.inf, values), np.where(missing, np.inf, values)], axis=1).astype(
-        np.float32
-    )
+    return np.concatenate(
+        [np.where(missing, -np.inf, values), np.where(missing, np.inf, values), np.full((len(values), 1), -np.inf)],
+        axis=1,
+    ).astype(np.float32)
 
 
-def _pass(forest: CompiledForest, gather: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def _pass(forest: CompiledForest, matrix: np.ndarray) -> np.ndarray:
     """(rows x members) margins: walk every tree one level at a time for all rows, then sum each member's leaves
     after its base margin, sequentially in float32 (np.cumsum accumulates in order, as xgboost does)."""
     doubled = _doubled(matrix)
     flat = doubled.ravel()
     row_start = (np.arange(len(matrix)) * doubled.shape[1])[:, None]
     node = np.broadcast_to(forest.roots, (len(matrix), len(forest.roots)))
-    for _ in range(forest.depth):
-        goes_right = flat[row_start + gather[node]] >= forest.threshold[node]  # not (x < threshold); no NaN here
-        node = np.where(goes_right, forest.right[node], forest.left[node])
+    for _ in range(forest.depth):  # not (x < threshold) is x >= threshold: no NaN is left
+        node = forest.left[node] + (flat[row_start + forest.gather[node]] >= forest.threshold[node])
     leaves = forest.leaf_value[node].reshape(len(matrix), forest.members, -1)
     base = np.broadcast_to(forest.base_margin[None, :, None], (len(matrix), forest.members, 1))
     return np.cumsum(np.concatenate([base, leaves], axis=2), axis=2, dtype=np.float32)[..., -1]

@@ -154,3 +154,33 @@ def _assert_close(got, expected, path="answer"):
         assert got == pytest.approx(expected, abs=1e-6), path
     else:
         assert got == expected, path
+
+
+class _JsonModel:
+    """A stand-in booster that hands the compiler a given JSON model."""
+
+    def __init__(self, model: dict):
+        self.text = json.dumps(model).encode()
+
+    def save_raw(self, raw_format: str) -> bytes:
+        assert raw_format == "json"
+        return self.text
+
+
+def test_trees_whose_children_are_not_in_pairs_are_renumbered():
+    """xgboost reuses a pruned node's slot, so a right child need not follow its left one: such a tree (here the
+    same trees with their nodes in reverse order) is renumbered and gives the same margins."""
+    [booster], matrix = _boosters(3, [20])
+    model = json.loads(bytes(booster.save_raw("json")))
+    for tree in model["learner"]["gradient_booster"]["model"]["trees"]:
+        size = len(tree["left_children"])
+        new_id = {old: (0 if old == 0 else size - old) for old in range(size)}  # root stays first
+        order = sorted(range(size), key=lambda old: new_id[old])
+        for key in ("split_indices", "split_conditions", "default_left", "split_type"):
+            tree[key] = [tree[key][old] for old in order]
+        for key in ("left_children", "right_children"):
+            tree[key] = [-1 if tree[key][old] == -1 else new_id[tree[key][old]] for old in order]
+    forest = compile_forest([_JsonModel(model)])
+    np.testing.assert_array_equal(
+        forest_margins(forest, matrix[:100])[0], booster.inplace_predict(matrix[:100], predict_type="margin")
+    )
