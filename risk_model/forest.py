@@ -79,37 +79,8 @@ def compile_forest(
         else max(int(m["learner"]["learner_model_param"]["num_feature"]) for m in models)
     )
     trees = [_trees_of(model) for model in models]
+    nodes, starts = _node_table(trees, offsets)
     per_member = max(len(t) for t in trees)
-    raw: dict[str, list[Any]] = {key: [] for key in _TREE_FIELDS}
-    sizes, tree_offsets = [], []
-    for member_trees, offset in zip(trees, offsets, strict=True):
-        for tree in member_trees:
-            if any(tree["split_type"]):
-                raise ValueError(
-                    "a categorical split: the project one-hot encodes categories, compiled forests read numerical "
-                    "splits only"
-                )
-            tree = tree if _children_in_pairs(tree) else _renumbered(tree)
-            for key in _TREE_FIELDS:
-                raw[key].extend(tree[key])
-            sizes.append(len(tree["left_children"]))
-            tree_offsets.append(offset)
-    sizes_array = np.array(sizes, np.int64)
-    starts = 1 + np.concatenate([[0], np.cumsum(sizes_array)[:-1]])  # node 0 is the shared zero leaf
-    tree_start = np.repeat(starts, sizes_array)
-    left_local = np.array(raw["left_children"], np.int64)
-    leaf = left_local == -1
-    own = np.arange(1, 1 + len(left_local))
-    value = np.array(raw["split_conditions"], np.float32)  # a leaf's value is stored as its split condition
-    nodes = {
-        "feature": np.where(leaf, 0, np.array(raw["split_indices"], np.int64) + np.repeat(tree_offsets, sizes)),
-        "threshold": np.where(leaf, np.float32(0), value),
-        "left": np.where(leaf, own, left_local + tree_start),
-        "right": np.where(leaf, own, np.array(raw["right_children"], np.int64) + tree_start),
-        "default_left": np.array(raw["default_left"], bool) | leaf,
-        "leaf_value": np.where(leaf, value, np.float32(0)),
-    }
-    nodes = {key: np.concatenate([np.zeros(1, values.dtype), values]) for key, values in nodes.items()}
     roots = np.zeros((len(models), per_member), np.int64)  # padding trees start (and end) at the zero leaf
     position = 0
     for member, member_trees in enumerate(trees):
@@ -127,6 +98,40 @@ def compile_forest(
         n_columns=width,
         gather=gather,
     )
+
+
+def _node_table(trees: list[list[dict[str, Any]]], offsets: list[int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every tree's nodes in one table after the shared zero leaf (node 0), children renumbered globally, leaves
+    pointing at themselves; and each tree's first node."""
+    raw: dict[str, list[Any]] = {key: [] for key in _TREE_FIELDS}
+    sizes, tree_offsets = [], []
+    for member_trees, offset in zip(trees, offsets, strict=True):
+        for tree in member_trees:
+            if any(tree["split_type"]):
+                raise ValueError(
+                    "a categorical split: the project one-hot encodes categories, compiled forests read numerical "
+                    "splits only"
+                )
+            tree = tree if _children_in_pairs(tree) else _renumbered(tree)
+            for key in _TREE_FIELDS:
+                raw[key].extend(tree[key])
+            sizes.append(len(tree["left_children"]))
+            tree_offsets.append(offset)
+    starts = 1 + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    tree_start = np.repeat(starts, sizes)
+    left_local = np.array(raw["left_children"], np.int64)
+    leaf = left_local == -1
+    own = np.arange(1, 1 + len(left_local))
+    value = np.array(raw["split_conditions"], np.float32)  # a leaf's value is stored as its split condition
+    nodes = {
+        "feature": np.where(leaf, 0, np.array(raw["split_indices"], np.int64) + np.repeat(tree_offsets, sizes)),
+        "threshold": np.where(leaf, np.float32(0), value),
+        "left": np.where(leaf, own, left_local + tree_start),
+        "right": np.where(leaf, own, np.array(raw["right_children"], np.int64) + tree_start),
+        "default_left": np.array(raw["default_left"], bool) | leaf,
+        "leaf_value": np.where(leaf, value, np.float32(0)),
+    }
+    return {key: np.concatenate([np.zeros(1, values.dtype), values]) for key, values in nodes.items()}, starts
 
 
 _TREE_FIELDS = ("left_children", "right_children", "split_indices", "split_conditions", "default_left")
