@@ -38,8 +38,9 @@ def _timed(action: Callable[[], Any], old: bool) -> float:
         bundle_module.FOREST_ROWS = forest_rows
 
 
-def compare(make: Callable[[ModelBundle, int], Callable[[], Any]], old: ModelBundle, new: ModelBundle, calls: int
-            ) -> tuple[float, float]:
+def compare(
+    make: Callable[[ModelBundle, int], Callable[[], Any]], old: ModelBundle, new: ModelBundle, calls: int
+) -> tuple[float, float]:
     """Median ms of the old and the new path, calls interleaved (warm-up first: compiled forests, grids)."""
     times: dict[bool, list[float]] = {True: [], False: []}
     for call in range(calls + 2):
@@ -71,23 +72,44 @@ def main(argv: list[str] | None = None) -> int:
     one = patients[args.batch :]
     batch = patients[: args.batch]
     rows = [
-        ("one-patient answer, default contributions", compare(lambda b, i: lambda: predict_patients(b, [one[i]]),
-                                                              old, new, args.calls), 1),
-        ("one-patient answer, no contributions", compare(
-            lambda b, i: lambda: predict_patients(b, [one[i]], with_contributions=False), old, new, args.calls), 1),
-        ("one patient, every member's margins alone", compare(
-            lambda b, i: lambda: b.member_margins(b.encode([one[i]]), with_replicates=True), old, new, args.calls), 1),
-        (f"{args.batch}-patient batch, no contributions, per patient", compare(
-            lambda b, i: lambda: predict_patients(b, batch, with_contributions=False), old, new, args.batch_calls),
-         args.batch),
-        (f"{args.batch}-patient batch, every member's margins alone, per patient", compare(
-            lambda b, i: lambda: b.member_margins(b.encode(batch), with_replicates=True), old, new, args.batch_calls),
-         args.batch),
+        (
+            "one-patient answer, default contributions",
+            compare(lambda b, i: lambda: predict_patients(b, [one[i]]), old, new, args.calls),
+            1,
+        ),
+        (
+            "one-patient answer, no contributions",
+            compare(lambda b, i: lambda: predict_patients(b, [one[i]], with_contributions=False), old, new, args.calls),
+            1,
+        ),
+        (
+            "one patient, every member's margins alone",
+            compare(
+                lambda b, i: lambda: b.member_margins(b.encode([one[i]]), with_replicates=True), old, new, args.calls
+            ),
+            1,
+        ),
+        (
+            f"{args.batch}-patient batch, no contributions, per patient",
+            compare(
+                lambda b, i: lambda: predict_patients(b, batch, with_contributions=False), old, new, args.batch_calls
+            ),
+            args.batch,
+        ),
+        (
+            f"{args.batch}-patient batch, every member's margins alone, per patient",
+            compare(
+                lambda b, i: lambda: b.member_margins(b.encode(batch), with_replicates=True), old, new, args.batch_calls
+            ),
+            args.batch,
+        ),
     ]
     boosters = [m[c].booster for m in new._ensemble()["members"] for c in new.causes]
     trees = sum(int(b.num_boosted_rounds()) for b in boosters)
-    print(f"{args.task} champion ({new.family}, {len(new.replicates)} replicates, {len(boosters)} boosters, "
-          f"{trees} trees); load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores\n")
+    print(
+        f"{args.task} champion ({new.family}, {len(new.replicates)} replicates, {len(boosters)} boosters, "
+        f"{trees} trees); load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores\n"
+    )
     print("| in process | per-member `inplace_predict` (ms) | compiled forest (ms) | ratio |\n|---|---:|---:|---:|")
     for label, (before, after), per in rows:
         print(f"| {label} | {before / per:.3f} | {after / per:.3f} | {before / after:.1f}x |")
