@@ -1,0 +1,186 @@
+"""The compiled forest (risk_model/forest.py) against xgboost's own margins, and a served boosted champion's answers
+with and without it.
+
+Tolerance: the forest adds each member's leaves in float32, in tree order, after the base margin, as xgboost's CPU
+predictor does, so the margins are asserted equal bit for bit. A summation in another order (float64, or numpy's
+pairwise float32 sum) differs from xgboost by up to ~1e-6 on 300 trees; the answers are asserted within 1e-6 of the
+old path's, the bound the brief states, and they are in fact identical."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+import risk_model.bundle as bundle_module
+from features.task_schema import validate_frame
+from features.tasks import get_task
+from risk_model.bundle import FOREST_ROWS, ModelBundle
+from risk_model.forest import compile_forest, forest_margins
+from risk_model.prediction import predict_patients
+
+
+def _cohort(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two numbers with missing values and a four-level category one-hot encoded against its first level (as
+    risk_model/preprocessing.py encodes categories for xgboost: a missing category makes all its columns NaN)."""
+    numbers = rng.normal(size=(n, 2)) * [1.0, 30.0]
+    numbers[rng.uniform(size=numbers.shape) < 0.25] = np.nan
+    level = rng.integers(0, 4, n)
+    onehot = (level[:, None] == np.arange(1, 4)[None, :]).astype(float)
+    onehot[rng.uniform(size=n) < 0.1] = np.nan
+    matrix = np.column_stack([numbers, onehot])
+    risk = np.nan_to_num(numbers[:, 0]) + 0.02 * np.nan_to_num(numbers[:, 1]) + 0.8 * (level == 2)
+    time = rng.exponential(np.exp(-risk))
+    label = np.where(rng.uniform(size=n) < 0.7, time, -time)  # negative: censored
+    return matrix, label
+
+
+def _boosters(depth: int, rounds: list[int]) -> tuple[list[xgb.Booster], np.ndarray]:
+    """Members as the bundle's: each fitted on a bootstrap resample (so each estimates its own base score),
+    saved and loaded back as serving loads them; they may differ in their number of trees."""
+    rng = np.random.default_rng(depth)
+    matrix, label = _cohort(rng, 600)
+    members = []
+    for seed, n_rounds in enumerate(rounds):
+        rows = rng.integers(0, len(matrix), len(matrix))
+        booster = xgb.train(
+            {"objective": "survival:cox", "max_depth": depth, "eta": 0.1, "nthread": 1, "seed": seed, "subsample": 0.8},
+            xgb.DMatrix(matrix[rows], label=label[rows], missing=np.nan),
+            n_rounds,
+        )
+        members.append(xgb.Booster(model_file=bytearray(booster.save_raw("ubj"))))
+    return members, matrix
+
+
+def _edge_rows(forest_threshold: np.ndarray, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows whose values sit exactly on split thresholds, or a float64 hair off them (the same float32): the tie
+    `x < threshold` and xgboost's float32 comparison decide them."""
+    thresholds = forest_threshold[forest_threshold != 0]
+    rows = rng.choice(thresholds, size=(40, width)).astype(float)
+    rows[20:] += rng.choice([-1e-12, 1e-12], size=(20, width))
+    rows[rng.uniform(size=rows.shape) < 0.2] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize("depth", [1, 6])
+def test_margins_equal_xgboost_bit_for_bit(depth):
+    members, matrix = _boosters(depth, [40, 40, 25, 40])
+    forest = compile_forest(members)
+    assert forest.depth == depth
+    rng = np.random.default_rng(7)
+    rows = np.vstack(
+        [matrix[:300], _edge_rows(forest.threshold, matrix.shape[1], rng), np.full((1, matrix.shape[1]), np.nan)]
+    )
+    expected = np.stack([m.inplace_predict(rows, predict_type="margin", missing=np.nan) for m in members])
+    got = forest_margins(forest, rows, rows_per_pass=64)  # several passes
+    assert got.shape == (len(members), len(rows))
+    np.testing.assert_array_equal(got, expected)
+    # The training path's margins (DMatrix, output_margin) are the same numbers.
+    np.testing.assert_array_equal(got[0], members[0].predict(xgb.DMatrix(rows, missing=np.nan), output_margin=True))
+
+
+def test_members_on_their_own_columns():
+    """Members fitted on different column sets read their own block of one stacked matrix."""
+    members, matrix = _boosters(3, [30, 30])
+    wide = np.column_stack([matrix, matrix[:, ::-1]])
+    flipped = xgb.train(
+        {"objective": "survival:cox", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(
+            matrix[:, ::-1],
+            label=np.where(np.arange(len(matrix)) % 3, 1.0, -1.0) * (1 + np.arange(len(matrix)) % 7),
+            missing=np.nan,
+        ),
+        30,
+    )
+    forest = compile_forest([members[0], flipped], column_offsets=[0, matrix.shape[1]], n_columns=wide.shape[1])
+    got = forest_margins(forest, wide[:50])
+    np.testing.assert_array_equal(got[0], members[0].inplace_predict(matrix[:50], predict_type="margin"))
+    np.testing.assert_array_equal(got[1], flipped.inplace_predict(matrix[:50, ::-1], predict_type="margin"))
+
+
+def test_categorical_splits_are_refused():
+    frame = pd.DataFrame({"group": pd.Categorical(["a", "b", "c", "a"] * 25)})
+    booster = xgb.train(
+        {"objective": "survival:cox", "nthread": 1, "max_cat_to_onehot": 1},
+        xgb.DMatrix(frame, label=np.arange(1.0, 101.0), enable_categorical=True),
+        3,
+    )
+    with pytest.raises(ValueError, match="categorical split"):
+        compile_forest([booster])
+
+
+def _patients(task_name: str, names: list[str], n: int) -> list[dict]:
+    task = get_task(task_name)
+    frame = validate_frame(task.generate_cohort(task.default_cohort_size, 3), task.schema).iloc[:n]
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame[names].to_dict("records")]
+
+
+def test_served_boosted_champion_answers_unchanged(served_models, monkeypatch):
+    """Every boosted champion's full answers (intervals from all members, contributions) through the compiled
+    forest, one patient and a batch the forest walks, equal the per-booster path's within 1e-6."""
+    boosted = [task for task, family in served_models.families.items() if family == "xgboost_cox"]
+    assert boosted, "the served champions include a boosted one"
+    for task_name in boosted:
+        task_dir = served_models.models_dir / task_name
+        folder = task_dir / json.loads((task_dir / "champion.json").read_text())["path"]
+        bundle = ModelBundle.load(folder)
+        assert bundle.replicates
+        patients = _patients(task_name, bundle.feature_names, FOREST_ROWS)
+        new = [predict_patients(bundle, patients[:1])[0], *predict_patients(bundle, patients)]
+        assert bundle._ensemble()["forests"], "the compiled forests answered"
+        old_bundle = ModelBundle.load(folder)
+        monkeypatch.setattr(bundle_module, "FOREST_ROWS", 0)  # every call through the boosters, as before
+        old = [predict_patients(old_bundle, patients[:1])[0], *predict_patients(old_bundle, patients)]
+        monkeypatch.undo()
+        assert "forests" not in old_bundle._ensemble()
+        for got, expected in zip(new, old, strict=True):
+            _assert_close(got.model_dump(), expected.model_dump())
+        encoded = bundle.encode(patients)
+        for cause, margins in bundle.member_margins(encoded, with_replicates=True).items():
+            np.testing.assert_array_equal(margins, old_bundle.member_margins(encoded, with_replicates=True)[cause])
+
+
+def _assert_close(got, expected, path="answer"):
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys(), path
+        for key in expected:
+            _assert_close(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            _assert_close(g, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=1e-6), path
+    else:
+        assert got == expected, path
+
+
+class _JsonModel:
+    """A stand-in booster that hands the compiler a given JSON model."""
+
+    def __init__(self, model: dict):
+        self.text = json.dumps(model).encode()
+
+    def save_raw(self, raw_format: str) -> bytes:
+        assert raw_format == "json"
+        return self.text
+
+
+def test_trees_whose_children_are_not_in_pairs_are_renumbered():
+    """xgboost reuses a pruned node's slot, so a right child need not follow its left one: such a tree (here the
+    same trees with their nodes in reverse order) is renumbered and gives the same margins."""
+    [booster], matrix = _boosters(3, [20])
+    model = json.loads(bytes(booster.save_raw("json")))
+    for tree in model["learner"]["gradient_booster"]["model"]["trees"]:
+        size = len(tree["left_children"])
+        new_id = {old: (0 if old == 0 else size - old) for old in range(size)}  # root stays first
+        order = sorted(range(size), key=lambda old: new_id[old])
+        for key in ("split_indices", "split_conditions", "default_left", "split_type"):
+            tree[key] = [tree[key][old] for old in order]
+        for key in ("left_children", "right_children"):
+            tree[key] = [-1 if tree[key][old] == -1 else new_id[tree[key][old]] for old in order]
+    forest = compile_forest([_JsonModel(model)])
+    np.testing.assert_array_equal(
+        forest_margins(forest, matrix[:100])[0], booster.inplace_predict(matrix[:100], predict_type="margin")
+    )
