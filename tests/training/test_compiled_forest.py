@@ -116,7 +116,7 @@ def _patients(task_name: str, names: list[str], n: int) -> list[dict]:
     return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame[names].to_dict("records")]
 
 
-def test_served_boosted_champion_answers_unchanged(served_models, monkeypatch):
+def test_served_boosted_champion_answers_unchanged(served_models, sample_tasks, monkeypatch):
     """Every boosted champion's full answers (intervals from all members, contributions) through the compiled
     forest, one patient and a batch the forest walks, equal the per-booster path's within 1e-6."""
     boosted = [task for task, family in served_models.families.items() if family == "xgboost_cox"]
