@@ -284,15 +284,31 @@ def test_a_boolean_stratum_reads_false_and_true_from_frames_and_requests(data):
     sends true/false, and both paths pick the same stratum."""
     flagged = data.assign(flag=data["group"] == "late")[["x", "flag", "time", "code"]]
     task_schema = TaskSchema(
-        task="toy", title="toy", grouping=(), time_column="time", event_column="code", event_description="event",
-        time_zero="t0", horizons_months=(12, 24), main_horizon_months=12, endpoint_names=SINGLE, strata=("flag",),
+        task="toy",
+        title="toy",
+        grouping=(),
+        time_column="time",
+        event_column="code",
+        event_description="event",
+        time_zero="t0",
+        horizons_months=(12, 24),
+        main_horizon_months=12,
+        endpoint_names=SINGLE,
+        strata=("flag",),
         predictors=(PREDICTORS[0], Predictor("flag", "boolean", "the stratum")),
     )
     target = (flagged["time"].to_numpy(), (flagged["code"] > 0).astype(int).to_numpy())
     fitted = CoxFamily(ties="breslow").fit(flagged, task_schema, target)
     assert [fitted.baseline_.label(s) for s in sorted(fitted.baseline_.strata)] == ["flag=false", "flag=true"]
-    bundle = ModelBundle(task="toy", family="cox_ph", outcome="single_event", causes={"event": fitted.cause_model()},
-                         horizons_months=[12, 24], main_horizon_months=12, schema=task_schema.to_json())
+    bundle = ModelBundle(
+        task="toy",
+        family="cox_ph",
+        outcome="single_event",
+        causes={"event": fitted.cause_model()},
+        horizons_months=[12, 24],
+        main_horizon_months=12,
+        schema=task_schema.to_json(),
+    )
     requests = [{"x": 0.3, "flag": False}, {"x": 0.3, "flag": True}]
     from_requests = bundle.endpoint_probabilities(bundle.encode(requests), MONTHS, only="event")["event"]
     from_frame = bundle.endpoint_probabilities(pd.DataFrame(requests), MONTHS, only="event")["event"]
