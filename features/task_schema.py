@@ -99,7 +99,7 @@ class TaskSchema:
     # and users and limits (who uses it, what it must not be used for). Carried by the bundle (to_json).
     endpoint_wording: dict[str, tuple[str, str]] = field(default_factory=dict)
     use: tuple[str, str] | None = None
-    # Categorical predictors whose every combination gets its own baseline hazard (risk_model/strata.py).
+    # Categorical or boolean predictors whose every combination gets its own baseline hazard (risk_model/strata.py).
     strata: tuple[str, ...] = ()
 
     def add_derived(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -307,8 +307,8 @@ class TaskSpec(_Spec):
     report: ReportSpec = ReportSpec()
     comparators: list[ComparatorSpec] = []
     nested_models: list[NestedModelSpec] = []
-    # Categorical predictors that stratify the baseline hazard: one baseline per combination of their values, in
-    # both families (risk_model/strata.py); a Cox model then takes no coefficient for them.
+    # Categorical or boolean predictors that stratify the baseline hazard: one baseline per combination of their
+    # values, in both families (risk_model/strata.py); a Cox model then takes no coefficient for them.
     strata: list[str] = []
     # Settings of the task routes the folder registers, by route (e.g. [routes.stop_timing]); the route checks them.
     routes: dict[str, dict[str, Any]] = {}
@@ -363,8 +363,8 @@ class TaskSpec(_Spec):
         return found
 
     def _strata_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """A stratum is a required categorical predictor: a request must carry it to pick its baseline (a grouping
-        column never reaches the model)."""
+        """A stratum is a required categorical or boolean predictor: a request must carry it to pick its baseline (a
+        grouping column never reaches the model)."""
         found: list[tuple[tuple[str | int, ...], str]] = _repeats("strata", self.strata)
         predictors = {p.name: p for p in self.predictors}
         grouping = {g.name for g in self.grouping}
@@ -374,8 +374,8 @@ class TaskSpec(_Spec):
                 why = ("is a grouping column: a request does not carry it, so no baseline could be picked"
                        if name in grouping else "is not a predictor of the task")
                 found.append((("strata",), f"{name!r} {why}"))
-            elif column.kind != "category":
-                found.append((("strata",), f"{name!r} is a {column.kind}, not a categorical predictor"))
+            elif column.kind not in ("category", "boolean"):
+                found.append((("strata",), f"{name!r} is a {column.kind}, not a categorical or boolean predictor"))
             elif not column.required:
                 found.append((("strata",), f"{name!r} must be required: a patient without it has no baseline"))
             elif column.derived_by:

@@ -3,7 +3,8 @@ patients, each stratum gets its own Breslow baseline on the family's margins, an
 stratum's baseline: S(t | x) = exp(-H0_s(t) exp(margin(x))). Proportional hazards then need to hold only within a
 stratum (ebmt_hsct_death_cause: disease).
 
-A stratum is one combination of the stratum columns' schema categories, numbered in `itertools.product` order;
+A stratum is one combination of the stratum columns' schema categories (a boolean's are "false", "true": MAC
+conditioning with or without TBI), numbered in `itertools.product` order;
 the index travels with the margins (key `STRATUM`) so every prediction path (ensemble, contributions) reads it.
 Index -1 (a missing or unknown value) and a combination the fit never saw read the pooled baseline (fitted on
 every patient's margins): a bootstrap replicate can miss a small stratum; serving refuses a patient whose stratum
@@ -22,6 +23,7 @@ from risk_model.breslow import BreslowBaseline
 from risk_model.preprocessing import PatientEncoding
 
 STRATUM = "__stratum__"  # the margins' key holding each patient's stratum index
+BOOLEAN_LEVELS = ("false", "true")  # a boolean stratum column's categories, in code order (0, 1)
 
 
 @dataclass
@@ -98,24 +100,42 @@ def baseline_from_json(spec: dict[str, Any]) -> BreslowBaseline | StratifiedBase
     return StratifiedBaseline.from_json(spec) if "strata" in spec else BreslowBaseline.from_json(spec)
 
 
+def stratum_levels(kind: str, categories: Any) -> list[str]:
+    """A stratum column's levels: a category's schema categories, a boolean's "false" and "true"."""
+    return list(BOOLEAN_LEVELS) if kind == "boolean" else list(categories)
+
+
 def category_lists(schema_predictors: list[dict[str, Any]], columns: list[str]) -> list[list[str]]:
     kinds = {p["name"]: p for p in schema_predictors}
-    return [list(kinds[c]["categories"]) for c in columns]
+    return [stratum_levels(kinds[c]["kind"], kinds[c]["categories"]) for c in columns]
 
 
 def frame_strata(frame: pd.DataFrame, columns: list[str], categories: list[list[str]]) -> np.ndarray:
     """Each row's stratum index (-1 where a value is missing or not a schema category)."""
     codes = [
-        pd.Categorical(frame[c], categories=cats).codes.astype(int) for c, cats in zip(columns, categories, strict=True)
+        pd.Categorical(_levels(frame[c], cats), categories=cats).codes.astype(int)
+        for c, cats in zip(columns, categories, strict=True)
     ]
     return _combined(codes, [len(c) for c in categories])
 
 
+def _levels(values: pd.Series, categories: list[str]) -> pd.Series:
+    """A boolean column's True/False (or 1/0) as its levels "true"/"false"; other columns unchanged."""
+    if list(categories) != list(BOOLEAN_LEVELS):
+        return values
+    return values.map(lambda v: None if pd.isna(v) else BOOLEAN_LEVELS[int(bool(v))])
+
+
 def encoded_strata(encoded: np.ndarray, encoding: PatientEncoding, columns: list[str]) -> np.ndarray:
-    """Each encoded patient's stratum index, read from the category indicators (-1 where none is set)."""
+    """Each encoded patient's stratum index, read from the category indicators or a boolean's value (-1 where
+    none is set or the value is missing)."""
     codes, sizes = [], []
     for column in columns:
         start, missing = encoding.slots[column]
+        if encoding.kinds[encoding.names.index(column)] == "boolean":
+            codes.append(np.where(encoded[:, missing] > 0.5, -1, (encoded[:, start] > 0.5).astype(int)))
+            sizes.append(len(BOOLEAN_LEVELS))
+            continue
         indicators = encoded[:, start:missing]
         codes.append(np.where(indicators.max(axis=1) > 0.5, indicators.argmax(axis=1), -1))
         sizes.append(missing - start)

@@ -74,7 +74,9 @@ def cohort_background(frame: pd.DataFrame, schema: TaskSchema, seed: int = 0, bu
     fit.repair()
     fit.improve(SWAPS_PER_ROW * k)
     rows = schema.add_derived(fit.rows.drop(columns=list(derived)))
-    predictions = _explained_predictions(bundle, frame, rows) if bundle is not None else None
+    # No reliable horizon (a small stratum followed briefly): nothing to calibrate the predictions at.
+    explained = bundle is not None and explained_horizons(bundle)
+    predictions = _explained_predictions(bundle, frame, rows) if explained else None
     weights = _calibrated_weights(_Coding.fit(frame, list(schema.predictors), 0), frame, rows, predictions)
     patients = [min([int(weight), *(n for name, n in smallest_slice.items() if pd.notna(row[name]))])
                 for weight, (_, row) in zip(weights, rows.iterrows(), strict=True)]

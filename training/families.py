@@ -31,7 +31,7 @@ from features.task_schema import TaskSchema
 from risk_model.breslow import BreslowBaseline
 from risk_model.bundle import CauseModel
 from risk_model.preprocessing import PatientEncoding, Preprocessor
-from risk_model.strata import StratifiedBaseline, frame_strata
+from risk_model.strata import StratifiedBaseline, frame_strata, stratum_levels
 from training.parallel import xgboost_threads
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "tree_method": "hist",
@@ -120,8 +120,12 @@ def training_strata(frame: pd.DataFrame, schema: TaskSchema) -> np.ndarray | Non
     """Each patient's stratum index under the spec's strata (None without strata)."""
     if not schema.strata:
         return None
-    columns = list(schema.strata)
-    return frame_strata(frame, columns, [list(schema.predictor(c).categories) for c in columns])
+    return frame_strata(frame, list(schema.strata), stratum_categories(schema))
+
+
+def stratum_categories(schema: TaskSchema) -> list[list[str]]:
+    """Each stratum column's levels (a boolean's "false", "true")."""
+    return [stratum_levels(schema.predictor(c).kind, schema.predictor(c).categories) for c in schema.strata]
 
 
 def fit_baseline(schema: TaskSchema, frame: pd.DataFrame, margin: np.ndarray,
@@ -130,8 +134,7 @@ def fit_baseline(schema: TaskSchema, frame: pd.DataFrame, margin: np.ndarray,
     strata = training_strata(frame, schema)
     if strata is None:
         return BreslowBaseline(ties=ties).fit(margin, *target)
-    columns = list(schema.strata)
-    return StratifiedBaseline(columns, [list(schema.predictor(c).categories) for c in columns]).fit(
+    return StratifiedBaseline(list(schema.strata), stratum_categories(schema)).fit(
         np.asarray(margin, dtype=float), *target, strata, ties)
 
 

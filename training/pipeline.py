@@ -31,7 +31,7 @@ from training.comparators import compare_with_comparators, comparison_markdown, 
 from training.config import TrainSettings
 from training.evaluate import Evaluation, evaluate_bundle, subset_target
 from training.explain import build_background, explanation_plots, training_summary
-from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties, training_strata
+from training.families import CoxFamily, XGBoostCoxFamily, baseline_ties, stratum_categories, training_strata
 from training.mlflow_store import relocate_store
 from training.model_card import ModelCardInputs, build_model_card
 from training.parallel import parallel_map, parallel_tags
@@ -141,8 +141,7 @@ def stratum_event_advice(task: Task, frame: pd.DataFrame) -> list[str]:
     strata = training_strata(frame, task.schema)
     if strata is None:
         return []
-    columns = list(task.schema.strata)
-    baseline = StratifiedBaseline(columns, [list(task.schema.predictor(c).categories) for c in columns])
+    baseline = StratifiedBaseline(list(task.schema.strata), stratum_categories(task.schema))
     advice = []
     for cause, (_, event) in task.cause_targets(frame).items():
         for index in np.unique(strata[strata >= 0]):

@@ -532,6 +532,13 @@ def test_a_numbers_form_is_checked_with_its_line(tmp_path):
     assert (age.spline_knots, age.cuts, age.transform) == (4, [65.0], "log2")
 
 
+def test_a_required_boolean_predictor_may_be_a_stratum(tmp_path):
+    flag = '[[predictors]]\nname = "tbi"\nkind = "boolean"\ndescription = "Total-body irradiation"\n\n[[grouping]]'
+    text = (GOOD_SPEC.replace("[[grouping]]", flag, 1)
+            .replace("default_cohort_size = 60", 'default_cohort_size = 60\nstrata = ["risk_group", "tbi"]'))
+    assert load_task(_folder(tmp_path, text)).schema.strata == ("risk_group", "tbi")
+
+
 def test_strata_name_required_categorical_predictors_with_their_line(tmp_path):
     text = GOOD_SPEC.replace("default_cohort_size = 60", 'default_cohort_size = 60\nstrata = ["risk_group"]')
     assert load_task(_folder(tmp_path, text)).schema.strata == ("risk_group",)
@@ -542,7 +549,7 @@ def test_strata_name_required_categorical_predictors_with_their_line(tmp_path):
         load_spec(_folder(tmp_path, broken, name="broken"))
     where = f"line {_line(broken, 'strata = ')}, strata: "
     assert caught.value.problems == [
-        f"{where}'age_years' is a number, not a categorical predictor",
+        f"{where}'age_years' is a number, not a categorical or boolean predictor",
         f"{where}'centre' is a grouping column: a request does not carry it, so no baseline could be picked",
         f"{where}'stage' is not a predictor of the task",
         f"{where}'risk_group' must be required: a patient without it has no baseline",

@@ -39,7 +39,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def bundle():
     task = get_task("all_hsct")
-    development = validate_frame(task.generate_cohort(600, SEED), ALL_HSCT_SCHEMA)
+    # 1,200: the conditioning x TBI strata need enough RIC-with-TBI patients followed past 24 months.
+    development = validate_frame(task.generate_cohort(1200, SEED), ALL_HSCT_SCHEMA)
     bundle = complete_bundle(fit_family("cox_ph", task, development, {}, SEED), development, ALL_HSCT_SCHEMA, SEED)
     bundle.background, bundle.background_weights = bundle.background[:10], bundle.background_weights[:10]
     bundle.horizons_months = [12, 24, int(bundle.last_reliable_month) + 12]

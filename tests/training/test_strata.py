@@ -277,3 +277,44 @@ def test_the_interval_replicates_are_stratified_like_the_point_model(data, famil
         observed = aalen_johansen_relapse(data[data["group"] == group])
         inside = (lower[rows].mean(axis=0) - 0.02 <= observed) & (observed <= upper[rows].mean(axis=0) + 0.02)
         assert inside.all(), group
+
+
+def test_a_boolean_stratum_reads_false_and_true_from_frames_and_requests(data):
+    """A boolean stratum (MAC conditioning with or without TBI, say): its levels are "false" and "true", a request
+    sends true/false, and both paths pick the same stratum."""
+    flagged = data.assign(flag=data["group"] == "late")[["x", "flag", "time", "code"]]
+    task_schema = TaskSchema(
+        task="toy",
+        title="toy",
+        grouping=(),
+        time_column="time",
+        event_column="code",
+        event_description="event",
+        time_zero="t0",
+        horizons_months=(12, 24),
+        main_horizon_months=12,
+        endpoint_names=SINGLE,
+        strata=("flag",),
+        predictors=(PREDICTORS[0], Predictor("flag", "boolean", "the stratum")),
+    )
+    target = (flagged["time"].to_numpy(), (flagged["code"] > 0).astype(int).to_numpy())
+    fitted = CoxFamily(ties="breslow").fit(flagged, task_schema, target)
+    assert [fitted.baseline_.label(s) for s in sorted(fitted.baseline_.strata)] == ["flag=false", "flag=true"]
+    bundle = ModelBundle(
+        task="toy",
+        family="cox_ph",
+        outcome="single_event",
+        causes={"event": fitted.cause_model()},
+        horizons_months=[12, 24],
+        main_horizon_months=12,
+        schema=task_schema.to_json(),
+    )
+    requests = [{"x": 0.3, "flag": False}, {"x": 0.3, "flag": True}]
+    from_requests = bundle.endpoint_probabilities(bundle.encode(requests), MONTHS, only="event")["event"]
+    from_frame = bundle.endpoint_probabilities(pd.DataFrame(requests), MONTHS, only="event")["event"]
+    np.testing.assert_allclose(from_requests, from_frame, atol=1e-12)
+    assert not np.allclose(from_requests[0], from_requests[1])  # each value its own baseline
+    early, late = (flagged[flagged["flag"] == value] for value in (False, True))
+    for row, members in ((0, early), (1, late)):  # the stratum's own Kaplan-Meier at x = 0.3, roughly
+        assert np.abs(from_requests[row] - kaplan_meier_incidence(members)).max() < 0.1
+    assert bundle.unseen_stratum_problems({"x": 0.0, "flag": True}) == []

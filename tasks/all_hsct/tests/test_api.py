@@ -83,6 +83,20 @@ def test_reduced_intensity_trades_nrm_for_relapse(client):
     assert at(ric, "relapse", 36) > at(mac, "relapse", 36)
 
 
+def test_tbi_is_a_stratum_that_a_request_sends_as_true_or_false(client):
+    """Conditioning x TBI are the spec's strata: MAC without TBI (chemotherapy only) reads its own baselines, with
+    more relapse than MAC with TBI (B.2: HR 1.8), and its contributions still add up."""
+    with_tbi = predict(client, PATIENT)
+    chemotherapy_only = predict(client, {**PATIENT, "tbi": False})
+    assert at(chemotherapy_only, "relapse", 36) > at(with_tbi, "relapse", 36)
+    contributions = chemotherapy_only["contributions"]
+    total = sum(i["percentage_points"] for i in contributions["items"]) / 100
+    assert total == pytest.approx(at(chemotherapy_only, "relapse", 24) - contributions["base_value"], abs=1e-6)
+    missing = {key: value for key, value in PATIENT.items() if key != "tbi"}
+    response = client.post("/v1/all-hsct/predict", json=missing, headers=HEADERS)
+    assert response.status_code == 422 and response.json()["fields"][0]["location"] == "body.tbi"
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"donor_type": "cousin"}, "body.donor_type"),
     ({"age_at_hct_years": 7}, "body.age_at_hct_years"),
