@@ -46,7 +46,6 @@ NOT_YET_CONVERTED = {
     "tests/features/test_predictor_variation.py": "predictor variation in default tasks' files",
     "tests/features/test_registry_file.py": "registry files of the default tasks",
     "tests/features/test_registry_identifiers.py": "identifier columns in default tasks' files",
-    "tests/features/test_task_schema.py": "the default tasks' schemas",
 }
 
 

@@ -1,4 +1,5 @@
-"""Schema validation: every problem of a file is reported at once, with row, column, value and rule."""
+"""Schema validation on the cml_tfr schema: every problem of a file is reported at once, with row, column, value and
+rule, including its own cross-field rules (DMR within the TKI, the TKI within the age)."""
 
 import numpy as np
 import pandas as pd
