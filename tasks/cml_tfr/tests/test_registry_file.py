@@ -1,5 +1,6 @@
-"""Bring-your-own registry file: CSV and Parquet load, every problem is listed, units are converted and
-recorded, identifiers are refused (clarifications section 1)."""
+"""Bring-your-own registry file on cml_tfr's file: CSV and Parquet load, every problem is listed, units are
+converted and recorded, identifiers are refused (clarifications section 1). The loader is general; these checks stay
+here because they are written on cml_tfr's own columns, units, categories and cross-field rule."""
 
 import numpy as np
 import pandas as pd
