@@ -41,9 +41,6 @@ NOT_YET_CONVERTED = {
     # Registry files and schemas: checks of each default task's own columns (candidates for the task folders).
     "tests/features/snapshots/schemas_before_spec.json": "the default tasks' schemas before the specs existed",
     "tests/features/test_data_dictionary.py": "the default tasks' committed data dictionaries",
-    "tests/features/test_grouping_checks.py": "grouping checks on default tasks' files",
-    "tests/features/test_predictor_variation.py": "predictor variation in default tasks' files",
-    "tests/features/test_registry_identifiers.py": "identifier columns in default tasks' files",
 }
 
 
