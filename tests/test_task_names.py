@@ -39,7 +39,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_shapley.py": "Shapley values on a default task's Cox bundle",
     "tests/training/test_validation.py": "validation across centres on a default task",
     # Registry files and schemas: checks of each default task's own columns (candidates for the task folders).
-    "tests/features/snapshots/schemas_before_spec.json": "the default tasks' schemas before the specs existed",
 }
 
 
