@@ -26,6 +26,7 @@ from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
 
 from features.tasks import EndpointTarget
+from tests.sample_tasks import sample_tasks
 from training import concordance, evaluate
 
 TOLERANCE = 1e-9
@@ -226,18 +227,19 @@ def test_wolbers_equals_hazardous(seed):
             assert ours == pytest.approx(expected, abs=TOLERANCE)
 
 
-def _hsct_targets(n: int, seed: int) -> dict[str, EndpointTarget]:
-    from features.tasks import get_task
-
-    task = get_task("all_hsct")
-    return task.endpoint_targets(task.generate_cohort(n, seed))
+def _sample_targets(task: str, n: int, seed: int) -> dict[str, EndpointTarget]:
+    sample = sample_tasks()[task]
+    return sample.endpoint_targets(sample.generate_cohort(n, seed))
 
 
-@pytest.mark.parametrize("endpoint", ["relapse", "nrm", "os", "grfs"])
-def test_task_endpoints_equal_the_references(endpoint):
-    """The all_hsct endpoints as the pipeline scores them: Uno's C (single event) or Wolbers' C (competing) at
-    tau, and Harrell's C, against scikit-survival and hazardous."""
-    target = _hsct_targets(700, 5)[endpoint]
+# Every endpoint the pipeline scores (a survival complement of an incidence is scored as that incidence).
+@pytest.mark.parametrize(("task", "endpoint"), [(task, endpoint.name) for task, sample in sample_tasks().items()
+                                                for endpoint in sample.spec.endpoints if not endpoint.complement_of])
+def test_task_endpoints_equal_the_references(task, endpoint):
+    """A task's endpoints as the pipeline scores them (the sample tasks': single event, competing causes and
+    event-free survival): Uno's C (single event) or Wolbers' C (competing) at tau, and Harrell's C, against
+    scikit-survival and hazardous."""
+    target = _sample_targets(task, 700, 5)[endpoint]
     time, code = np.asarray(target.months, float), np.asarray(target.code)
     rng = np.random.default_rng(2)
     risk = np.round(rng.uniform(size=len(time)) + 0.4 * (code == target.event_of_interest), 2)
