@@ -26,7 +26,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
     "tests/training/test_intervals.py": "coverage against a default task's generator (another helper edits it)",
     # Fast tests that fit on a default task's synthetic cohort where any single-event or competing task would do.
-    "tests/training/test_background.py": "explanation background over each default task's rules",
     "tests/training/test_explain.py": "tree SHAP on two default tasks' bundles",
     "tests/training/test_families_and_bundle.py": "fits every family on two default tasks",
     "tests/training/test_no_leakage.py": "leakage checks over every task's schema and a default task's cohort",

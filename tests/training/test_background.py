@@ -1,7 +1,8 @@
 """The explanation background is the training cohort: its category shares and its mean prediction, with no row that
 stands for fewer than 10 patients or that no patient could have.
 
-Cohorts: synthetic cml_tfr and all_hsct, 2,000 patients each (fixed seed). Models: a Cox model (CoxFamily) and a
+Cohorts: the sample tasks' (tests/sample_tasks/: one event with a cross-field rule and a log2 form; two competing
+causes with optional predictors), 2,000 patients each (fixed seed). Models: a Cox model (CoxFamily) and a
 small xgboost survival:cox (eta 0.1, depth 2, 50 rounds) per cause, completed as `make train` completes them.
 """
 
@@ -10,20 +11,16 @@ import pandas as pd
 import pytest
 
 from features.task_schema import TaskSchema, validate_frame
-from features.tasks import TASKS
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
-from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
-from tasks.all_hsct.generator import generate_all_hsct_cohort
-from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.sample_tasks import sample_tasks
 from training.explain import MAX_BACKGROUND_ROWS, MIN_CLUSTER_SIZE, Background, cohort_background
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle, kaplan_meier_curve
 
 SEED = 5
 COHORT_SIZE = 2000
-SCHEMAS = {"cml_tfr": CML_TFR_SCHEMA, "all_hsct": ALL_HSCT_SCHEMA}
+SCHEMAS = {name: task.schema for name, task in sample_tasks().items()}
 FAMILIES = ("cox_ph", "xgboost_cox")
 SHARE_TOLERANCE = 0.01  # one percentage point
 MEAN_PREDICTION_TOLERANCE = 0.005  # half a percentage point
@@ -31,8 +28,7 @@ MEAN_PREDICTION_TOLERANCE = 0.005  # half a percentage point
 
 @pytest.fixture(scope="module")
 def cohorts() -> dict[str, pd.DataFrame]:
-    generated = {"cml_tfr": generate_cml_tfr_cohort(COHORT_SIZE, seed=SEED),
-                 "all_hsct": generate_all_hsct_cohort(COHORT_SIZE, seed=SEED)}
+    generated = {name: task.generate_cohort(COHORT_SIZE, SEED) for name, task in sample_tasks().items()}
     return {task: validate_frame(frame, SCHEMAS[task]) for task, frame in generated.items()}
 
 
@@ -48,7 +44,7 @@ def bundles(cohorts) -> dict[tuple[str, str], ModelBundle]:
 
 
 def _completed_bundle(task_name: str, family: str, development: pd.DataFrame) -> ModelBundle:
-    task, schema = TASKS[task_name], SCHEMAS[task_name]
+    task, schema = sample_tasks()[task_name], SCHEMAS[task_name]
     causes = {}
     for cause, target in task.cause_targets(development).items():
         model = CoxFamily() if family == "cox_ph" else XGBoostCoxFamily(
