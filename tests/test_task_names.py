@@ -30,7 +30,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_families_and_bundle.py": "fits every family on two default tasks",
     "tests/training/test_no_leakage.py": "leakage checks over every task's schema and a default task's cohort",
     "tests/training/test_parallel.py": "parallel training stages on a default task",
-    "tests/training/test_validation.py": "validation across centres on a default task",
     # Registry files and schemas: checks of each default task's own columns (candidates for the task folders).
 }
 

@@ -1,5 +1,6 @@
 """Internal-external validation: the folds, the random-effects pooling against hand formulas, the per-centre
-metrics with their skip rules, the bootstrap design and the subgroup table."""
+metrics with their skip rules, the bootstrap design and the subgroup table. On cml_tfr's cohort: the expected
+concordance range, the thin 60-month horizons of small centres and the subgroup variables are this cohort's."""
 
 import numpy as np
 import pandas as pd
