@@ -1,7 +1,8 @@
 """Both model families end in a bundle that saves, loads, explains additively and wraps as an MLflow pyfunc.
 
-One small synthetic cohort (n = 600, fixed seed); a Cox model and a small xgboost survival:cox model
-(eta 0.1, depth 2, 50 rounds) are fitted once for the module and completed as `make train` completes them.
+One small synthetic cohort of the sample single-event task (tests/sample_tasks/; n = 600, fixed seed); a Cox
+model and a small xgboost survival:cox model (eta 0.1, depth 2, 50 rounds) are fitted once for the module and
+completed as `make train` completes them.
 Bundles carry their format: another one is refused with what to do, and `make promote` re-exports older ones.
 """
 
@@ -13,47 +14,47 @@ import pandas as pd
 import pytest
 
 from features.task_schema import validate_frame
-from features.tasks import TASKS
 from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, CURVE_MONTHS, BundleFormatError, ModelBundle
 from risk_model.preprocessing import Preprocessor
-from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.sample_tasks import SINGLE, sample_tasks
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
 
 SEED = 13
-HORIZONS = np.array(CML_TFR_SCHEMA.horizons_months, dtype=float)
+SAMPLE = sample_tasks()[SINGLE]
+SAMPLE_SCHEMA = SAMPLE.schema
+HORIZONS = np.array(SAMPLE_SCHEMA.horizons_months, dtype=float)
 FAMILIES = ("cox_ph", "xgboost_cox")
 
 
 @pytest.fixture(scope="module")
 def development() -> pd.DataFrame:
-    return validate_frame(generate_cml_tfr_cohort(600, seed=SEED), CML_TFR_SCHEMA)
+    return validate_frame(SAMPLE.generate_cohort(600, SEED), SAMPLE_SCHEMA)
 
 
 @pytest.fixture(scope="module")
 def patients() -> pd.DataFrame:
     """New patients from another seed, predictor columns only (as a request would carry)."""
-    frame = validate_frame(generate_cml_tfr_cohort(40, seed=SEED + 1), CML_TFR_SCHEMA)
-    return frame[CML_TFR_SCHEMA.predictor_names]
+    frame = validate_frame(SAMPLE.generate_cohort(40, SEED + 1), SAMPLE_SCHEMA)
+    return frame[SAMPLE_SCHEMA.predictor_names]
 
 
 @pytest.fixture(scope="module")
 def bundles(development) -> dict[str, ModelBundle]:
-    target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
+    target = SAMPLE.cause_targets(development)["relapse"]
     fitted = {
-        "cox_ph": CoxFamily().fit(development, CML_TFR_SCHEMA, target),
+        "cox_ph": CoxFamily().fit(development, SAMPLE_SCHEMA, target),
         "xgboost_cox": XGBoostCoxFamily(params={"eta": 0.1, "max_depth": 2}, num_boost_round=50,
-                                        seed=SEED).fit(development, CML_TFR_SCHEMA, target),
+                                        seed=SEED).fit(development, SAMPLE_SCHEMA, target),
     }
 
     def bundle_of(name: str, family) -> ModelBundle:
-        bundle = ModelBundle(task="cml_tfr", family=name, outcome="single_event",
+        bundle = ModelBundle(task=SINGLE, family=name, outcome="single_event",
                              causes={"relapse": family.cause_model()},
-                             horizons_months=list(CML_TFR_SCHEMA.horizons_months),
-                             main_horizon_months=CML_TFR_SCHEMA.main_horizon_months, schema=CML_TFR_SCHEMA.to_json())
-        return complete_bundle(bundle, development, CML_TFR_SCHEMA, SEED)
+                             horizons_months=list(SAMPLE_SCHEMA.horizons_months),
+                             main_horizon_months=SAMPLE_SCHEMA.main_horizon_months, schema=SAMPLE_SCHEMA.to_json())
+        return complete_bundle(bundle, development, SAMPLE_SCHEMA, SEED)
 
     return {name: bundle_of(name, family) for name, family in fitted.items()}
 
@@ -92,7 +93,7 @@ def test_contributions_add_up_within_the_clarified_tolerance(bundles, patients, 
     for horizon in (6, 12, 24):
         values, base = bundle.contributions(patients, horizon)
         probability = bundle.event_probability(patients, np.array([horizon]))[:, 0]
-        assert values.shape == (len(patients), len(CML_TFR_SCHEMA.predictor_names))
+        assert values.shape == (len(patients), len(SAMPLE_SCHEMA.predictor_names))
         np.testing.assert_allclose(values.sum(axis=1), probability - base, atol=1e-6)
 
 
@@ -135,26 +136,13 @@ def test_xgboost_margin_contributions_sum_to_margin(bundles, patients):
     assert np.ptp(constant) < 1e-5
     bias = bundle.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, -1]
     np.testing.assert_allclose(constant, bias, atol=1e-5)
-    assert parts.shape[1] == len(CML_TFR_SCHEMA.predictor_names)
+    assert parts.shape[1] == len(SAMPLE_SCHEMA.predictor_names)
 
 
 def test_cox_margin_contributions_sum_to_margin(bundles, patients):
     bundle = bundles["cox_ph"].causes["relapse"]
     np.testing.assert_allclose(bundle.margin_contributions(patients).sum(axis=1), bundle.margin(patients),
                                atol=1e-12)
-
-
-def test_risk_rises_with_sokal_risk(bundles, patients):
-    # Generator: Sokal high HR 2.0 vs low (clarifications section 3), so the Cox model must rank high above low.
-    bundle = bundles["cox_ph"]
-    one = patients.iloc[[0, 1, 2]].copy()
-    low, high = one.assign(sokal_risk="low"), one.assign(sokal_risk="high")
-    months = np.array([6.0, 12.0, 24.0])
-    assert np.all(bundle.event_probability(high, months) > bundle.event_probability(low, months))
-    values, _ = bundle.contributions(high, 12)
-    values_low, _ = bundle.contributions(low, 12)
-    sokal = CML_TFR_SCHEMA.predictor_names.index("sokal_risk")
-    assert np.all(values[:, sokal] > values_low[:, sokal])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -164,12 +152,12 @@ def test_background_holds_no_patient_and_clusters_of_ten(bundles, development, f
     assert min(bundle.background_weights) >= MIN_CLUSTER_SIZE
     assert sum(bundle.background_weights) == len(development)
     # Compare on one numeric encoding (missing = NaN, categories one-hot, flags 0/1).
-    encoder = Preprocessor(impute=False).fit(development, CML_TFR_SCHEMA)
-    background = validate_frame(pd.DataFrame(bundle.background), CML_TFR_SCHEMA, require_outcome=False)
+    encoder = Preprocessor(impute=False).fit(development, SAMPLE_SCHEMA)
+    background = validate_frame(pd.DataFrame(bundle.background), SAMPLE_SCHEMA, require_outcome=False)
     rows, people = encoder.transform(background), encoder.transform(development)
     same = (rows[:, None, :] == people[None, :, :]) | (np.isnan(rows)[:, None, :] & np.isnan(people)[None, :, :])
     assert not same.all(axis=2).any()
-    assert not {"centre", "country", *CML_TFR_SCHEMA.outcome_columns} & set(bundle.background[0])
+    assert not {"centre", "country", *SAMPLE_SCHEMA.outcome_columns} & set(bundle.background[0])
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +193,7 @@ def test_pyfunc_round_trip(bundles, patients, family, mlflow_store, tmp_path, mo
     model = mlflow.pyfunc.load_model(info.model_uri)
     answer = model.predict(patients)
     expected = bundle.event_probability(patients, HORIZONS)
-    for i, h in enumerate(CML_TFR_SCHEMA.horizons_months):
+    for i, h in enumerate(SAMPLE_SCHEMA.horizons_months):
         np.testing.assert_allclose(answer[f"relapse_{h}m"].to_numpy(), expected[:, i], atol=1e-12)
         np.testing.assert_allclose(answer[f"relapse_free_{h}m"].to_numpy(), 1 - expected[:, i],
                                    atol=1e-12)
@@ -236,7 +224,7 @@ def test_a_bundle_carries_its_format_and_another_is_refused_with_what_to_do(bund
         ModelBundle.load(unnumbered)
     message = str(refused.value)
     assert "no format version" in message and f"this code reads format {BUNDLE_FORMAT_VERSION}" in message
-    assert "`make train TASK=cml_tfr`" in message and "`make promote TASK=cml_tfr VERSION=3`" in message
+    assert f"`make train TASK={SINGLE}`" in message and f"`make promote TASK={SINGLE} VERSION=3`" in message
     upgraded = ModelBundle.load(unnumbered, upgrade=True)  # the export's read: unnumbered bundles have format 1
     np.testing.assert_array_equal(upgraded.event_probability(patients, HORIZONS),
                                   bundle.event_probability(patients, HORIZONS))
@@ -250,12 +238,12 @@ def test_a_bundle_carries_its_format_and_another_is_refused_with_what_to_do(bund
 def test_a_champion_of_another_format_fails_to_load_and_the_old_one_keeps_serving(bundles, tmp_path):
     from serving.champions import ChampionRegistry
 
-    task_dir = tmp_path / "models" / "cml_tfr"
+    task_dir = tmp_path / "models" / SINGLE
     bundles["cox_ph"].save(task_dir / "1")
-    pointer = {"task": "cml_tfr", "version": "1", "path": "1", "run_id": "run-1",
+    pointer = {"task": SINGLE, "version": "1", "path": "1", "run_id": "run-1",
                "exported_at": "2030-01-01T00:00:01+00:00"}
     (task_dir / "champion.json").write_text(json.dumps(pointer))
-    registry = ChampionRegistry(tmp_path / "models", ["cml_tfr"])
+    registry = ChampionRegistry(tmp_path / "models", [SINGLE])
     assert [report["status"] for report in registry.refresh(force=True)] == ["loaded"]
     _saved_in_format(bundles["cox_ph"], task_dir / "2", None, version="2")
     (task_dir / "champion.json").write_text(json.dumps({**pointer, "version": "2", "path": "2", "run_id": "run-2",
@@ -263,9 +251,9 @@ def test_a_champion_of_another_format_fails_to_load_and_the_old_one_keeps_servin
     [report] = registry.refresh(force=True)
     assert report["status"] == "failed" and report["serving_version"] == "1"
     assert report["message"].startswith("version 2 cannot be served: bundle has no format version")
-    assert "`make promote TASK=cml_tfr VERSION=2`" in report["message"]
+    assert f"`make promote TASK={SINGLE} VERSION=2`" in report["message"]
     assert report["message"].endswith("version 1 keeps serving")
-    assert registry.get("cml_tfr").pointer["version"] == "1"
+    assert registry.get(SINGLE).pointer["version"] == "1"
 
 
 @pytest.mark.slow  # registers in an MLflow store
@@ -281,28 +269,28 @@ def test_make_promote_re_exports_an_older_registered_bundle_in_this_format(bundl
     bundle_dir = _saved_in_format(bundle, tmp_path / "bundle", None, version="1")
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(name="model", python_model=RelapseRiskModel(), pip_requirements=["mlflow"],
-                                       artifacts={"bundle": str(bundle_dir)}, registered_model_name="cml_tfr")
+                                       artifacts={"bundle": str(bundle_dir)}, registered_model_name=SINGLE)
     expected = bundle.event_probability(patients, HORIZONS)
     registered = mlflow.pyfunc.load_model(info.model_uri).predict(patients)  # the registry's pyfunc still reads it
     np.testing.assert_allclose(registered["relapse_12m"].to_numpy(), expected[:, HORIZONS.tolist().index(12)])
     version = str(info.registered_model_version)
-    promote_version("cml_tfr", version, models_dir=tmp_path / "models")
-    exported = tmp_path / "models" / "cml_tfr" / version
+    promote_version(SINGLE, version, models_dir=tmp_path / "models")
+    exported = tmp_path / "models" / SINGLE / version
     assert json.loads((exported / BUNDLE_FILE).read_text())["format_version"] == BUNDLE_FORMAT_VERSION
     np.testing.assert_array_equal(ModelBundle.load(exported).event_probability(patients, HORIZONS), expected)
-    assert [r["status"] for r in ChampionRegistry(tmp_path / "models", ["cml_tfr"]).refresh(force=True)] == ["loaded"]
+    assert [r["status"] for r in ChampionRegistry(tmp_path / "models", [SINGLE]).refresh(force=True)] == ["loaded"]
 
 
 def test_retraining_over_a_champion_it_cannot_read_compares_with_the_cox_baseline_instead(bundles, tmp_path):
     from training.config import TrainSettings
     from training.pipeline import champion_bundle
 
-    settings = TrainSettings(models_dir=tmp_path)
-    _saved_in_format(bundles["cox_ph"], tmp_path / "cml_tfr" / "5", BUNDLE_FORMAT_VERSION + 1, version="5")
+    settings = TrainSettings(task=SINGLE, models_dir=tmp_path)
+    _saved_in_format(bundles["cox_ph"], tmp_path / SINGLE / "5", BUNDLE_FORMAT_VERSION + 1, version="5")
     current, why = champion_bundle(settings, {"version": "5", "path": "5"})
     assert current is None and why.startswith(f"is a bundle this code cannot read (bundle format "
                                               f"{BUNDLE_FORMAT_VERSION + 1}")
-    _saved_in_format(bundles["cox_ph"], tmp_path / "cml_tfr" / "4", None, version="4")
+    _saved_in_format(bundles["cox_ph"], tmp_path / SINGLE / "4", None, version="4")
     current, why = champion_bundle(settings, {"version": "4", "path": "4"})
     assert current.family == "cox_ph" and why == ""
 
