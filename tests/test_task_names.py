@@ -21,7 +21,6 @@ NOT_YET_CONVERTED = {
     "tests/stores.py": "small_settings() trains the first default task for the slow tier's trained store",
     "tests/training/test_pipeline.py": "reads the trained store (default tasks' runs and cards)",
     "tests/training/test_promotion.py": "reads the trained store and promotes a default task's versions",
-    "tests/training/test_promotion_evidence.py": "fits a default task's families for the promotion evidence",
     "tests/training/test_moved_store.py": "moves the trained store of the default tasks",
     "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
     "tests/training/test_intervals.py": "coverage against a default task's generator (another helper edits it)",

@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 
 from features.task_schema import validate_frame
-from features.tasks import TASKS
-from tasks.cml_tfr import SCHEMA
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.sample_tasks import SINGLE, sample_tasks
 from tests.stores import small_settings
 from training.promotion import (
     GateEstimate,
@@ -27,7 +25,9 @@ from training.splits import ValidationDesign, hold_out_centres
 from training.tune import TuningResult
 from training.validation import ValidationResult, fold_mean
 
-TASK = "cml_tfr"
+# The family choice, the held-out patients and the head-to-head comparison are mechanics of any single-event task.
+TASK = SINGLE
+SCHEMA = sample_tasks()[TASK].schema
 SLOPE_BAND = (0.8, 1.25)
 
 
@@ -162,7 +162,7 @@ def test_ties_on_development_go_to_the_cox_baseline():
 
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:
-    return validate_frame(generate_cml_tfr_cohort(1200, seed=23), SCHEMA)
+    return validate_frame(sample_tasks()[TASK].generate_cohort(1200, 23), SCHEMA)
 
 
 TUNED = {"relapse": TuningResult({"eta": 0.05, "max_depth": 2}, 80, 0.6, 0)}
@@ -174,8 +174,8 @@ def test_the_family_choice_does_not_read_the_held_out_patients(cohort, tmp_path)
     from training.pipeline import choose_on_development, fit_family
     from training.splits import tuning_folds
 
-    task = TASKS[TASK]
-    settings = replace(small_settings(tmp_path), n_folds=3)
+    task = sample_tasks()[TASK]
+    settings = replace(small_settings(tmp_path), task=TASK, n_folds=3)
     split = hold_out_centres(cohort, SCHEMA.event_column, 0.25, 0)
     rng = np.random.default_rng(5)
     changed = cohort.copy()
@@ -241,7 +241,7 @@ def test_the_champion_is_compared_head_to_head_on_patients_neither_trained_on(co
     from training.evaluate import evaluate_bundle, subset_target
     from training.pipeline import _gate, complete_bundle, fit_family
 
-    task = TASKS[TASK]
+    task = sample_tasks()[TASK]
     event = SCHEMA.event_column
     old_split, new_split = hold_out_centres(cohort, event, 0.4, 1), hold_out_centres(cohort, event, 0.4, 2)
     old_dev = cohort.iloc[old_split.development].reset_index(drop=True)
@@ -255,7 +255,7 @@ def test_the_champion_is_compared_head_to_head_on_patients_neither_trained_on(co
     new = complete_bundle(fit_family("xgboost_cox", task, new_dev, TUNED, 0), new_dev, SCHEMA, 0)
     cox = complete_bundle(fit_family("cox_ph", task, new_dev, TUNED, 0), new_dev, SCHEMA, 0)
     targets = task.endpoint_targets(held_out)
-    settings = replace(small_settings(tmp_path), models_dir=tmp_path)
+    settings = replace(small_settings(tmp_path), task=TASK, models_dir=tmp_path)
     passed = GateResult("xgboost_cox", {"cal_slope_ok": True}, [{"gate": "cal_slope_12m"}])
     decision = _gate(
         new,
