@@ -27,7 +27,6 @@ NOT_YET_CONVERTED = {
     # Fast tests that fit on a default task's synthetic cohort where any single-event or competing task would do.
     "tests/training/test_explain.py": "tree SHAP on two default tasks' bundles",
     "tests/training/test_parallel.py": "parallel training stages on a default task",
-    # Registry files and schemas: checks of each default task's own columns (candidates for the task folders).
 }
 
 
