@@ -25,11 +25,13 @@ PREDICTORS = (
 )
 
 
-def schema(strata: tuple[str, ...], endpoints: dict[str, str]) -> TaskSchema:
+def schema(
+    strata: tuple[str, ...], endpoints: dict[str, str], predictors: tuple[Predictor, ...] = PREDICTORS
+) -> TaskSchema:
     return TaskSchema(
         task="toy",
         title="toy",
-        predictors=PREDICTORS,
+        predictors=predictors,
         grouping=(),
         time_column="time",
         event_column="code",
@@ -283,20 +285,7 @@ def test_a_boolean_stratum_reads_false_and_true_from_frames_and_requests(data):
     """A boolean stratum (MAC conditioning with or without TBI, say): its levels are "false" and "true", a request
     sends true/false, and both paths pick the same stratum."""
     flagged = data.assign(flag=data["group"] == "late")[["x", "flag", "time", "code"]]
-    task_schema = TaskSchema(
-        task="toy",
-        title="toy",
-        grouping=(),
-        time_column="time",
-        event_column="code",
-        event_description="event",
-        time_zero="t0",
-        horizons_months=(12, 24),
-        main_horizon_months=12,
-        endpoint_names=SINGLE,
-        strata=("flag",),
-        predictors=(PREDICTORS[0], Predictor("flag", "boolean", "the stratum")),
-    )
+    task_schema = schema(("flag",), SINGLE, (PREDICTORS[0], Predictor("flag", "boolean", "the stratum")))
     target = (flagged["time"].to_numpy(), (flagged["code"] > 0).astype(int).to_numpy())
     fitted = CoxFamily(ties="breslow").fit(flagged, task_schema, target)
     assert [fitted.baseline_.label(s) for s in sorted(fitted.baseline_.strata)] == ["flag=false", "flag=true"]
