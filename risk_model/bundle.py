@@ -37,6 +37,7 @@ from risk_model.after_event import (
     post_event_margin,
 )
 from risk_model.breslow import BreslowBaseline
+from risk_model.forest import compile_forest, forest_margins
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 from risk_model.strata import STRATUM, StratifiedBaseline, baseline_from_json, encoded_strata, stratum_codes
 
@@ -269,14 +270,10 @@ class ModelBundle:
         ensemble = self._ensemble()
         forests = ensemble.setdefault("forests", {})
         if cause not in forests:
-            from risk_model.forest import compile_forest
-
             offsets, stacked = _stacked_maps([m[cause] for m in ensemble["members"]], ensemble["encoding"])
             forests[cause] = (compile_forest([m[cause].booster for m in ensemble["members"]], offsets,
                                              len(stacked[1])), stacked)
         forest, stacked = forests[cause]
-        from risk_model.forest import forest_margins
-
         return forest_margins(forest.first(count), encoded_to_matrix(encoded, *stacked)).astype(float)
 
     def margins(self, frame: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
