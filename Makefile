@@ -175,11 +175,10 @@ bench-concordance: install ## time per call of the concordance with its SE at 5,
 
 SIZES ?=
 TRIALS ?=
-FAMILY ?=
 .PHONY: bench-train
-bench-train: install ## time, CPU and peak memory of each training stage at 2,000 / 20,000 / 180,000 patients (TASK=, SIZES=, TRIALS=, FAMILY=, JOBS=)
+bench-train: install ## time, CPU and peak memory of each training stage at 2,000 / 20,000 / 180,000 patients (TASK=, SIZES=, TRIALS=, JOBS=)
 	$(PY) -m benchmarks.train_bench $(if $(TASK),--task $(TASK)) $(if $(SIZES),--sizes $(SIZES)) \
-	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(FAMILY),--family $(FAMILY)) $(if $(JOBS),--jobs $(JOBS))
+	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS))
 
 bento: install ## build a Bento: the service, its code, the current champions; requirements from uv.lock
 	$(UV) export --frozen --no-hashes --no-dev --no-emit-project --quiet --format requirements-txt -o requirements-bento.txt

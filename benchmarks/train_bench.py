@@ -1,12 +1,13 @@
 """`make bench-train`: time, CPU use and peak memory of each training stage as the cohort grows, and each stage's
 growth exponent.
 
-For each synthetic task and cohort size, one fresh process runs the pipeline's own stage functions in the order
-`training.pipeline.run_training` calls them (cohort, split, tuning, both families' fits, held-out metrics, interval
-refits, explanations, leave-one-centre-out validation, metric bootstrap, subgroups, plots, promotion gate, model
-card and registration), timing each one. Tuning is reported per trial as well (its total over the causes divided
-by trials x causes). MLflow writes to a temporary store, so nothing reaches mlruns/ or models/; the per-trial and
-per-family MLflow logging of `make train` is left out (registration is timed).
+For each synthetic task and cohort size, one fresh process runs `make train`'s own run
+(`training.pipeline.run_training`) and watches the stages it names (training/stages.py: cohort, split, tuning,
+both families' fits, the proportional-hazards check, held-out metrics, the family choice, leave-one-centre-out
+validation, interval refits, explanations, metric bootstrap, subgroups, plots, comparators, promotion gate, model
+card and registration). MLflow logging is inside the stages that do it, as in `make train`. Tuning is reported
+per trial as well (its total divided by trials x causes). MLflow writes to a temporary store, so nothing reaches
+mlruns/ or models/.
 
 Work runs in this process and, with more than one job (`--jobs`, `JOBS=`, default every core), in the pool's worker
 processes: CPU and memory count both (the workers' CPU while alive, read from /proc).
@@ -20,7 +21,7 @@ The growth exponent is the least-squares slope of log(seconds) on log(patients) 
 2 = quadratic); with the fixed costs of small cohorts it understates the growth of large ones.
 
 Usage: python -m benchmarks.train_bench [--task cml_tfr] [--sizes 2000 20000 180000] [--trials 10]
-                                        [--replicates 30] [--draws 200] [--seed 42] [--family auto] [--jobs N]
+                                        [--replicates 30] [--draws 200] [--seed 42] [--jobs N]
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,17 +116,18 @@ class PeakSampler:
 
 
 @dataclass
-class Stages:
-    """Consecutive stages: each row has wall and CPU seconds (all threads) and the peak RSS while it ran."""
+class StageRows:
+    """Watches the run's consecutive stages: each row has wall and CPU seconds (all threads and the pool's
+    workers) and the peak RSS while it ran."""
 
     sampler: PeakSampler
     say: Callable[[str], None]
     rows: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[str, Any] | None = None
 
-    def begin(self, name: str, **extra: Any) -> None:
+    def begin(self, name: str) -> None:
         self.end()
-        self._open = {"stage": name, **extra, "start_rss_mb": self.sampler.reset() / 2**20,
+        self._open = {"stage": name, "start_rss_mb": self.sampler.reset() / 2**20,
                       "_wall": time.perf_counter(), "_cpu": time.process_time(), "_workers": workers_cpu_seconds()}
 
     def end(self) -> None:
@@ -141,133 +142,33 @@ class Stages:
         self.rows.append(row)
         self.say(f"  {row['stage']}: {row['seconds']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB")
 
-    @contextmanager
-    def stage(self, name: str, **extra: Any) -> Iterator[None]:
-        self.begin(name, **extra)
-        try:
-            yield
-        finally:
-            self.end()
-
-    def wrap(self, function: Callable[..., Any], name: str, then: str | None = None) -> Callable[..., Any]:
-        """`function` timed as stage `name`; `then` opens the next stage when it returns (the code after it)."""
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.begin(name)
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.end()
-                if then:
-                    self.begin(then)
-
-        return timed
-
 
 # --- one task at one size, in this process --------------------------------------------------------------------
 
-@contextmanager
-def report_stages(stages: Stages, draws: int) -> Iterator[None]:
-    """`training.report.build_report` as it is, with its validation, bootstrap and subgroup calls timed as stages
-    and what follows them (calibration and decision-curve plots) as one more."""
-    from training import report
-
-    saved = report.internal_external_validation, report.bootstrap_headline, report.subgroup_table
-    report.internal_external_validation = stages.wrap(saved[0], "validation (leave one centre out, both families)")
-    report.bootstrap_headline = stages.wrap(saved[1], f"metric bootstrap ({draws} draws)")
-    report.subgroup_table = stages.wrap(saved[2], "subgroups", then="calibration and decision-curve plots")
-    try:
-        yield
-    finally:
-        stages.end()
-        report.internal_external_validation, report.bootstrap_headline, report.subgroup_table = saved
-
-
 def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int, seed: int, scratch: Path,
-               say: Callable[[str], None], family: str = "auto") -> tuple[list[dict[str, Any]], str]:
-    """The stages of `run_training`, in its order, each timed: one row per stage, and the registered family
-    (`family` forces it; "auto" lets the pipeline choose, which may differ between cohort sizes)."""
-    import mlflow
-
+               say: Callable[[str], None]) -> tuple[list[dict[str, Any]], str]:
+    """`make train`'s own run (training.pipeline.run_training) on a synthetic cohort, into a scratch store, each of
+    its stages watched: one row per stage, and the registered family."""
     from features.tasks import get_task
-    from training import pipeline
     from training.config import TrainSettings
-    from training.evaluate import evaluate_bundle
-    from training.explain import explanation_plots
-    from training.model_card import ModelCardInputs, build_model_card
+    from training.pipeline import run_training
     from training.promotion import load_gates
-    from training.replicates import fit_replicates
-    from training.report import build_report
-    from training.splits import hold_out_centres, tuning_folds
-    from training.tune import tune_xgboost
+    from training.stages import Stages
 
     settings = TrainSettings(task=task_name, n_patients=n, seed=seed, n_trials=trials, n_replicates=replicates,
                              tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}", models_dir=scratch / "models",
                              data_dir=scratch / "data", quiet=True)
-    gates = replace(load_gates(), bootstrap_draws=draws)
-    task = get_task(task_name)
-    schema = task.schema
-    stages = Stages(PeakSampler(), say)
-    stage = stages.stage
+    stages = StageRows(PeakSampler(), say)
     try:
-        with stage("cohort (generate, validate, digest)"):
-            cohort = pipeline.load_cohort(settings, schema)
-        frame = cohort.frame
-        with stage("split and tuning folds"):
-            split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, seed)
-            development = frame.iloc[split.development].reset_index(drop=True)
-            held_out = frame.iloc[split.held_out].reset_index(drop=True)
-            folds = tuning_folds(development, schema.event_column, settings.n_folds, seed)
-        targets = task.cause_targets(development)
-        with stage("tuning (all causes)", trials=trials * len(targets)):
-            tuned = {cause: tune_xgboost(development, schema, target, folds, trials, seed)
-                     for cause, target in targets.items()}
-        with stage("fit both families"):
-            fitted = {family: pipeline.fit_family(family, task, development, tuned, seed)
-                      for family in ("cox_ph", "xgboost_cox")}
-        with stage("bundle extras (background, cut-points, OOD)"):
-            bundles = {family: pipeline.complete_bundle(bundle, development, schema, seed)
-                       for family, bundle in fitted.items()}
-        held_out_targets = task.endpoint_targets(held_out)
-        with stage("held-out metrics, both families"):
-            evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
-        if family == "auto":
-            with stage("family choice on development (tuning-fold refits)"):
-                family = pipeline.choose_on_development(task, development, folds, tuned, settings)[0]
-        chosen = bundles[family]
-        with stage(f"interval refits ({replicates})"):
-            chosen.replicates = fit_replicates(chosen, task, development, tuned, seed, replicates)
-        with stage("explanations (plots of 200 patients)"):
-            explanation_plots(chosen, held_out, scratch / "explanations")
-        with report_stages(stages, draws):
-            report = build_report(task, frame, held_out, held_out_targets, bundles, family,
-                                  pipeline.refit_for_validation(task, tuned, settings), gates, seed,
-                                  lambda _: None, scratch)
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        experiment = mlflow.create_experiment(f"bench_{task_name}", artifact_location=(scratch / "art").as_uri())
-        with stage("promotion gate (no champion: absolute gates)"):
-            gate_result, _ = pipeline.gate_families(bundles, family, report.validation, held_out, held_out_targets,
-                                                    gates)
-            decision = pipeline._gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
-                                      bundles["cox_ph"], (frame, split, schema.event_column))
-        with stage("model card and registration"), mlflow.start_run(experiment_id=experiment) as run:
-            chosen.lineage = {"run_id": run.info.run_id, "data_digest": cohort.digest, "version": "1"}
-            chosen.model_card = build_model_card(ModelCardInputs(
-                schema=schema, version="1", run_id=run.info.run_id, family=family, git_commit=pipeline.git_commit(),
-                data_source=cohort.description, data_digest=cohort.digest, frame=frame, split_design=split.design,
-                n_development=len(development), n_held_out=len(held_out), n_trials=trials,
-                tuned={c: {**r.params, "rounds": r.num_boost_round} for c, r in tuned.items()},
-                metrics={name: e.metrics for name, e in evaluations.items()}, intervals=report.intervals,
-                validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
-                decision_curves=report.usefulness, synthetic=True))
-            pipeline._register(mlflow, chosen, scratch / "bundle", task_name)
+        summary = run_training(settings, replace(load_gates(), bootstrap_draws=draws), Stages(watcher=stages))
     finally:
         stages.end()
         stages.sampler.stop()
-    tuning = next(r for r in stages.rows if r["stage"] == "tuning (all causes)")
-    per_trial = {k: tuning[k] / tuning["trials"] for k in ("seconds", "cpu_seconds")}
+    tuning = next(r for r in stages.rows if r["stage"].startswith("tuning"))
+    causes = len(get_task(task_name).spec.causes)  # one study per cause
+    per_trial = {k: tuning[k] / (trials * causes) for k in ("seconds", "cpu_seconds")}
     stages.rows.insert(stages.rows.index(tuning), {**tuning, **per_trial, "stage": "tuning, per trial"})
-    return stages.rows, family
+    return stages.rows, summary.family
 
 
 # --- driving the sizes, each in a fresh process -------------------------------------------------------------
@@ -287,7 +188,7 @@ def worker(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
         rows, family = run_stages(args.task[0], args.sizes[0], args.trials, args.replicates, args.draws,
-                                  args.seed, Path(scratch), lambda message: print(message, flush=True), args.family)
+                                  args.seed, Path(scratch), lambda message: print(message, flush=True))
     peak = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kB on Linux
                 *(row["peak_rss_mb"] for row in rows)])
     Path(args.json_out).write_text(json.dumps({"rows": rows, "family": family, "process_peak_rss_mb": peak}))
@@ -297,7 +198,7 @@ def measure(task: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, "-m", "benchmarks.train_bench", "--worker", "--task", task, "--sizes", str(n),
                    "--trials", str(args.trials), "--replicates", str(args.replicates), "--draws", str(args.draws),
-                   "--seed", str(args.seed), "--family", args.family, "--json-out", out.name]
+                   "--seed", str(args.seed), "--json-out", out.name]
         subprocess.run(command, check=True)
         return json.loads(Path(out.name).read_text())
 
@@ -336,8 +237,8 @@ def table(task: str, sizes: list[int], results: dict[int, dict[str, Any]]) -> li
     families = {n: results[n]["family"] for n in sizes}
     note = f"Registered family: {', '.join(f'{n:,} patients {f}' for n, f in families.items())}"
     if len(set(families.values())) > 1:
-        note += (" (it differs between sizes, so the refits, explanations and registration compare different "
-                 "models: `--family` fixes it)")
+        note += (" (the pipeline chose differently between sizes, so the refits, explanations and registration "
+                 "time different models)")
     return [*lines, "", note + ".", ""]
 
 
@@ -377,8 +278,6 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=30, help="bootstrap refits behind the intervals")
     parser.add_argument("--draws", type=int, default=200, help="metric bootstrap draws")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--family", choices=("auto", "cox_ph", "xgboost_cox"), default="auto",
-                        help="the registered family (auto: the pipeline's choice on the held-out C)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes and tuning threads (training/parallel.py; default: TRAIN_JOBS, else "
                              "every core)")

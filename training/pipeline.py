@@ -58,6 +58,7 @@ from training.report import EvaluationReport, build_report, log_report
 from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
 from training.selection import choose_family, development_concordance
 from training.splits import HoldOutSplit, hold_out_centres, tuning_folds
+from training.stages import VALIDATION_STAGE, Stages
 from training.subgroups import report_group_definitions
 from training.tune import TuningResult, shared_study, tune_xgboost
 from training.validation import ValidationResult, internal_external_validation
@@ -220,15 +221,19 @@ def refit_for_validation(task: Task, tuned: dict[str, TuningResult], settings: T
     return refit
 
 
-def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -> TrainingSummary:
-    """`gates`: the promotion gates; default `training/promotion_gates.toml`."""
+def run_training(settings: TrainSettings, gates: PromotionGates | None = None, stages: Stages | None = None
+                 ) -> TrainingSummary:
+    """`gates`: the promotion gates; default `training/promotion_gates.toml`. `stages`: times each stage (the
+    training benchmark passes one that also watches CPU and memory); the seconds are logged with the run."""
     import mlflow
 
     gates = gates or load_gates()
+    stages = stages or Stages()
 
     say = Progress(settings.quiet)
     task = get_task(settings.task)
-    cohort = load_cohort(settings, task.schema)
+    with stages("cohort (generate, validate, digest)"):
+        cohort = load_cohort(settings, task.schema)
     frame = cohort.frame
     # Dropped predictors leave the model's schema: not in its encoding, its card, or what it asks for.
     not_learned = not_learned_reasons(frame, task.schema, settings.drop_predictors)
@@ -242,10 +247,11 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         warnings.warn(warning, stacklevel=1)
         say(f"WARNING: {warning}")
 
-    split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, settings.seed)
-    development, held_out = frame.iloc[split.development].reset_index(drop=True), \
-        frame.iloc[split.held_out].reset_index(drop=True)
-    folds = tuning_folds(development, schema.event_column, settings.n_folds, settings.seed)
+    with stages("split and tuning folds"):
+        split = hold_out_centres(frame, schema.event_column, settings.held_out_fraction, settings.seed)
+        development, held_out = frame.iloc[split.development].reset_index(drop=True), \
+            frame.iloc[split.held_out].reset_index(drop=True)
+        folds = tuning_folds(development, schema.event_column, settings.n_folds, settings.seed)
     say(f"split: {split.design}; {len(folds)} tuning folds on {len(development)} development patients")
 
     for note in relocate_store(settings.tracking_uri):  # a copied or moved folder writes into its own store
@@ -270,40 +276,23 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         mlflow.log_params({"n_patients": len(frame), "n_development": len(development),
                            "n_held_out": len(held_out), "n_trials": settings.n_trials, "n_folds": len(folds)})
 
-        tuned = {}
-        shared = shared_study(settings.optuna_storage, settings.optuna_study)
-        if shared:
-            say(f"tuning in the shared study {shared.name}.{settings.task}.<cause> at {shared.shown_storage}")
-        for cause, target in task.cause_targets(development).items():
-            def log_trial(number: int, params: dict[str, Any], score: float, rounds: int, cause: str = cause
-                          ) -> None:
-                # parent_run_id: trials in tuning threads, where the parent run is not the active one
-                with mlflow.start_run(experiment_id=experiment, nested=True, parent_run_id=parent.info.run_id,
-                                      run_name=f"tuning {cause} trial {number:02d}"):
-                    mlflow.set_tags({**lineage_tags, "role": "tuning_trial", "family": "xgboost_cox",
-                                     "cause": cause})
-                    mlflow.log_params({**params, "num_boost_round": rounds})
-                    mlflow.log_metric("cv_harrell_c", score)
-                say(f"  {cause} trial {number + 1}/{settings.n_trials}: CV Harrell C {score:.3f} ({rounds} rounds)")
-
-            say(f"tuning xgboost survival:cox for {cause} with Optuna ({settings.n_trials} trials, seeded TPE)")
-            tuned[cause] = tune_xgboost(development, schema, target, folds, settings.n_trials, settings.seed,
-                                        log_trial, shared and shared.for_cause(settings.task, cause))
-            mlflow.set_tags(tuned[cause].order_tags(cause))
-            mlflow.log_params({f"xgb_{cause}_{k}": v for k, v in tuned[cause].params.items()})
-            mlflow.log_param(f"xgb_{cause}_num_boost_round", tuned[cause].num_boost_round)
-            mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
+        with stages("tuning (all causes)"):
+            tuned = _tune_causes(mlflow, task, development, folds, settings, experiment, parent.info.run_id,
+                                 lineage_tags, say)
 
         say("fitting both families on the development centres")
         families = ("cox_ph", "xgboost_cox")
-        bundles = dict(zip(families, parallel_map(lambda family: complete_bundle(
-            fit_family(family, task, development, tuned, settings.seed), development, schema, settings.seed),
-            families), strict=True))
-        ph_check = proportional_hazards_check(bundles["cox_ph"], task, development)
+        with stages("fit both families (with background, cut-points, OOD reference)"):
+            bundles = dict(zip(families, parallel_map(lambda family: complete_bundle(
+                fit_family(family, task, development, tuned, settings.seed), development, schema, settings.seed),
+                families), strict=True))
+        with stages("proportional-hazards check"):
+            ph_check = proportional_hazards_check(bundles["cox_ph"], task, development)
         mlflow.log_dict(ph_check, "ph_check.json")
         mlflow.log_metrics({f"ph_global_p_{cause}": check["global"]["p"] for cause, check in ph_check.items()})
         held_out_targets = task.endpoint_targets(held_out)
-        evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
+        with stages("held-out metrics, both families"):
+            evaluations = {name: evaluate_bundle(b, held_out, held_out_targets) for name, b in bundles.items()}
         family_runs = {}
         for name, evaluation in evaluations.items():
             family_runs[name] = _log_family_run(mlflow, experiment, settings, name, evaluation, bundles[name],
@@ -311,10 +300,12 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
             say(f"  {name}: held-out Uno C {evaluation.metrics['uno_c']:.3f}, Harrell C "
                 f"{evaluation.metrics['harrell_c']:.3f}, IBS {evaluation.metrics['ibs']:.3f}")
         say("choosing the family on development data (cross-validated C on the tuning folds)")
-        family, development_c = choose_on_development(task, development, folds, tuned, settings)
+        with stages("family choice on development (tuning-fold refits)"):
+            family, development_c = choose_on_development(task, development, folds, tuned, settings)
         mlflow.log_metrics({f"development_cv_uno_c_{f}": v for f, v in development_c.items() if np.isfinite(v)})
-        validation = internal_external_validation(frame, task, refit_for_validation(task, tuned, settings),
-                                                  FAMILIES, settings.seed, say)
+        with stages(VALIDATION_STAGE):
+            validation = internal_external_validation(frame, task, refit_for_validation(task, tuned, settings),
+                                                      FAMILIES, settings.seed, say)
         gate_result, fallback_note = gate_families(bundles, family, validation, held_out, held_out_targets, gates)
         mlflow.set_tags({"family_chosen_on_development": family, "family_choice": _choice_note(development_c)}
                         | ({"family_fallback": fallback_note} if fallback_note else {}))
@@ -323,7 +314,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         family = gate_result.family
         chosen, metrics = bundles[family], evaluations[family].metrics
         say(f"bootstrap ensemble for the 95 % intervals: {settings.n_replicates} refits of {family}")
-        chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
+        with stages(f"interval refits ({settings.n_replicates})"):
+            chosen.replicates = fit_replicates(chosen, task, development, tuned, settings.seed, settings.n_replicates)
         chosen.not_learned = not_learned
         mlflow.set_tag("registered_family", family)
         for name, run_id in family_runs.items():
@@ -335,63 +327,98 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None) -
         say("explaining and plotting")
         with tempfile.TemporaryDirectory() as scratch:
             scratch_path = Path(scratch)
-            _log_plots(mlflow, schema, chosen, held_out, scratch_path)
+            with stages("explanations (plots of the held-out patients)"):
+                _log_plots(mlflow, schema, chosen, held_out, scratch_path)
             report = build_report(task, frame, held_out, held_out_targets, bundles, family,
                                   refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path,
-                                  validation=validation)
+                                  validation=validation, stages=stages)
             report_metrics = log_report(mlflow, report, scratch_path, family, family_runs, schema.main_horizon_months)
             mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
-            comparison = compare_with_comparators(task, development, held_out, held_out_targets, chosen, family,
-                                                  gates.bootstrap_draws, settings.seed, gates.thresholds,
-                                                  gates.bootstrap_min_centres, bundles)
+            with stages("comparators (today's risk tools, nested models)"):
+                comparison = compare_with_comparators(task, development, held_out, held_out_targets, chosen, family,
+                                                      gates.bootstrap_draws, settings.seed, gates.thresholds,
+                                                      gates.bootstrap_min_centres, bundles)
             if comparison is not None:  # today's risk tools and nested models the spec declares
                 mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task))
             say("promotion gate, model card and registration")
-            decision = _gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
-                             bundles["cox_ph"], (frame, split, schema.event_column))
+            with stages("promotion gate"):
+                decision = _gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
+                                 bundles["cox_ph"], (frame, split, schema.event_column))
             if fallback_note:
                 decision.reason = f"{fallback_note}; {decision.reason}"
             chosen.metrics = {**metrics, **{k: v for k, v in report_metrics.items() if not k.endswith("_seconds")}}
-            chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest, "git_commit": git_commit(),
-                              "data_source": cohort.description, "split_design": split.design,
-                              "validation_design": report.validation.design.description,
-                              "not_learned_predictors": [item["name"] for item in not_learned],
-                              **split_lineage(frame, split, settings.seed, settings.held_out_fraction)}
-            card_inputs = ModelCardInputs(
-                schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
-                family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
-                data_digest=cohort.digest, frame=frame, split_design=split.design, n_development=len(development),
-                n_held_out=len(held_out), n_trials=settings.n_trials,
-                tuned={c: {**r.params, "rounds": r.num_boost_round} for c, r in tuned.items()},
-                metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
-                validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
-                decision_curves=report.usefulness, synthetic=not settings.data_path,
-                unit_conversions=cohort.unit_conversions, not_learned=not_learned, ph_check=ph_check,
-                comparison=comparison_markdown(comparison) if comparison is not None else "")
-            chosen.lineage["version"] = card_inputs.version
-            chosen.model_card = build_model_card(card_inputs)
-            bundle_dir = scratch_path / "bundle"
-            version = _register(mlflow, chosen, bundle_dir, settings.task)
-            if version != card_inputs.version:  # another run registered in between: the card names the real one
-                card_inputs.version = chosen.lineage["version"] = version
+            with stages("model card and registration"):
+                chosen.lineage = {"run_id": parent.info.run_id, "data_digest": cohort.digest,
+                                  "git_commit": git_commit(), "data_source": cohort.description,
+                                  "split_design": split.design,
+                                  "validation_design": report.validation.design.description,
+                                  "not_learned_predictors": [item["name"] for item in not_learned],
+                                  **split_lineage(frame, split, settings.seed, settings.held_out_fraction)}
+                card_inputs = ModelCardInputs(
+                    schema=schema, version=_next_version(mlflow, settings.task), run_id=parent.info.run_id,
+                    family=family, git_commit=lineage_tags["git_commit"], data_source=cohort.description,
+                    data_digest=cohort.digest, frame=frame, split_design=split.design, n_development=len(development),
+                    n_held_out=len(held_out), n_trials=settings.n_trials,
+                    tuned={c: {**r.params, "rounds": r.num_boost_round} for c, r in tuned.items()},
+                    metrics={n: e.metrics for n, e in evaluations.items()}, intervals=report.intervals,
+                    validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
+                    decision_curves=report.usefulness, synthetic=not settings.data_path,
+                    unit_conversions=cohort.unit_conversions, not_learned=not_learned, ph_check=ph_check,
+                    comparison=comparison_markdown(comparison) if comparison is not None else "")
+                chosen.lineage["version"] = card_inputs.version
                 chosen.model_card = build_model_card(card_inputs)
-            chosen.save(bundle_dir)
-            _log_model_card(mlflow, chosen.model_card, scratch_path)
-            _record_decision(mlflow, decision, settings.task, version, family, lineage_tags)
-            mlflow.set_tag(NOTE_TAG, run_note(
-                task=settings.task, endpoint=chosen.main_endpoint, horizon=schema.main_horizon_months,
-                data=cohort.description, split=split.design, metrics={n: e.metrics for n, e in evaluations.items()},
-                family=family, version=version, promoted=decision.promoted, reason=decision.reason,
-                gates=decision.gates, interval=_gate_interval(decision), not_learned=not_learned,
-                gate_table=decision.table))
-            if decision.promoted:
-                export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
-                                cohort.digest)
+                bundle_dir = scratch_path / "bundle"
+                version = _register(mlflow, chosen, bundle_dir, settings.task)
+                if version != card_inputs.version:  # another run registered in between: the card names the real one
+                    card_inputs.version = chosen.lineage["version"] = version
+                    chosen.model_card = build_model_card(card_inputs)
+                chosen.save(bundle_dir)
+                _log_model_card(mlflow, chosen.model_card, scratch_path)
+                _record_decision(mlflow, decision, settings.task, version, family, lineage_tags)
+                mlflow.set_tag(NOTE_TAG, run_note(
+                    task=settings.task, endpoint=chosen.main_endpoint, horizon=schema.main_horizon_months,
+                    data=cohort.description, split=split.design,
+                    metrics={n: e.metrics for n, e in evaluations.items()}, family=family, version=version,
+                    promoted=decision.promoted, reason=decision.reason, gates=decision.gates,
+                    interval=_gate_interval(decision), not_learned=not_learned, gate_table=decision.table))
+                if decision.promoted:
+                    export_champion(bundle_dir, settings.models_dir, settings.task, version, parent.info.run_id,
+                                    cohort.digest)
+        mlflow.log_dict({name: round(seconds, 3) for name, seconds in stages.seconds.items()}, "stage_seconds.json")
         say(f"registered {settings.task} version {version} ({family}); "
             f"{'PROMOTED to champion' if decision.promoted else 'not promoted'}: {decision.reason}")
         return TrainingSummary(settings.task, parent.info.run_id, experiment, version, family, decision.promoted,
                                decision.reason, {n: e.metrics for n, e in evaluations.items()},
                                settings.tracking_uri, report)
+
+
+def _tune_causes(mlflow: Any, task: Task, development: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]],
+                 settings: TrainSettings, experiment: str, parent_run_id: str, lineage_tags: dict[str, str],
+                 say: Callable[[str], None]) -> dict[str, TuningResult]:
+    """The boosted family's settings per cause (Optuna on the tuning folds), each trial a nested MLflow run."""
+    tuned = {}
+    shared = shared_study(settings.optuna_storage, settings.optuna_study)
+    if shared:
+        say(f"tuning in the shared study {shared.name}.{settings.task}.<cause> at {shared.shown_storage}")
+    for cause, target in task.cause_targets(development).items():
+        def log_trial(number: int, params: dict[str, Any], score: float, rounds: int, cause: str = cause) -> None:
+            # parent_run_id: trials in tuning threads, where the parent run is not the active one
+            with mlflow.start_run(experiment_id=experiment, nested=True, parent_run_id=parent_run_id,
+                                  run_name=f"tuning {cause} trial {number:02d}"):
+                mlflow.set_tags({**lineage_tags, "role": "tuning_trial", "family": "xgboost_cox", "cause": cause})
+                mlflow.log_params({**params, "num_boost_round": rounds})
+                mlflow.log_metric("cv_harrell_c", score)
+            say(f"  {cause} trial {number + 1}/{settings.n_trials}: CV Harrell C {score:.3f} ({rounds} rounds)")
+
+        say(f"tuning xgboost survival:cox for {cause} with Optuna ({settings.n_trials} trials, seeded TPE)")
+        tuned[cause] = tune_xgboost(development, task.schema, target, folds, settings.n_trials, settings.seed,
+                                    log_trial, shared and shared.for_cause(settings.task, cause))
+        mlflow.set_tags(tuned[cause].order_tags(cause))
+        mlflow.log_params({f"xgb_{cause}_{k}": v for k, v in tuned[cause].params.items()})
+        mlflow.log_param(f"xgb_{cause}_num_boost_round", tuned[cause].num_boost_round)
+        mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
+    return tuned
+
 
 
 def _experiment(mlflow: Any, settings: TrainSettings) -> str:

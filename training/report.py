@@ -29,6 +29,7 @@ from training.evaluation_plots import (
     forest_figure,
 )
 from training.promotion import PromotionGates
+from training.stages import BOOTSTRAP_STAGE, PLOTS_STAGE, SUBGROUPS_STAGE, VALIDATION_STAGE, Stages
 from training.subgroups import subgroup_markdown, subgroup_table
 from training.validation import POOLED_METRICS, Refit, ValidationResult, internal_external_validation
 
@@ -64,52 +65,54 @@ def usefulness_sentence(table: pd.DataFrame) -> str:
 
 def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_out_targets: dict[str, EndpointTarget],
                  bundles: dict[str, ModelBundle], chosen: str, refit: Refit, gates: PromotionGates, seed: int,
-                 say: Callable[[str], None], folder: Path, validation: ValidationResult | None = None
-                 ) -> EvaluationReport:
-    """`validation`: the internal-external validation when the pipeline ran it already (its gates read it)."""
+                 say: Callable[[str], None], folder: Path, validation: ValidationResult | None = None,
+                 stages: Stages | None = None) -> EvaluationReport:
+    """`validation`: the internal-external validation when the pipeline ran it already (its gates read it).
+    `stages`: the run's stage timer (training/stages.py), which the report's own seconds come from."""
     schema = task.schema
     horizons, main = list(schema.horizons_months), schema.main_horizon_months
-    seconds: dict[str, float] = {}
+    stages = stages or Stages()
 
-    started = time.monotonic()
     if validation is None:
-        validation = internal_external_validation(frame, task, refit, tuple(bundles), seed, say)
-    seconds["validation"] = validation.seconds if validation.seconds else time.monotonic() - started
+        with stages(VALIDATION_STAGE):
+            validation = internal_external_validation(frame, task, refit, tuple(bundles), seed, say)
     say(f"validation done in {validation.seconds:.0f} s")
 
-    started = time.monotonic()
     evaluable = _evaluable(held_out_targets, horizons)
-    intervals = bootstrap_headline(bundles[chosen], held_out, held_out_targets, evaluable, gates.bootstrap_draws,
-                                   seed, gates.bootstrap_min_centres)
-    seconds["bootstrap"] = time.monotonic() - started
-    say(f"bootstrap intervals ({intervals.draws} draws over {intervals.unit}) in {seconds['bootstrap']:.0f} s")
+    with stages(BOOTSTRAP_STAGE):
+        intervals = bootstrap_headline(bundles[chosen], held_out, held_out_targets, evaluable, gates.bootstrap_draws,
+                                       seed, gates.bootstrap_min_centres)
+    say(f"bootstrap intervals ({intervals.draws} draws over {intervals.unit}) in "
+        f"{stages.seconds[BOOTSTRAP_STAGE]:.0f} s")
 
-    started = time.monotonic()
-    main_index = validation.months.index(main)
-    all_targets = task.endpoint_targets(frame)
-    subgroups = subgroup_table(frame.reset_index(drop=True), schema, all_targets,
-                               {e: r[:, main_index] for e, r in validation.risks[chosen].items()})
-    seconds["subgroups"] = time.monotonic() - started
+    with stages(SUBGROUPS_STAGE):
+        main_index = validation.months.index(main)
+        all_targets = task.endpoint_targets(frame)
+        subgroups = subgroup_table(frame.reset_index(drop=True), schema, all_targets,
+                                   {e: r[:, main_index] for e, r in validation.risks[chosen].items()})
 
-    started = time.monotonic()
-    months = np.array(sorted(set(horizons) | {main}), dtype=float)
-    held_out_risks = {f: endpoint_risks(b, held_out, months) for f, b in bundles.items()}
-    curves, usefulness = [], {}
-    for endpoint, target in held_out_targets.items():
-        usable = evaluable[endpoint]
-        if not usable:
-            continue
-        by_family = {f: {int(m): r[endpoint][:, i] for i, m in enumerate(months)} for f, r in held_out_risks.items()}
-        table = decision_curve_table(by_family, target, usable, gates.thresholds).assign(endpoint=endpoint)
-        curves.append(table)
-        if main in usable:
-            usefulness[endpoint] = usefulness_sentence(table[(table["family"] == chosen)
-                                                             & (table["horizon_months"] == main)])
-        _plots(folder, endpoint, target, by_family, usable, table, validation, schema.task)
-        if endpoint == bundles[chosen].main_endpoint and main in usable:
-            calibration_figure(by_family, target, [main], endpoint, folder / "plots" / f"calibration_{main}m.png",
-                               "held-out centres")
-    seconds["plots"] = time.monotonic() - started
+    with stages(PLOTS_STAGE):
+        months = np.array(sorted(set(horizons) | {main}), dtype=float)
+        held_out_risks = {f: endpoint_risks(b, held_out, months) for f, b in bundles.items()}
+        curves, usefulness = [], {}
+        for endpoint, target in held_out_targets.items():
+            usable = evaluable[endpoint]
+            if not usable:
+                continue
+            by_family = {f: {int(m): r[endpoint][:, i] for i, m in enumerate(months)}
+                         for f, r in held_out_risks.items()}
+            table = decision_curve_table(by_family, target, usable, gates.thresholds).assign(endpoint=endpoint)
+            curves.append(table)
+            if main in usable:
+                usefulness[endpoint] = usefulness_sentence(table[(table["family"] == chosen)
+                                                                 & (table["horizon_months"] == main)])
+            _plots(folder, endpoint, target, by_family, usable, table, validation, schema.task)
+            if endpoint == bundles[chosen].main_endpoint and main in usable:
+                calibration_figure(by_family, target, [main], endpoint,
+                                   folder / "plots" / f"calibration_{main}m.png", "held-out centres")
+    seconds = {"validation": validation.seconds or stages.seconds.get(VALIDATION_STAGE, 0.0),
+               "bootstrap": stages.seconds[BOOTSTRAP_STAGE], "subgroups": stages.seconds[SUBGROUPS_STAGE],
+               "plots": stages.seconds[PLOTS_STAGE]}
     return EvaluationReport(validation, intervals, subgroups,
                             pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), usefulness, seconds)
 
