@@ -42,11 +42,12 @@ class ServedModels:
     families: dict[str, str]
 
 
-def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path) -> str:
-    """Fit, complete and export one champion; returns its run id as champion.json records it."""
+def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path, n_patients: int | None = None) -> str:
+    """Fit, complete and export one champion on `n_patients` of the task's synthetic cohort (default: the task's
+    default size); returns its run id as champion.json records it."""
     task = get_task(task_name)
     schema = task.schema
-    frame = validate_frame(task.generate_cohort(task.default_cohort_size, SEED), schema)
+    frame = validate_frame(task.generate_cohort(n_patients or task.default_cohort_size, SEED), schema)
     split = hold_out_centres(frame, schema.event_column, seed=SEED)
     development = frame.iloc[split.development].reset_index(drop=True)
     held_out = frame.iloc[split.held_out].reset_index(drop=True)

@@ -1,8 +1,9 @@
 """Per-run explanation plots: every endpoint at every reliable horizon gets a beeswarm, a mean-|contribution| bar
 chart and table, and dependence plots of its three leading predictors, titled in clinical words with units.
 
-One small all_hsct Cox bundle (600 patients, background cut to 10 rows, horizons 12, 24 and one past the last
-reliable month) explains 30 new patients once for the module.
+One small Cox bundle of the test-only competing-risk sample task (tests/sample_tasks/: two competing causes and an
+event-free endpoint; 600 patients, background cut to 10 rows, horizons 12, 24 and one past the last reliable month)
+explains 30 new patients once for the module.
 """
 
 from dataclasses import replace
@@ -14,9 +15,8 @@ import pytest
 from PIL import Image
 
 from features.task_schema import validate_frame
-from features.tasks import get_task
 from risk_model.wording import endpoint_title
-from tasks.all_hsct import SCHEMA as ALL_HSCT_SCHEMA
+from tests.sample_tasks import COMPETING, SINGLE, sample_tasks
 from training import pipeline
 from training.explain import (
     LEADING_PREDICTORS,
@@ -31,17 +31,17 @@ from training.explain import (
 from training.pipeline import complete_bundle, fit_family
 
 SEED = 11
-ENDPOINTS = ("relapse", "nrm", "os", "lfs", "grfs")
+TASK = sample_tasks()[COMPETING]
+SCHEMA = TASK.schema
+ENDPOINTS = ("relapse", "nrm", "event_free")
 KINDS = ("beeswarm", "bar", "dependence")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def bundle():
-    task = get_task("all_hsct")
-    # 1,200: the conditioning x TBI strata need enough RIC-with-TBI patients followed past 24 months.
-    development = validate_frame(task.generate_cohort(1200, SEED), ALL_HSCT_SCHEMA)
-    bundle = complete_bundle(fit_family("cox_ph", task, development, {}, SEED), development, ALL_HSCT_SCHEMA, SEED)
+    development = validate_frame(TASK.generate_cohort(600, SEED), SCHEMA)
+    bundle = complete_bundle(fit_family("cox_ph", TASK, development, {}, SEED), development, SCHEMA, SEED)
     bundle.background, bundle.background_weights = bundle.background[:10], bundle.background_weights[:10]
     bundle.horizons_months = [12, 24, int(bundle.last_reliable_month) + 12]
     assert bundle.last_reliable_month > 24
@@ -50,8 +50,8 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def patients() -> pd.DataFrame:
-    frame = validate_frame(get_task("all_hsct").generate_cohort(30, SEED + 1), ALL_HSCT_SCHEMA)
-    return frame[ALL_HSCT_SCHEMA.predictor_names]
+    frame = validate_frame(TASK.generate_cohort(30, SEED + 1), SCHEMA)
+    return frame[SCHEMA.predictor_names]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_every_endpoint_and_reliable_horizon_has_its_plots_and_table(drawn):
                           *(f"dependence_{p}.png" for p in leading))}
     assert set(written) == expected
     assert {p for p in folder.rglob("*") if p.is_file()} == expected
-    assert len(expected) == 1 + 5 * 2 * (3 + LEADING_PREDICTORS)
+    assert len(expected) == 1 + len(ENDPOINTS) * 2 * (3 + LEADING_PREDICTORS)
 
 
 @pytest.mark.slow
@@ -104,22 +104,22 @@ def test_horizons_past_the_last_reliable_month_are_skipped(bundle, drawn, tmp_pa
 def test_plots_are_real_pngs(drawn):
     folder, written, _ = drawn
     pngs = [p for p in written if p.suffix == ".png"]
-    assert len(pngs) == 5 * 2 * (2 + LEADING_PREDICTORS)
+    assert len(pngs) == len(ENDPOINTS) * 2 * (2 + LEADING_PREDICTORS)
     for path in pngs:
         assert path.read_bytes()[:8] == PNG_SIGNATURE, path
         with Image.open(path) as image:
             assert image.format == "PNG" and min(image.size) > 200, (path, image.size)
 
 
-@pytest.mark.parametrize(("endpoint", "horizon", "words"), [
-    ("relapse", 24, "Relapse incidence at 24 months"),
-    ("os", 12, "Overall survival at 12 months"),
-    ("nrm", 60, "Non-relapse mortality at 60 months"),
-    ("grfs", 6, "GVHD-free, relapse-free survival at 6 months"),
+@pytest.mark.parametrize(("task", "endpoint", "horizon", "words"), [
+    (COMPETING, "relapse", 24, "Relapse incidence at 24 months"),
+    (COMPETING, "event_free", 12, "Event-free survival at 12 months"),
+    (COMPETING, "nrm", 60, "Non-relapse mortality at 60 months"),
+    (SINGLE, "relapse_free", 6, "Relapse-free survival at 6 months"),
 ])
-def test_title_names_endpoint_horizon_and_units(endpoint, horizon, words):
+def test_title_names_endpoint_horizon_and_units(task, endpoint, horizon, words):
     # The words are the task spec's plot titles, carried by the bundle's schema.
-    title = explanation_title(endpoint_title(ALL_HSCT_SCHEMA.to_json(), endpoint), horizon,
+    title = explanation_title(endpoint_title(sample_tasks()[task].schema.to_json(), endpoint), horizon,
                               "mean |contribution| per predictor")
     assert title.startswith(words) and "mean |contribution| per predictor" in title
     assert "percentage points of probability" in title
@@ -148,7 +148,7 @@ def test_every_saved_figure_is_titled_and_labelled_with_units(bundle, drawn):
 def test_bar_table_ranks_the_recomputed_mean_absolute_contributions(bundle, patients, drawn):
     folder, _, _ = drawn
     sample = explanation_sample(patients)
-    for endpoint, h in (("nrm", 24), ("os", 12), ("relapse", 12)):
+    for endpoint, h in (("nrm", 24), ("event_free", 12), ("relapse", 12)):
         values, _ = bundle.contributions(sample, h, endpoint)
         mean_abs = 100 * np.abs(values).mean(axis=0)
         table = table_of(folder, endpoint, h)
@@ -156,9 +156,10 @@ def test_bar_table_ranks_the_recomputed_mean_absolute_contributions(bundle, pati
         np.testing.assert_allclose(table["mean_abs_contribution_pp"], np.sort(mean_abs)[::-1], atol=1e-4)
         assert list(table["rank"]) == list(range(1, len(bundle.feature_names) + 1))
     combined = pd.read_csv(folder / "mean_abs_contribution.csv")
-    assert len(combined) == 5 * 2 * len(bundle.feature_names)
-    pd.testing.assert_frame_equal(combined.query("endpoint == 'os' and horizon_months == 12").reset_index(drop=True),
-                                  table_of(folder, "os", 12))
+    assert len(combined) == len(ENDPOINTS) * 2 * len(bundle.feature_names)
+    pd.testing.assert_frame_equal(
+        combined.query("endpoint == 'event_free' and horizon_months == 12").reset_index(drop=True),
+        table_of(folder, "event_free", 12))
 
 
 def test_sample_is_capped_and_the_same_every_time():
@@ -191,7 +192,7 @@ def test_pipeline_logs_explanations_and_the_main_beeswarm(bundle, patients, tmp_
             calls.append((artifact_path, [Path(local).name]))
 
     only_main = replace(bundle, horizons_months=[24], schema={**bundle.schema, "endpoints": {"relapse": "incidence"}})
-    pipeline._log_plots(Recorder(), ALL_HSCT_SCHEMA, only_main, patients, tmp_path)
+    pipeline._log_plots(Recorder(), SCHEMA, only_main, patients, tmp_path)
     (folder, files), (plots, [summary]) = calls
     assert folder == "explanations" and "relapse/24m_beeswarm.png" in files and "relapse/24m_bar.png" in files
     assert plots == "plots" and summary == "shap_summary_relapse_24m.png"

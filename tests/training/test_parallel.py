@@ -1,6 +1,7 @@
 """Both cores (training/parallel.py): the stages mapped over worker processes give the same numbers with one worker
 and with two, a worker's xgboost fits take their share of the cores, and tuning with one worker repeats itself for
-a seed while several trial threads are recorded as not reproducible."""
+a seed while several trial threads are recorded as not reproducible. On the test-only single-event sample task
+(tests/sample_tasks/): the stages are the same for any task."""
 
 import os
 
@@ -9,9 +10,7 @@ import pandas as pd
 import pytest
 
 from features.task_schema import validate_frame
-from features.tasks import TASKS
-from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
-from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.sample_tasks import SINGLE, sample_tasks
 from training import parallel
 from training.bootstrap import bootstrap_headline
 from training.evaluate import evaluable_horizons
@@ -21,7 +20,8 @@ from training.splits import hold_out_centres, tuning_folds
 from training.tune import TuningResult, cross_validate, encode_folds, tune_xgboost
 from training.validation import internal_external_validation
 
-TASK = TASKS["cml_tfr"]
+TASK = sample_tasks()[SINGLE]
+SCHEMA = TASK.schema
 SMALL = TuningResult(params={"eta": 0.1, "max_depth": 2, "min_child_weight": 5.0, "subsample": 0.8,
                              "colsample_bynode": 0.8, "lambda": 1.0, "alpha": 0.01},
                      num_boost_round=40, cv_harrell_c=float("nan"), n_trials=0)
@@ -29,7 +29,8 @@ SMALL = TuningResult(params={"eta": 0.1, "max_depth": 2, "min_child_weight": 5.0
 
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:
-    return validate_frame(generate_cml_tfr_cohort(900, seed=5), CML_TFR_SCHEMA)
+    # 600 patients in eight centres: equal numbers with one and two workers need no more.
+    return validate_frame(TASK.generate_cohort(600, 5), SCHEMA)
 
 
 @pytest.fixture
@@ -126,11 +127,11 @@ def test_metric_bootstrap_is_the_same_with_one_and_two_workers(cohort, jobs):
 
 
 def _tune(frame: pd.DataFrame) -> TuningResult:
-    split = hold_out_centres(frame, CML_TFR_SCHEMA.event_column, seed=1)
+    split = hold_out_centres(frame, SCHEMA.event_column, seed=1)
     development = frame.iloc[split.development].reset_index(drop=True)
-    folds = tuning_folds(development, CML_TFR_SCHEMA.event_column, 3, 1)
+    folds = tuning_folds(development, SCHEMA.event_column, 3, 1)
     target = next(iter(TASK.cause_targets(development).values()))
-    return tune_xgboost(development, CML_TFR_SCHEMA, target, folds, 4, 1)
+    return tune_xgboost(development, SCHEMA, target, folds, 4, 1)
 
 
 def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_differ(cohort, jobs, monkeypatch):
@@ -148,15 +149,15 @@ def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_dif
 
 def test_a_trials_folds_at_once_score_as_one_at_a_time(cohort):
     """Tuning runs a trial's folds in threads when cores are free: the trial's score and rounds must not change."""
-    split = hold_out_centres(cohort, CML_TFR_SCHEMA.event_column, seed=1)
+    split = hold_out_centres(cohort, SCHEMA.event_column, seed=1)
     development = cohort.iloc[split.development].reset_index(drop=True)
-    encoded = encode_folds(development, CML_TFR_SCHEMA, tuning_folds(development, CML_TFR_SCHEMA.event_column, 3, 1))
+    encoded = encode_folds(development, SCHEMA, tuning_folds(development, SCHEMA.event_column, 3, 1))
     target = next(iter(TASK.cause_targets(development).values()))
     params = {"eta": 0.1, "max_depth": 3, "min_child_weight": 2.0, "subsample": 0.8, "colsample_bynode": 0.8,
               "lambda": 1.0, "alpha": 0.01}
-    one_at_a_time = cross_validate(params, CML_TFR_SCHEMA, target, encoded, 1, fold_threads=1)
+    one_at_a_time = cross_validate(params, SCHEMA, target, encoded, 1, fold_threads=1)
     with parallel.sharing_cores(3):
-        at_once = cross_validate(params, CML_TFR_SCHEMA, target, encoded, 1, fold_threads=3)
+        at_once = cross_validate(params, SCHEMA, target, encoded, 1, fold_threads=3)
     assert one_at_a_time == at_once
     assert 0.5 < one_at_a_time[0] < 1 and one_at_a_time[1] >= 1
 

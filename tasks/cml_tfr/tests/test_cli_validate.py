@@ -88,21 +88,39 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+EMPTY = b""
+EMPTY_SENTENCE = "the file is empty: export it again with a header row of column names and one row per patient"
+
+
+def assert_one_sentence(command: str, stderr: str, sentence: str) -> None:
+    assert "Traceback" not in stderr and "Error" not in stderr
+    assert f"NOT USABLE: export.csv cannot be read: {sentence}" in stderr
+    expected_lines = 2 if command == "train" else 1  # train adds "nothing was trained."
+    assert len(stderr.strip().splitlines()) == expected_lines, stderr
+
+
 @pytest.mark.parametrize(("content", "sentence"), [
-    (b"", "the file is empty: export it again with a header row of column names and one row per patient"),
+    (EMPTY, EMPTY_SENTENCE),
     (b"age_at_stop_years;sex;tki_years;dmr_years\n",
      "the file has a header row but no patient rows: export it again with one row per patient under the header"),
 ])
 @pytest.mark.parametrize("command", ["validate", "train"])
-def test_unreadable_files_get_one_sentence_and_no_traceback(workdir, command, content, sentence):
+def test_unreadable_files_get_one_sentence_and_no_traceback(workdir, capsys, command, content, sentence):
+    """In this process (an exception would fail the test): the report and its exit code."""
     (workdir / "export.csv").write_bytes(content)
-    extra = ("--trials", "1") if command == "train" else ()
-    done = run_cli(command, "--task", "cml_tfr", "--data", "export.csv", *extra, cwd=workdir)
+    extra = ["--trials", "1"] if command == "train" else []
+    assert cli.main([command, "--task", "cml_tfr", "--data", "export.csv", *extra]) == 2
+    assert_one_sentence(command, capsys.readouterr().err, sentence)
+    assert not (workdir / "mlruns").exists()
+
+
+def test_the_command_line_process_says_it_in_one_sentence(workdir):
+    """`make train` as a user runs it, in its own process: standard error holds the sentence and nothing else (no
+    traceback, no library warning printed on the way); one command, since the report is the same for the others."""
+    (workdir / "export.csv").write_bytes(EMPTY)
+    done = run_cli("train", "--task", "cml_tfr", "--data", "export.csv", "--trials", "1", cwd=workdir)
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr and "Error" not in done.stderr
-    assert f"NOT USABLE: export.csv cannot be read: {sentence}" in done.stderr
-    expected_lines = 2 if command == "train" else 1  # train adds "nothing was trained."
-    assert len(done.stderr.strip().splitlines()) == expected_lines, done.stderr
+    assert_one_sentence("train", done.stderr, EMPTY_SENTENCE)
     assert not (workdir / "mlruns").exists()
 
 

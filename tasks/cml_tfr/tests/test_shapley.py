@@ -4,6 +4,9 @@ Clarifications §7: the comparison runs on a small background (20 rows) so that 
 On cml_tfr's models: the bounds below were seen on its predictors' forms (log2 halving time, a 5-year TKI step).
 """
 
+from dataclasses import replace
+from functools import cache
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +33,7 @@ from training.pipeline import complete_bundle
 BOUNDS = {"cox_ph": (0.4, 0.95), "xgboost_cox": (1.25, 0.95)}
 
 
+@cache  # fitted once per family for the module; a test that changes the bundle changes a copy (replace)
 def small_bundle(family: str) -> ModelBundle:
     development = validate_frame(generate_cml_tfr_cohort(600, seed=5), CML_TFR_SCHEMA)
     target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
@@ -67,8 +71,8 @@ def test_exact_path_equals_shaps_exact_explainer(patients):
     """shap.explainers.Exact with an Independent masker over the same (equally weighted) background."""
     import shap
 
-    bundle = small_bundle("cox_ph")
-    bundle.background, bundle.background_weights = bundle.background[:8], [1.0] * 8
+    cox = small_bundle("cox_ph")
+    bundle = replace(cox, background=cox.background[:8], background_weights=[1.0] * 8)
     names = bundle.feature_names
     background = pd.DataFrame(bundle.background)[names]
     codes = {p["name"]: p["categories"] for p in bundle.schema["predictors"] if p["categories"]}
