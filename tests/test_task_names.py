@@ -23,7 +23,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_promotion.py": "reads the trained store and promotes a default task's versions",
     "tests/training/test_moved_store.py": "moves the trained store of the default tasks",
     "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
-    "tests/training/test_intervals.py": "coverage against two default tasks' generators: to split into their folders",
     # Fast tests that fit on a default task's synthetic cohort where any single-event or competing task would do.
     "tests/training/test_explain.py": "tree SHAP on two default tasks' bundles",
     "tests/training/test_parallel.py": "parallel training stages on a default task",
