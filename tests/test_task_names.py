@@ -23,7 +23,6 @@ NOT_YET_CONVERTED = {
     "tests/training/test_promotion.py": "reads the trained store and promotes a default task's versions",
     "tests/training/test_moved_store.py": "moves the trained store of the default tasks",
     "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
-    "tests/training/test_intervals.py": "coverage against two default tasks' generators: to split into their folders",
 }
 
 
