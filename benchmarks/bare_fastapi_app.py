@@ -21,6 +21,7 @@ from features.tasks import get_task
 from risk_model.bundle import ModelBundle
 from risk_model.prediction import predict_patients
 from serving.api import prepare_patients
+from serving.champions import one_blas_thread
 from serving.request_models import patient_request_model
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3001)
     args = parser.parse_args(argv)
+    one_blas_thread()  # as the service's worker does
     app = create_app(load_champion(Path(args.models_dir), args.task), args.task)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

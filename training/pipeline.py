@@ -555,16 +555,15 @@ def _log_model_card(mlflow: Any, card: dict[str, str], folder: Path) -> None:
 def _register(mlflow: Any, bundle: ModelBundle, bundle_dir: Path, task: str) -> str:
     """Log the pyfunc (the bundle as its artifact) and register it; returns the new version."""
     from features.tasks import example_patients, get_task
-    from training.pyfunc_model import RelapseRiskModel
+    from training.pyfunc_model import RelapseRiskModel, pyfunc_signature
 
     bundle.save(bundle_dir)
     example = example_patients(get_task(task), 5)[bundle.feature_names]  # synthetic rows only
-    # Known gap: MLflow's schema enforcement turns an unknown (null) boolean into False before the model sees it,
-    # so `mlflow models serve` answers a patient with an unknown optional flag as if the flag were "no". Typing flags
-    # as numbers in the signature would refuse every boolean column instead; the service reads the bundle directly.
+    # Optional flags are untyped in the signature (pyfunc_signature): MLflow would turn a null one into False.
     info = mlflow.pyfunc.log_model(
         name="model", python_model=RelapseRiskModel(), artifacts={"bundle": str(bundle_dir)},
-        registered_model_name=task, input_example=example, pip_requirements=_runtime_requirements(),
+        registered_model_name=task, input_example=example, signature=pyfunc_signature(bundle, example),
+        pip_requirements=_runtime_requirements(),
         code_paths=[str(Path(__file__).resolve().parents[1] / p) for p in ("features", "risk_model", "tasks",
                                                                                       "training")],
     )
