@@ -16,13 +16,6 @@ TASKS_DIR = REPO / "tasks"
 # sample tasks existed, to move into its task's folder or onto the sample tasks. The list may only shrink (a file
 # listed here that no longer names a task fails the test below, so its entry goes).
 NOT_YET_CONVERTED = {
-    # The session's trained store (root conftest `trained_store` / `trained_all_hsct`) trains the default tasks;
-    # the slow pipeline tests below read what it made.
-    "tests/stores.py": "small_settings() trains the first default task for the slow tier's trained store",
-    "tests/training/test_pipeline.py": "reads the trained store (default tasks' runs and cards)",
-    "tests/training/test_promotion.py": "reads the trained store and promotes a default task's versions",
-    "tests/training/test_moved_store.py": "moves the trained store of the default tasks",
-    "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
     "tests/training/test_intervals.py": "coverage against two default tasks' generators: to split into their folders",
     # Fast tests that fit on a default task's synthetic cohort where any single-event or competing task would do.
     "tests/training/test_explain.py": "tree SHAP on two default tasks' bundles",
