@@ -25,6 +25,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SLOW_FIXTURES = frozenset({"trained_store", "competing_store", "live_server"})
 
 
+STORE_FIXTURES = frozenset({"trained_store", "competing_store"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup` (the slow tier on several workers): the readers of the session's trained
+    stores run on one worker, which trains each store once and whose tests change it in turn (a second run, a failed
+    gate, promote and rollback: each put back as it was); every other test stays with its file, as with loadfile, so
+    a module's fixtures (a server, a training) are made once. Before pytest-xdist reads the marks (tryfirst)."""
+    if not config.pluginmanager.has_plugin("xdist"):  # -p no:xdist: no such mark
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "trained_stores" if STORE_FIXTURES & set(getattr(item, "fixturenames", ())) else item.location[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture is set up, so an unmarked test fails at once instead of training."""
