@@ -110,16 +110,16 @@ dask-worker: install ## a dask worker on this host joining DASK_SCHEDULER=tcp://
 
 # One pytest worker per core (pytest-xdist), a test file's tests on one worker so its module fixtures fit once.
 TEST_WORKERS ?= auto
-# `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier
-# in one process, so that its session fixtures (the trained store, the real servers) are made once; its log names
-# the 15 slowest tests (where the full run's time goes).
+# `make test`: the fast tier first, on every core (a failure there stops before any training), then the slow tier,
+# also on every core: loadgroup keeps the trained store's readers on one worker (so it is trained once) and every
+# other file's tests together (conftest.py at the root); its log names the 15 slowest tests (where the time goes).
 # The project's own modules compiled once for all the test processes (a second when nothing changed).
 COMPILE_SOURCES = $(PY) -m compileall -q features risk_model serving training tasks tests benchmarks > /dev/null
 
 test: install test-browser test-postgres ## install what the tests need (the page test's browser, PostgreSQL) and run both tiers
 	$(COMPILE_SOURCES)
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
-	$(PY) -m pytest -m slow --durations=15
+	$(PY) -m pytest -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
 	$(COMPILE_SOURCES)

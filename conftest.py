@@ -1,14 +1,15 @@
 """Session fixtures and hooks shared by tests/ and the task folders' own tests (tasks/<task>/tests/), kept at the root
 so that one definition, and so one build per session, serves both. `served_models`: champions of the test-only sample
 tasks (tests/sample_tasks/) built in seconds without MLflow, for every test that only needs a served model.
-`trained_store` / `trained_all_hsct`: the default cohort and seed, tuned quickly (3 trials), trained once by the
-whole pipeline into a temporary store, for the tests of what training makes."""
+`trained_store` / `competing_store`: the sample tasks (single-event, competing-risk) at their default cohort and
+seed, tuned quickly (3 trials), trained once by the whole pipeline into a temporary store, for the tests of what
+training makes. Their readers register the sample tasks (`sample_tasks`) where they serve or promote them."""
 
 import os
 
 import pytest
 
-from tests.stores import TrainedStore, small_settings
+from tests.stores import TrainedStore, competing_settings, small_settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -21,7 +22,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # Tests that use these are slow (they train through the whole pipeline or start a real server): they must say so
 # with @pytest.mark.slow, so that `make test-fast` (-m "not slow") never trains or serves.
-SLOW_FIXTURES = frozenset({"trained_store", "trained_all_hsct", "live_server", "trained_live_server"})
+SLOW_FIXTURES = frozenset({"trained_store", "competing_store", "live_server"})
+
+
+STORE_FIXTURES = frozenset({"trained_store", "competing_store"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup` (the slow tier on several workers): the readers of the session's trained
+    stores run on one worker, which trains each store once and whose tests change it in turn (a second run, a failed
+    gate, promote and rollback: each put back as it was); every other test stays with its file, as with loadfile, so
+    a module's fixtures (a server, a training) are made once. Before pytest-xdist reads the marks (tryfirst)."""
+    if not config.pluginmanager.has_plugin("xdist"):  # -p no:xdist: no such mark
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "trained_stores" if STORE_FIXTURES & set(getattr(item, "fixturenames", ())) else item.location[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -33,26 +51,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                     pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def trained_store(tmp_path_factory) -> TrainedStore:
+def train_store(root, settings) -> TrainedStore:
+    from tests.sample_tasks import registered
     from training.pipeline import run_training
 
-    root = tmp_path_factory.mktemp("store")
     (root / "mlruns").mkdir()
-    settings = small_settings(root)
-    summary = run_training(settings)
+    with registered():  # only while training: the readers register them for their own module
+        summary = run_training(settings)
     return TrainedStore(root, settings.tracking_uri, settings.models_dir, summary, settings)
 
 
 @pytest.fixture(scope="session")
-def trained_all_hsct(trained_store):
-    """all_hsct trained (default cohort, 3 trials per cause) into the same store and models/ as cml_tfr."""
-    from dataclasses import replace
+def trained_store(tmp_path_factory) -> TrainedStore:
+    """The single-event sample task trained into a store of its own."""
+    root = tmp_path_factory.mktemp("store")
+    return train_store(root, small_settings(root))
 
-    from training.pipeline import run_training
 
-    settings = replace(small_settings(trained_store.root), task="all_hsct", n_patients=None)
-    return run_training(settings)
+@pytest.fixture(scope="session")
+def competing_store(tmp_path_factory) -> TrainedStore:
+    """The competing-risk sample task trained into a store of its own (nothing reads both)."""
+    root = tmp_path_factory.mktemp("competing_store")
+    return train_store(root, competing_settings(root))
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 TASKS_DIR = REPO / "tasks"
 
-# Files that still name a task, each with why. None needs it for good: every entry is a test written before the
-# sample tasks existed, to move into its task's folder or onto the sample tasks. The list may only shrink (a file
-# listed here that no longer names a task fails the test below, so its entry goes).
-NOT_YET_CONVERTED = {
-    # The session's trained store (root conftest `trained_store` / `trained_all_hsct`) trains the default tasks;
-    # the slow pipeline tests below read what it made.
-    "tests/stores.py": "small_settings() trains the first default task for the slow tier's trained store",
-    "tests/training/test_pipeline.py": "reads the trained store (default tasks' runs and cards)",
-    "tests/training/test_promotion.py": "reads the trained store and promotes a default task's versions",
-    "tests/training/test_moved_store.py": "moves the trained store of the default tasks",
-    "tests/training/test_mlflow_server.py": "registers a default task's runs on a tracking server",
-}
-
-
 def task_names() -> list[str]:
     return sorted(spec.parent.name for spec in TASKS_DIR.glob("*/task.toml"))
 
@@ -60,11 +46,8 @@ def test_the_pattern_finds_each_form_of_a_name_and_nothing_longer():
 
 def test_no_file_under_tests_names_a_task_folder():
     found = files_naming_a_task()
-    unlisted = {path: names for path, names in found.items() if path not in NOT_YET_CONVERTED}
-    assert not unlisted, ("these files name a task: move the test into tasks/<task>/tests/ or use the sample tasks "
-                          f"(tests/sample_tasks/): {unlisted}")
-    stale = sorted(set(NOT_YET_CONVERTED) - set(found))
-    assert not stale, f"these files no longer name a task: take them off NOT_YET_CONVERTED: {stale}"
+    assert not found, ("these files name a task: move the test into tasks/<task>/tests/ or use the sample tasks "
+                       f"(tests/sample_tasks/): {found}")
 
 
 def test_the_sample_tasks_are_not_tasks_of_the_project():

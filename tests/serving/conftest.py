@@ -111,13 +111,3 @@ def _sample_tasks_registered(sample_tasks) -> None:
 def live_server(served_models, tmp_path_factory) -> Iterator[LiveServer]:
     """The real server over the champions built in seconds (conftest.py `served_models`)."""
     yield from serve(served_models.models_dir, tmp_path_factory.mktemp("live"), SINGLE)
-
-
-@pytest.fixture(scope="session")
-def trained_live_server(trained_store, trained_all_hsct, tmp_path_factory) -> Iterator[LiveServer]:
-    """The real server over the champions the training pipeline promoted, for tests that need what only a training
-    run makes (the model card)."""
-    assert trained_store.summary.promoted, trained_store.summary.reason
-    assert trained_all_hsct.promoted, trained_all_hsct.reason
-    yield from serve(trained_store.models_dir, tmp_path_factory.mktemp("live_trained"), trained_store.settings.task,
-                     service="serving.service:RelapseRiskService")

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.sample_tasks import SINGLE
+from tests.stores import N_TRIALS
+
 pytestmark = pytest.mark.slow
 
 
@@ -78,18 +81,18 @@ def listing(base: str, run_id: str, path: str = "") -> set[str]:
 
 def test_runs_metrics_tags_and_artifacts_through_the_rest_api(server, trained_store):
     summary = trained_store.summary
-    experiment = get(server, "experiments/get-by-name", experiment_name="cml_tfr")["experiment"]
+    experiment = get(server, "experiments/get-by-name", experiment_name=SINGLE)["experiment"]
     parents = post(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
                                            "filter": "tags.role = 'pipeline'", "max_results": 50})["runs"]
     parent = next(r for r in parents if r["info"]["run_id"] == summary.run_id)
     tags, metrics = as_dict(parent["data"]["tags"]), as_dict(parent["data"]["metrics"])
     params = as_dict(parent["data"]["params"])
     # A readable name, lineage, the design statements and the registry status.
-    assert tags["mlflow.runName"].startswith("cml_tfr ") and "seed 42" in tags["mlflow.runName"]
+    assert tags["mlflow.runName"].startswith(f"{SINGLE} ") and "seed 42" in tags["mlflow.runName"]
     assert len(tags["data_digest"]) == 16 and tags["git_commit"]
     assert tags["registry_alias"] in ("champion", "former_champion", "challenger")
     assert tags["promotion_decision"] == "promoted" and tags["registered_family"] in ("cox_ph", "xgboost_cox")
-    assert "leave-one-centre-out over 12 centres" in tags["validation_design"]
+    assert "leave-one-centre-out over 8 centres" in tags["validation_design"]  # the sample generator's eight
     assert "slightly optimistic" in tags["validation_note"] and "200 draws" in tags["bootstrap_design"]
     assert "gate_config_slope_bounds" in params
     # Headline metrics with intervals, pooled internal-external estimates, calibration beyond O/E.
@@ -108,7 +111,7 @@ def test_runs_metrics_tags_and_artifacts_through_the_rest_api(server, trained_st
         child_tags = as_dict(child["data"]["tags"])
         assert child_tags["git_commit"] == tags["git_commit"] and child_tags["data_digest"] == tags["data_digest"]
         roles.setdefault(child_tags["role"], []).append(child)
-    assert len(roles["tuning_trial"]) == 3 and len(roles["baseline"]) == 1 and len(roles["candidate"]) == 1
+    assert len(roles["tuning_trial"]) == N_TRIALS and len(roles["baseline"]) == 1 and len(roles["candidate"]) == 1
     families = {as_dict(r["data"]["tags"])["family"]: as_dict(r["data"]["metrics"])
                 for r in roles["baseline"] + roles["candidate"]}
     held_out = {name: {k for k in m if not k.startswith("pooled_") and "95" not in k} for name, m in families.items()}
@@ -132,7 +135,7 @@ def test_runs_metrics_tags_and_artifacts_through_the_rest_api(server, trained_st
         card = answer.read().decode()
     assert "TRIPOD+AI" in card and tags["data_digest"] in card
 
-    champion = get(server, "registered-models/alias", name="cml_tfr", alias="champion")["model_version"]
+    champion = get(server, "registered-models/alias", name=SINGLE, alias="champion")["model_version"]
     assert as_dict(champion["tags"])["registry_alias"] == "champion"
-    challenger = get(server, "registered-models/alias", name="cml_tfr", alias="challenger")["model_version"]
+    challenger = get(server, "registered-models/alias", name=SINGLE, alias="challenger")["model_version"]
     assert as_dict(challenger["tags"])["promotion_decision"] in ("promoted", "not_promoted")

@@ -15,17 +15,15 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.champions import ChampionRegistry
+from tests.sample_tasks import SINGLE, SINGLE_PATIENT, SINGLE_ROUTE
 from tests.stores import small_settings
 from training import registry_cli
 from training.mlflow_store import StoreLocationError, relocate_store
-from training.pipeline import _experiment, run_training
+from training.pipeline import _experiment
 
-pytestmark = pytest.mark.slow  # trains through the pipeline, then moves the store
+pytestmark = pytest.mark.slow  # copies the session's trained store, then moves it
 
 KEY = "test-key-0123456789"
-PATIENT = {"age_at_stop_years": 58, "sex": "female", "tki_years": 7.4, "dmr_years": 4.3, "depth_at_stop": "MR4.5",
-           "sokal_risk": "low", "transcript_type": "e14a2", "prior_interferon": False, "tki_at_stop": "imatinib",
-           "prior_resistance": False, "more_than_one_tki_line": False}
 
 
 def uri(folder: Path) -> str:
@@ -34,13 +32,20 @@ def uri(folder: Path) -> str:
     return f"sqlite:///{folder}/mlruns/mlflow.db"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sample_tasks_registered(sample_tasks) -> None:
+    """Promotion and the app find the single-event sample task in the task registry."""
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(trained_store, tmp_path_factory):
+    """A trained working folder of its own: a copy of the session's store, pointed at itself as a copied store is
+    before its first run (so it records absolute locations into its own folder, as a folder trained there does)."""
     base = tmp_path_factory.mktemp("folders")
     original = base / "original"
-    (original / "mlruns").mkdir(parents=True)
-    summary = run_training(small_settings(original))
-    return base, original, summary
+    shutil.copytree(trained_store.root, original)
+    assert relocate_store(uri(original))  # the copy pointed into the session's store until now
+    return base, original, trained_store.summary
 
 
 def recorded_values(folder: Path) -> list[str]:
@@ -70,7 +75,7 @@ def promote_here(folder: Path, version: str, monkeypatch) -> int:
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(folder))
     mlflow.set_tracking_uri(uri(folder))
-    return registry_cli.main(["promote", "--task", "cml_tfr", "--version", version])
+    return registry_cli.main(["promote", "--task", SINGLE, "--version", version])
 
 
 def test_a_copied_folder_leaves_the_original_alone(trained, monkeypatch):
@@ -81,7 +86,7 @@ def test_a_copied_folder_leaves_the_original_alone(trained, monkeypatch):
     shutil.copytree(original, copy)
     shutil.rmtree(copy / "models")  # the export must come from the copy's own registry
     assert promote_here(copy, summary.version, monkeypatch) == 0
-    assert (copy / "models" / "cml_tfr" / "champion.json").exists()
+    assert (copy / "models" / SINGLE / "champion.json").exists()
     assert store_locations(copy, original) == []
     assert digest(original) == before  # nothing of the original was read into or written by the copy's work
 
@@ -96,8 +101,8 @@ def test_a_moved_folder_promotes_serves_and_writes_from_its_new_place(trained, m
     exported = [p for p in (moved / "models").rglob("*") if p.is_file()]
     assert exported and not [p for p in exported if str(original).encode() in p.read_bytes()]
 
-    client = TestClient(create_app(ChampionRegistry(moved / "models", ["cml_tfr"]), {"local": KEY}))
-    response = client.post("/v1/cml-tfr/predict", json=PATIENT, headers={"Authorization": f"Bearer {KEY}"})
+    client = TestClient(create_app(ChampionRegistry(moved / "models", [SINGLE]), {"local": KEY}))
+    response = client.post(f"{SINGLE_ROUTE}/predict", json=SINGLE_PATIENT, headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 200, response.text
     assert response.json()["model"]["version"] == summary.version
 
@@ -106,7 +111,7 @@ def test_a_moved_folder_promotes_serves_and_writes_from_its_new_place(trained, m
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_text("probe", "probe.txt")
     assert run.info.artifact_uri.startswith((moved / "mlruns" / "artifacts").as_uri())
-    assert (moved / "mlruns" / "artifacts" / "cml_tfr" / run.info.run_id / "artifacts" / "probe.txt").exists()
+    assert (moved / "mlruns" / "artifacts" / SINGLE / run.info.run_id / "artifacts" / "probe.txt").exists()
     assert not original.exists()  # nothing recreated, read or written there
 
 

@@ -12,12 +12,18 @@ from mlflow import MlflowClient
 
 from risk_model.bundle import BUNDLE_FILE, ModelBundle
 from serving.champions import ChampionRegistry
+from tests.sample_tasks import SINGLE, sample_tasks
 from tests.stores import small_settings
 from training import registry_cli
 from training.pipeline import run_training
 from training.promotion import GATES_FILE, HISTORY_TAG, PromotionGates, load_gates
 
-TASK = "cml_tfr"
+TASK = SINGLE  # promotion is mechanics of any task: the single-event sample task (tests/sample_tasks/)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sample_tasks_registered(sample_tasks) -> None:
+    """Training, promotion and serving find the sample task in the task registry."""
 
 
 def test_gates_live_in_one_configuration():
@@ -142,21 +148,19 @@ def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_
     """A champion whose bundle cannot tell which new patients it trained on (here: none to read) is not compared
     head to head; the boosted model must then not be worse than the Cox baseline on the same data."""
     from features.task_schema import validate_frame
-    from features.tasks import TASKS
-    from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
-    from tasks.cml_tfr.generator import generate_cml_tfr_cohort
     from training.pipeline import _gate, complete_bundle, fit_family
     from training.promotion import GateResult
     from training.splits import hold_out_centres
     from training.tune import TuningResult
 
-    task = TASKS[TASK]
-    frame = validate_frame(generate_cml_tfr_cohort(900, seed=17), CML_TFR_SCHEMA)
-    split = hold_out_centres(frame, CML_TFR_SCHEMA.event_column, 0.3, 0)
+    task = sample_tasks()[TASK]
+    schema = task.schema
+    frame = validate_frame(task.generate_cohort(900, 17), schema)
+    split = hold_out_centres(frame, schema.event_column, 0.3, 0)
     development = frame.iloc[split.development].reset_index(drop=True)
     held_out = frame.iloc[split.held_out].reset_index(drop=True)
     tuned = {"relapse": TuningResult({"eta": 0.05, "max_depth": 1}, 100, 0.6, 0)}
-    cox, boosted = (complete_bundle(fit_family(f, task, development, tuned, 0), development, CML_TFR_SCHEMA, 0)
+    cox, boosted = (complete_bundle(fit_family(f, task, development, tuned, 0), development, schema, 0)
                     for f in ("cox_ph", "xgboost_cox"))
     (tmp_path / TASK).mkdir()
     (tmp_path / TASK / "champion.json").write_text(json.dumps({"version": "7", "path": "7", "data_digest": "other"}))
@@ -166,7 +170,7 @@ def test_a_champion_on_other_data_is_replaced_only_by_a_model_no_worse_than_the_
     for bundle in (cox, boosted):
         passed = GateResult(bundle.family, {"cal_slope_ok": True}, [])
         decision = _gate(bundle, passed, held_out, targets, settings, "new-digest", gates, cox,
-                         (frame, split, CML_TFR_SCHEMA.event_column))
+                         (frame, split, schema.event_column))
         assert "head-to-head comparison not possible" in decision.reason
         assert "compared with the Cox baseline on the same data only" in decision.reason
         if bundle is boosted:
