@@ -37,11 +37,20 @@ BOUNDS = {"cox_ph": (0.4, 0.95), "xgboost_cox": (1.25, 0.95)}
 def small_bundle(family: str) -> ModelBundle:
     development = validate_frame(generate_cml_tfr_cohort(600, seed=5), CML_TFR_SCHEMA)
     target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
-    fitted = (CoxFamily().fit(development, CML_TFR_SCHEMA, target) if family == "cox_ph" else
-              XGBoostCoxFamily({"eta": 0.05, "max_depth": 3}, 150, seed=0).fit(development, CML_TFR_SCHEMA, target))
-    bundle = ModelBundle(task="cml_tfr", family=family, outcome="single_event",
-                         causes={"relapse": fitted.cause_model()}, horizons_months=[6, 12, 24, 36, 60],
-                         main_horizon_months=12, schema=CML_TFR_SCHEMA.to_json())
+    fitted = (
+        CoxFamily().fit(development, CML_TFR_SCHEMA, target)
+        if family == "cox_ph"
+        else XGBoostCoxFamily({"eta": 0.05, "max_depth": 3}, 150, seed=0).fit(development, CML_TFR_SCHEMA, target)
+    )
+    bundle = ModelBundle(
+        task="cml_tfr",
+        family=family,
+        outcome="single_event",
+        causes={"relapse": fitted.cause_model()},
+        horizons_months=[6, 12, 24, 36, 60],
+        main_horizon_months=12,
+        schema=CML_TFR_SCHEMA.to_json(),
+    )
     bundle = complete_bundle(bundle, development, CML_TFR_SCHEMA, seed=0)
     bundle.background, bundle.background_weights = bundle.background[:20], bundle.background_weights[:20]
     return bundle
@@ -67,9 +76,28 @@ def test_fast_path_agrees_with_exact_shapley(family, patients):
         assert difference <= max_difference and rank >= min_rank
 
 
-def test_exact_path_equals_shaps_exact_explainer(patients):
+def run_shap_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """shap's Exact explainer compiles about ten numba functions on first use: ~15 s of CPU per test process, more
+    than the whole comparison. Their Python originals compute the same values on 2^13 coalitions in a second.
+    The explainer's default link was bound at import, so the test passes the patched one (shap.links.identity)."""
+    import shap.explainers._exact
+    import shap.links
+    import shap.maskers._tabular
+    import shap.utils._masked_model
+    from numba.core.dispatcher import Dispatcher
+
+    modules = (shap.explainers._exact, shap.utils._masked_model, shap.maskers._tabular, shap.links)
+    for module in modules:
+        for name, value in list(vars(module).items()):
+            if isinstance(value, Dispatcher):
+                monkeypatch.setattr(module, name, value.py_func)
+
+
+def test_exact_path_equals_shaps_exact_explainer(patients, monkeypatch):
     """shap.explainers.Exact with an Independent masker over the same (equally weighted) background."""
     import shap
+
+    run_shap_without_numba(monkeypatch)
 
     cox = small_bundle("cox_ph")
     bundle = replace(cox, background=cox.background[:8], background_weights=[1.0] * 8)
@@ -78,8 +106,12 @@ def test_exact_path_equals_shaps_exact_explainer(patients):
     codes = {p["name"]: p["categories"] for p in bundle.schema["predictors"] if p["categories"]}
 
     def encode(frame: pd.DataFrame) -> np.ndarray:
-        columns = [frame[n].map(lambda v, n=n: codes[n].index(v) if isinstance(v, str) else np.nan)
-                   if n in codes else frame[n].astype(float) for n in names]
+        columns = [
+            frame[n].map(lambda v, n=n: codes[n].index(v) if isinstance(v, str) else np.nan)
+            if n in codes
+            else frame[n].astype(float)
+            for n in names
+        ]
         return np.column_stack(columns).astype(float)
 
     def predict(matrix: np.ndarray) -> np.ndarray:
@@ -88,7 +120,8 @@ def test_exact_path_equals_shaps_exact_explainer(patients):
             frame[n] = [None if np.isnan(v) else categories[int(v)] for v in matrix[:, names.index(n)]]
         return bundle.event_probability(frame.infer_objects(), np.array([12.0]))[:, 0]
 
-    explainer = shap.explainers.Exact(predict, shap.maskers.Independent(encode(background), max_samples=8))
+    masker = shap.maskers.Independent(encode(background), max_samples=8)
+    explainer = shap.explainers.Exact(predict, masker, link=shap.links.identity)
     patient = patients.iloc[[0]]
     reference = explainer(encode(patient)).values[0]
     exact, _ = exact_contributions(bundle, patient, 12)
