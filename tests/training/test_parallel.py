@@ -29,8 +29,8 @@ SMALL = TuningResult(params={"eta": 0.1, "max_depth": 2, "min_child_weight": 5.0
 
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:
-    # 600 patients in eight centres: equal numbers with one and two workers need no more.
-    return validate_frame(TASK.generate_cohort(600, 5), SCHEMA)
+    # 300 patients in eight centres: equal numbers with one and two workers need no more.
+    return validate_frame(TASK.generate_cohort(300, 5), SCHEMA)
 
 
 @pytest.fixture
