@@ -40,6 +40,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("xdist_group") is None:
             group = "trained_stores" if STORE_FIXTURES & set(getattr(item, "fixturenames", ())) else item.location[0]
             item.add_marker(pytest.mark.xdist_group(group))
+            if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
+                _put_group_in_id(item, group)
+
+
+def _put_group_in_id(item: pytest.Item, group: str) -> None:
+    """loadgroup's scheduler reads a test's group from its id (`<id>@<group>`), which pytest-xdist 3.8 writes to
+    `item._nodeid`; pytest 9 keeps the id in `item._id` instead, so without this each test is its own group and
+    every module fixture and session store is built again on each worker that runs one of its tests."""
+    if not hasattr(item, "_id") or item.nodeid.endswith(f"@{group}"):
+        return  # pytest 8: xdist's own suffix takes effect
+    from _pytest.nodes import coerce_node_id
+
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -47,8 +60,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture is set up, so an unmarked test fails at once instead of training."""
     needs = sorted(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
     if needs and item.get_closest_marker("slow") is None:
-        pytest.fail(f"uses {', '.join(needs)} (trains or starts a server) but is not marked @pytest.mark.slow",
-                    pytrace=False)
+        pytest.fail(
+            f"uses {', '.join(needs)} (trains or starts a server) but is not marked @pytest.mark.slow", pytrace=False
+        )
 
 
 def train_store(root, settings) -> TrainedStore:

@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     from training.pipeline import run_training
 
     settings = replace(
-        small_settings(root), task="three_with_rules", data_path=str(data), n_patients=None, n_replicates=3, n_trials=2
+        small_settings(root), task="three_with_rules", data_path=str(data), n_patients=None, n_replicates=2, n_trials=1
     )
     summary = run_training(settings)
     yield settings, summary

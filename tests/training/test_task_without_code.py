@@ -51,7 +51,7 @@ def trained_three_causes(tmp_path_factory):
     from training.pipeline import run_training
 
     settings = replace(small_settings(root), task="three_causes", data_path=str(data), n_patients=None,
-                       n_replicates=5, n_trials=2)
+                       n_replicates=2, n_trials=1)
     summary = run_training(settings)
     if not summary.promoted:  # the gates judge a small file; a human may still promote it, as here
         from training.promotion import promote_version

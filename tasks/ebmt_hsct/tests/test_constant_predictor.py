@@ -45,7 +45,7 @@ def made_up_file(tmp_path_factory):
 def trained(made_up_file):
     root, path = made_up_file
     (root / "mlruns").mkdir()
-    settings = TrainSettings(task=TASK, data_path=str(path), seed=7, n_trials=2, n_folds=3, n_replicates=5,
+    settings = TrainSettings(task=TASK, data_path=str(path), seed=7, n_trials=1, n_folds=3, n_replicates=2,
                              tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
                              data_dir=root / "data", quiet=True, drop_predictors=DROPS)
     summary = run_training(settings)
