@@ -47,7 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _put_group_in_id(item: pytest.Item, group: str) -> None:
     """loadgroup's scheduler reads a test's group from its id (`<id>@<group>`), which pytest-xdist 3.8 writes to
     `item._nodeid`; pytest 9 keeps the id in `item._id` instead, so without this each test is its own group and
-    every module fixture and session store is built again on each worker that runs one of its tests."""
+    every module fixture and session store is built again on each worker that runs one of its tests. Upstream:
+    pytest-dev/pytest-xdist issue 1386 (fix proposed in pull request 1388); drop this once a release has it."""
     if not hasattr(item, "_id") or item.nodeid.endswith(f"@{group}"):
         return  # pytest 8: xdist's own suffix takes effect
     from _pytest.nodes import coerce_node_id
