@@ -56,6 +56,8 @@ class BreslowBaseline:
     def cumulative_hazard(self, months: np.ndarray) -> np.ndarray:
         """H0 at each month (right-continuous step function, 0 before the first event)."""
         assert self.event_times_ is not None and self.cumulative_hazard_ is not None, "fit first"
+        if not len(self.cumulative_hazard_):  # fitted without events (a small stratum may have none of a cause)
+            return np.zeros(np.shape(months))
         index = np.searchsorted(self.event_times_, np.asarray(months, dtype=float), side="right") - 1
         return np.where(index >= 0, self.cumulative_hazard_[np.maximum(index, 0)], 0.0)
 

@@ -112,3 +112,14 @@ def test_json_round_trip(data, fitter):
     np.testing.assert_array_equal(restored.survival(margin, months), baseline.survival(margin, months))
     assert restored.last_reliable_month_ == baseline.last_reliable_month_
     assert restored.min_at_risk == baseline.min_at_risk
+
+
+def test_a_baseline_without_events_is_zero_and_round_trips(data):
+    """A stratum of a small cohort can hold none of a cause's events: its H0 is 0 at every month, also after
+    the bundle's JSON round trip (reading it used to index an empty array, so the champion failed to load)."""
+    months = np.array([0.0, 6.0, 12.0, 60.0])
+    baseline = BreslowBaseline().fit(np.zeros(len(data)), data["T"].to_numpy(), np.zeros(len(data), dtype=int))
+    assert baseline.cumulative_hazard(months).tolist() == [0.0] * 4
+    copy = BreslowBaseline.from_json(json.loads(json.dumps(baseline.to_json())))
+    assert copy.cumulative_hazard(months).tolist() == [0.0] * 4
+    assert copy.hazards(months).shape == (1, 4)
