@@ -281,11 +281,10 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
                                  lineage_tags, say)
 
         say("fitting both families on the development centres")
-        families = ("cox_ph", "xgboost_cox")
         with stages("fit both families (with background, cut-points, OOD reference)"):
-            bundles = dict(zip(families, parallel_map(lambda family: complete_bundle(
+            bundles = dict(zip(FAMILIES, parallel_map(lambda family: complete_bundle(
                 fit_family(family, task, development, tuned, settings.seed), development, schema, settings.seed),
-                families), strict=True))
+                FAMILIES), strict=True))
         with stages("proportional-hazards check"):
             ph_check = proportional_hazards_check(bundles["cox_ph"], task, development)
         mlflow.log_dict(ph_check, "ph_check.json")
