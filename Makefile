@@ -115,15 +115,19 @@ TEST_WORKERS ?= auto
 # other file's tests together (conftest.py at the root); its log names the 15 slowest tests (where the time goes).
 # The project's own modules compiled once for all the test processes (a second when nothing changed).
 COMPILE_SOURCES = $(PY) -m compileall -q features risk_model serving training tasks tests benchmarks > /dev/null
+# pytest rewrites the asserts of every test module and of its plugins' packages (hypothesis, schemathesis, anyio)
+# in each worker, ~7 s of CPU per process; it keeps the result only where Python may write bytecode, so the tests
+# may, whatever the environment says: the second tier and every later run read it.
+PYTEST = PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 
 test: install test-browser test-postgres ## install what the tests need (the page test's browser, PostgreSQL) and run both tiers
 	$(COMPILE_SOURCES)
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
-	$(PY) -m pytest -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PYTEST) -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
 	$(COMPILE_SOURCES)
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # What the tests need from Debian: root with apt-get installs it; anyone else gets the one command to run, never a
 # skipped test. $(call debian_package,<package>,<probe that succeeds when installed>,<which tests need it>)
