@@ -52,27 +52,18 @@ def one_worker():
     cluster.close()
 
 
-@pytest.fixture(scope="module")
-def local_sampled(cohort):
-    """The local booster with row and column sampling, against which both one-worker fits are compared."""
-    from training.families import XGBoostCoxFamily
-
-    task, frame, _, _, target = cohort
-    return XGBoostCoxFamily(SAMPLED, 150, seed=11).fit(frame, task.schema, target)
-
-
 def _survival(family, frame, horizon: float) -> np.ndarray:
     return family.baseline_.survival(family.predict_margin(frame), np.array([horizon])).ravel()
 
 
-def test_partitions_on_one_worker_give_the_local_booster(one_worker, cohort, local_sampled):
+def test_partitions_on_one_worker_give_the_local_booster(one_worker, cohort):
     from training.distributed import read_partitions
     from training.families import XGBoostCoxFamily
 
-    task, frame, path, cause, _ = cohort
+    task, frame, path, cause, target = cohort
     parts = read_partitions(str(path))
     assert parts.npartitions == 4
-    local = local_sampled
+    local = XGBoostCoxFamily(SAMPLED, 150, seed=11).fit(frame, task.schema, target)
     dask = XGBoostCoxFamily(SAMPLED, 150, seed=11).fit_partitions(
         parts, task.schema, lambda part: task.cause_targets(part)[cause], one_worker
     )
@@ -81,18 +72,19 @@ def test_partitions_on_one_worker_give_the_local_booster(one_worker, cohort, loc
     np.testing.assert_allclose(_survival(dask, frame, horizon), _survival(local, frame, horizon), rtol=0, atol=1e-6)
 
 
-def test_dask_scheduler_sends_the_pipelines_fits_to_the_cluster(one_worker, cohort, local_sampled, monkeypatch):
+def test_dask_scheduler_sends_the_pipelines_fits_to_the_cluster(one_worker, cohort, monkeypatch):
     """DASK_SCHEDULER set: an in-memory fit (final fit, refit, replicate) runs on the cluster, same booster."""
     from distributed import get_task_stream
 
     from training.families import XGBoostCoxFamily
 
     task, frame, _, _, target = cohort
+    local = XGBoostCoxFamily(SAMPLED, 150, seed=5).fit(frame, task.schema, target)
     monkeypatch.setenv("DASK_SCHEDULER", one_worker.scheduler.address)
     with get_task_stream(client=one_worker) as stream:
-        on_cluster = XGBoostCoxFamily(SAMPLED, 150, seed=11).fit(frame, task.schema, target)
+        on_cluster = XGBoostCoxFamily(SAMPLED, 150, seed=5).fit(frame, task.schema, target)
     assert stream.data, "no task ran on the cluster"
-    np.testing.assert_allclose(on_cluster.predict_margin(frame), local_sampled.predict_margin(frame), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(on_cluster.predict_margin(frame), local.predict_margin(frame), rtol=0, atol=1e-6)
 
 
 def test_two_workers_fit_a_cox_stratified_by_shard_close_to_the_local_one(cohort):
