@@ -8,8 +8,8 @@ Three kinds of cases, all over HTTP to the real server process:
 2. hypothesis, per patient route: the documented example patient with fields replaced by any JSON value, dropped
    or added, or any JSON at all: 200 or 422 in the error shape.
 3. raw bodies no schema describes (broken or deeply nested JSON, bytes that are not UTF-8).
-A request slower than the timeout counts as a hang. The run is bounded: a fixed number of schemathesis examples
-per operation, then the remaining time budget shared by the patient routes. The count of cases sent is printed.
+A request slower than the timeout counts as a hang. The run is bounded by counts, not by time: a fixed number of
+schemathesis examples per operation and of mutated patients per patient route. The count of cases sent is printed.
 """
 
 import json
@@ -34,18 +34,17 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.sample_tasks import COMPETING_ROUTE, SINGLE_ROUTE
 
-# The budget buys mutated patients beyond their minimum (MIN_MUTATED_PATIENTS per route, sent however long it
-# takes): 35 s leaves the slow tier's longest single test shorter without lowering any count it asserts.
-TIME_BUDGET_SECONDS = 35
 REQUEST_TIMEOUT_SECONDS = 20
-EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 60}
-# Valid competing-risk patients cost most (an endpoint per cause and their explanation) and batches more than one:
-# fewer of them in positive mode.
-COSTLY = {("POST", f"{COMPETING_ROUTE}/predict"): 15, ("POST", f"{COMPETING_ROUTE}/predict-batch"): 10,
-          ("POST", f"{SINGLE_ROUTE}/predict-batch"): 20}
-MUTATED_PATIENTS = 800  # at most, per patient route, within the time left
-MIN_MUTATED_PATIENTS = 100  # at least, per patient route, however slow the machine (a count, not a speed)
-MIN_MUTATION_SECONDS = 20  # even when the schemathesis part ran long on a loaded machine
+# Examples per operation (half of what this test sent before, when it was the slow tier's longest test): every
+# operation is still fuzzed in both modes on every run, with new cases each run (no example database, no fixed
+# seed), so successive runs keep widening what is tried: about 1,500 cases a run, 1,905 before (printed at the end).
+EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 30}
+# Valid competing-risk patients cost most (an endpoint per cause and their explanation), batches more than one and
+# a valid reload loads every champion again: fewer of them in positive mode.
+COSTLY = {("POST", f"{COMPETING_ROUTE}/predict"): 10, ("POST", f"{COMPETING_ROUTE}/predict-batch"): 6,
+          ("POST", f"{SINGLE_ROUTE}/predict-batch"): 10, ("POST", "/admin/reload"): 5}
+MUTATED_PATIENTS = 120  # drawn per patient route (hypothesis may stop short when it repeats itself)
+MIN_MUTATED_PATIENTS = 100  # sent at least, per patient route (a count, not a speed)
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
                response_schema_conformance]
 MALFORMED_BODIES = [b"", b"{", b"null", b"[]", b'"text"', b"1e999999", b'{"age_years": NaN}',
@@ -108,7 +107,7 @@ def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
 
         return run
 
-    def mutate(path, example, until):
+    def mutate(path, example):
         patients = mutated(example)
         batch = path.endswith("predict-batch")
         bodies = st.fixed_dictionaries({"patients": st.lists(patients | JSON, max_size=4)}) | JSON if batch \
@@ -119,8 +118,6 @@ def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
         @settings(max_examples=MUTATED_PATIENTS, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(body):
-            if time.monotonic() > until and sent.get(label, 0) >= MIN_MUTATED_PATIENTS:  # its share is spent
-                return
             response = session.post(live_server.base + path, data=json.dumps(body), headers=headers,
                                     timeout=REQUEST_TIMEOUT_SECONDS)
             send(label, response)
@@ -176,10 +173,8 @@ def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
             assert response.headers.get("x-request-id")
 
     patient_routes = [op.path for op in served if op.method.upper() == "POST" and op.path.startswith("/v1/")]
-    phase_ends = time.monotonic() + max(TIME_BUDGET_SECONDS - (time.monotonic() - started), MIN_MUTATION_SECONDS)
-    for position, path in enumerate(patient_routes):  # 2. mutated patients, sharing the time left
-        until = time.monotonic() + (phase_ends - time.monotonic()) / (len(patient_routes) - position)
-        mutate(path, example_patient(schema, path), until)()
+    for path in patient_routes:  # 2. mutated patients
+        mutate(path, example_patient(schema, path))()
 
     total = sum(sent.values())
     elapsed = time.monotonic() - started
@@ -189,6 +184,6 @@ def test_fuzz_the_real_server_from_its_openapi(live_server, capsys):
               f"{sorted(unserved) or 'none'}")
         for label, count in sorted(sent.items()):
             print(f"  {count:5d}  {label}")
-    # Counts that do not depend on the machine's speed: every patient route got its minimum of mutated cases.
+    # Every patient route got its minimum of mutated cases.
     assert all(sent.get(f"mutated POST {path}", 0) >= MIN_MUTATED_PATIENTS for path in patient_routes), sent
     assert not [status for status in statuses if status >= 500]

@@ -1,5 +1,5 @@
-"""ebmt_hsct through the pipeline: it trains offline from the public extract (small tuning budget here) and logs
-both families' held-out metrics."""
+"""ebmt_hsct through the pipeline: it trains offline from the public extract (small tuning budget and 2 interval
+refits here: nothing below reads the intervals) and logs both families' held-out metrics."""
 
 import mlflow
 import pytest
@@ -18,7 +18,7 @@ def ebmt_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ebmt_store")
     (root / "mlruns").mkdir()
     data = public_extract_file("ebmt_hsct", root / "data")
-    settings = TrainSettings(task="ebmt_hsct", data_path=str(data), seed=42, n_trials=2, n_folds=3,
+    settings = TrainSettings(task="ebmt_hsct", data_path=str(data), seed=42, n_trials=2, n_folds=3, n_replicates=2,
                              tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
                              data_dir=root / "data", quiet=True,
                              drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors)
