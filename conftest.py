@@ -29,7 +29,7 @@ _own_cores_per_test_worker()
 
 import pytest  # noqa: E402  (after the worker's cores are set)
 
-from tests.stores import TrainedStore, competing_settings, small_settings  # noqa: E402
+from tests.stores import TrainedStore, competing_settings, small_gates, small_settings  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -93,9 +93,10 @@ def train_store(root, settings) -> TrainedStore:
     from training.pipeline import run_training
 
     (root / "mlruns").mkdir()
+    gates = small_gates()
     with registered():  # only while training: the readers register them for their own module
-        summary = run_training(settings)
-    return TrainedStore(root, settings.tracking_uri, settings.models_dir, summary, settings)
+        summary = run_training(settings, gates=gates)
+    return TrainedStore(root, settings.tracking_uri, settings.models_dir, summary, settings, gates)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,16 @@ from pathlib import Path
 from tests.sample_tasks import COMPETING, SINGLE
 
 # The smallest settings that still exercise what the slow tests assert: both families tuned (3 trials, so the
-# trial count is not the default), 3 folds, and bootstrap intervals on 10 replicates. The single-event task's
+# trial count is not the default) on 2 centre-grouped folds, bootstrap intervals on 10 replicates, explanation
+# plots at the main horizon only (the one the tests read; each horizon's plots cost as much), and the promotion
+# gates of training/promotion_gates.toml with 50 bootstrap draws instead of 200 (no test reads an interval's
+# width). The single-event task's
 # default cohort (1,200 patients over 8 centres) keeps its first run above every promotion gate, which the
 # promotion tests need; the competing one is only read for what its run reports, and 800 patients still give each
 # of its 8 centres over 50 patients and 10 events (so leave-one-centre-out, as a registry would be validated).
 N_TRIALS = 3
 COMPETING_PATIENTS = 800
+BOOTSTRAP_DRAWS = 50
 
 
 @dataclass
@@ -22,6 +26,7 @@ class TrainedStore:
     models_dir: Path
     summary: object
     settings: object
+    gates: object
 
 
 def small_settings(root: Path, seed: int = 42, task: str = SINGLE):
@@ -32,13 +37,21 @@ def small_settings(root: Path, seed: int = 42, task: str = SINGLE):
         n_patients=None,
         seed=seed,
         n_trials=N_TRIALS,
-        n_folds=3,
+        n_folds=2,
         tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db",
         models_dir=root / "models",
         n_replicates=10,
         data_dir=root / "data",
         quiet=True,
+        explain_main_horizon_only=True,
     )
+
+
+def small_gates(path: Path | None = None):
+    """The promotion gates of `path` (default: training/promotion_gates.toml) with BOOTSTRAP_DRAWS draws."""
+    from training.promotion import load_gates
+
+    return replace(load_gates(path), bootstrap_draws=BOOTSTRAP_DRAWS)
 
 
 def competing_settings(root: Path):

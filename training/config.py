@@ -19,6 +19,9 @@ class TrainSettings:
     n_folds: int = 5
     held_out_fraction: float = 0.25
     n_replicates: int = 30  # bootstrap refits behind the 95 % intervals (training/replicates.py)
+    # Explanation plots at the main horizon only (a quick run's plots; serving explains any horizon itself);
+    # default: every reliable horizon of every endpoint.
+    explain_main_horizon_only: bool = False
     tracking_uri: str = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")

@@ -488,10 +488,12 @@ class Explained:
             "mean_contribution_pp": self.points.mean(axis=0)[order].round(4), "n_patients": len(self.points)})
 
 
-def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path) -> list[Path]:
-    """Per endpoint and reliable horizon: beeswarm, mean-|contribution| bar chart and table, and dependence plots
-    of the leading predictors, under `folder/<endpoint>/<h>m_*`; all tables together in
-    `folder/mean_abs_contribution.csv`. Returns the files written."""
+def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path, main_horizon_only: bool = False
+                      ) -> list[Path]:
+    """Per endpoint and reliable horizon (the main one only with `main_horizon_only`, when reliable): beeswarm,
+    mean-|contribution| bar chart and table, and dependence plots of the leading predictors, under
+    `folder/<endpoint>/<h>m_*`; all tables together in `folder/mean_abs_contribution.csv`. Returns the files
+    written."""
     patients = explanation_sample(frame)
     Path(folder).mkdir(parents=True, exist_ok=True)
     written, tables = [], []
@@ -499,8 +501,8 @@ def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path) ->
     # model only, so its bootstrap replicates stay behind (they would be sent and evaluated for nothing).
     own = copy.copy(bundle)
     own.replicates, own._ensemble_cache = [], None
-    pairs = [(endpoint, kind, horizon) for endpoint, kind in bundle.endpoint_kinds.items()
-             for horizon in explained_horizons(bundle)]
+    horizons = [h for h in explained_horizons(bundle) if not main_horizon_only or h == bundle.main_horizon_months]
+    pairs = [(endpoint, kind, horizon) for endpoint, kind in bundle.endpoint_kinds.items() for horizon in horizons]
     for table, files in parallel_map(partial(_explain, own, patients, Path(folder)), pairs):
         tables.append(table)
         written += files

@@ -327,7 +327,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
         with tempfile.TemporaryDirectory() as scratch:
             scratch_path = Path(scratch)
             with stages("explanations (plots of the held-out patients)"):
-                _log_plots(mlflow, schema, chosen, held_out, scratch_path)
+                _log_plots(mlflow, schema, chosen, held_out, scratch_path, settings.explain_main_horizon_only)
             report = build_report(task, frame, held_out, held_out_targets, bundles, family,
                                   refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path,
                                   validation=validation, stages=stages)
@@ -465,11 +465,12 @@ def _log_family_run(mlflow: Any, experiment: str, settings: TrainSettings, name:
     return run.info.run_id
 
 
-def _log_plots(mlflow: Any, schema: TaskSchema, chosen: ModelBundle, held_out: pd.DataFrame, folder: Path) -> None:
+def _log_plots(mlflow: Any, schema: TaskSchema, chosen: ModelBundle, held_out: pd.DataFrame, folder: Path,
+               main_horizon_only: bool = False) -> None:
     """The explanation plots of every endpoint and reliable horizon under `explanations/`, the main one's beeswarm
     also as `plots/shap_summary_<endpoint>_<h>m.png`; calibration, decision-curve and forest plots come from
     training/report.py."""
-    explanation_plots(chosen, held_out, folder / "explanations")
+    explanation_plots(chosen, held_out, folder / "explanations", main_horizon_only)
     mlflow.log_artifacts(str(folder / "explanations"), "explanations")
     h, endpoint = schema.main_horizon_months, chosen.main_endpoint
     main = folder / "explanations" / endpoint / f"{h}m_beeswarm.png"

@@ -100,6 +100,17 @@ def test_horizons_past_the_last_reliable_month_are_skipped(bundle, drawn, tmp_pa
     assert explanation_plots(replace(bundle, horizons_months=[beyond]), pd.DataFrame(), tmp_path) == []
 
 
+@pytest.mark.slow  # draws a run's plots at one horizon
+def test_a_run_set_to_the_main_horizon_only_explains_that_horizon_alone(bundle, patients, tmp_path, monkeypatch):
+    """`TrainSettings.explain_main_horizon_only`: every endpoint's plots at the main horizon, none at the others."""
+    monkeypatch.setenv("TRAIN_JOBS", "1")
+    main = replace(bundle, main_horizon_months=24)
+    written = explanation_plots(main, patients, tmp_path, main_horizon_only=True)
+    drawn = {p.relative_to(tmp_path).parent.name for p in written if p.name.startswith("24m_beeswarm")}
+    assert drawn == set(ENDPOINTS)
+    assert not list(tmp_path.rglob("12m_*")) and all(p.name.startswith("24m_") for p in tmp_path.rglob("*.png"))
+
+
 @pytest.mark.slow
 def test_plots_are_real_pngs(drawn):
     folder, written, _ = drawn

@@ -77,7 +77,7 @@ def test_registered_pyfunc_predicts_probabilities(trained_store):
 
 def test_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained_store):
     """A second identical run reproduces the metrics; it does not beat the champion, so it is not promoted."""
-    again = run_training(small_settings(trained_store.root))
+    again = run_training(small_settings(trained_store.root), gates=trained_store.gates)
     first = trained_store.summary.metrics
     for family in first:
         for name, value in first[family].items():

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from risk_model.bundle import BUNDLE_FILE, ModelBundle
 from serving.champions import ChampionRegistry
 from tests.sample_tasks import SINGLE, sample_tasks
-from tests.stores import small_settings
+from tests.stores import small_gates, small_settings
 from training import registry_cli
 from training.pipeline import run_training
 from training.promotion import GATES_FILE, HISTORY_TAG, PromotionGates, load_gates
@@ -44,7 +44,8 @@ def client(trained_store) -> MlflowClient:
 def failed_run(trained_store, client, tmp_path_factory):
     """A second training whose gate configuration asks for a calibration slope between 5 and 6. Afterwards the
     session's store is put back as it was (version deleted, challenger alias and champion.json restored), so
-    the other tests see the same registry whatever the order."""
+    the other tests see the same registry whatever the order. One tuning trial and two interval refits: what is
+    checked here is the gate and the registry, not the tuning or the intervals of this version."""
     assert trained_store.summary.promoted, "the session's first run is the champion"
     pointer = trained_store.models_dir / TASK / "champion.json"
     before = {"pointer": pointer.read_text(), "alias": str(client.get_model_version_by_alias(TASK, "champion").version),
@@ -52,7 +53,8 @@ def failed_run(trained_store, client, tmp_path_factory):
     strict = tmp_path_factory.mktemp("gates") / "strict_gates.toml"
     strict.write_text(GATES_FILE.read_text().replace("calibration_slope = [0.8, 1.25]",
                                                      "calibration_slope = [5.0, 6.0]"))
-    summary = run_training(small_settings(trained_store.root), gates=load_gates(strict))
+    settings = replace(small_settings(trained_store.root), n_trials=1, n_replicates=2)
+    summary = run_training(settings, gates=small_gates(strict))
     yield summary, before
     client.delete_model_version(TASK, summary.version)
     client.set_registered_model_alias(TASK, "challenger", before["challenger"])
