@@ -24,12 +24,16 @@ from training.replicates import fit_replicates
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="relapse 0.83-0.85, NRM 0.86-0.88 on the one development cohort (seed 3). Not the unrecorded GVHD's "
-    "non-proportional hazards: piecewise-constant effects do not bring the fit closer to the truth at 20,000-40,000 "
-    "patients. At 4,000 the bootstrap's spread matches that over fresh development cohorts (ratio 0.97-1.09) and "
-    "the expected coverage over cohorts is 93-94 % (relapse) and 91-92 % (NRM); this cohort's shared error, with "
-    "a bias of about half a sampling SD (ridge penalty, MRD 'not applicable' sharing the 'not recorded' "
-    "indicator), puts it below: benchmarks/all_hsct_time_varying.py",
+    reason="relapse 0.84-0.87, NRM 0.87-0.90 on the one development cohort (seed 3), with the t multiplier for 30 "
+    "refits (1.96 before: 0.83-0.85, 0.86-0.88). Not the Cox family: on the same resamples the benchmark's "
+    "simplified fit gives the same spread (ratio 1.002) and the same estimates (0.01 points). Not the unrecorded "
+    "GVHD's non-proportional hazards: piecewise-constant effects do not bring the fit closer to the truth at "
+    "20,000-40,000 patients. At 4,000 the bootstrap's spread matches that over fresh development cohorts (ratio "
+    "0.97-1.09) and the expected coverage over cohorts is 93-94 % (relapse) and 91-92 % (NRM); this cohort's shared "
+    "error, with a bias of about half a sampling SD (ridge penalty, MRD 'not applicable' sharing the 'not recorded' "
+    "indicator), puts it below. Pooled over three development cohorts (seeds 3, 5, 7, fixed before looking) the "
+    "same intervals cover relapse 0.910-0.928, NRM 0.907-0.920, but that test takes about 150 s alone against "
+    "the slow tier's 90 s: benchmarks/all_hsct_time_varying.py",
 )
 def test_all_hsct_intervals_cover_the_true_cumulative_incidences():
     full = get_task("all_hsct")
