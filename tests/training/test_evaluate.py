@@ -22,18 +22,30 @@ def tiny_cohort() -> tuple[np.ndarray, np.ndarray]:
     return time, event
 
 
-@pytest.mark.parametrize("month", [0.5, 6.0, 12.0, 12.5, 29.0, 40.0, 45.0])
-def test_pseudo_observations_equal_brute_force_jackknife(month):
+MONTHS = [0.5, 6.0, 12.0, 12.5, 29.0, 40.0, 45.0]
+
+
+@pytest.fixture(scope="module")
+def jackknife() -> dict[float, tuple[float, np.ndarray]]:
+    """Per month, lifelines' Kaplan-Meier risk on everyone and the brute-force jackknife pseudo-observations: each
+    leave-one-out fit read at every month at once (61 fits, not 61 per month)."""
     time, event = tiny_cohort()
     n = len(time)
 
-    def risk_km(keep: np.ndarray) -> float:
+    def risks_km(keep: np.ndarray) -> np.ndarray:
         fitter = KaplanMeierFitter().fit(time[keep], event[keep])
-        return 1.0 - float(fitter.survival_function_at_times(month).iloc[0])
+        return 1.0 - fitter.survival_function_at_times(MONTHS).to_numpy(dtype=float)
 
-    everyone = np.ones(n, dtype=bool)
-    full = risk_km(everyone)
-    expected = np.array([n * full - (n - 1) * risk_km(np.arange(n) != i) for i in range(n)])
+    full = risks_km(np.ones(n, dtype=bool))
+    left_out = np.array([risks_km(np.arange(n) != i) for i in range(n)])  # patients x months
+    pseudo = n * full - (n - 1) * left_out
+    return {month: (float(full[j]), pseudo[:, j]) for j, month in enumerate(MONTHS)}
+
+
+@pytest.mark.parametrize("month", MONTHS)
+def test_pseudo_observations_equal_brute_force_jackknife(jackknife, month):
+    time, event = tiny_cohort()
+    full, expected = jackknife[month]
     np.testing.assert_allclose(evaluate.pseudo_observations(time, event, month), expected, atol=1e-10)
     assert evaluate.kaplan_meier_risk(time, event, month) == pytest.approx(full, abs=1e-12)
 

@@ -7,6 +7,8 @@ baseline does not. The bundle keeps the baselines through save and load, explain
 a player, and refuses a stratum it never saw.
 """
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,7 +71,7 @@ def data() -> pd.DataFrame:
     return cohort(1500, seed=7)
 
 
-def single_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
+def fit_single(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
     task_schema = schema(strata, SINGLE)
     target = (data["time"].to_numpy(), (data["code"] > 0).astype(int).to_numpy())
     fitted = (
@@ -88,7 +90,7 @@ def single_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> M
     )
 
 
-def competing_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
+def fit_competing(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
     task_schema = schema(strata, COMPETING)
     causes = {}
     for name, code in (("relapse", 1), ("nrm", 2)):
@@ -108,6 +110,26 @@ def competing_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -
         main_horizon_months=12,
         schema=task_schema.to_json(),
     )
+
+
+_FITTED: dict[tuple[str, str, tuple[str, ...]], tuple[pd.DataFrame, ModelBundle]] = {}
+
+
+def _fitted_once(build, data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
+    """Each bundle fitted once on the module's cohort (several tests read the same one); every caller gets its own
+    copy, which it may give a background or replicates."""
+    key = (build.__name__, family, strata)
+    if key not in _FITTED or _FITTED[key][0] is not data:
+        _FITTED[key] = (data, build(data, family, strata))
+    return copy.deepcopy(_FITTED[key][1])
+
+
+def single_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
+    return _fitted_once(fit_single, data, family, strata)
+
+
+def competing_bundle(data: pd.DataFrame, family: str, strata: tuple[str, ...]) -> ModelBundle:
+    return _fitted_once(fit_competing, data, family, strata)
 
 
 def kaplan_meier_incidence(frame: pd.DataFrame) -> np.ndarray:
