@@ -33,9 +33,14 @@ from training.pipeline import complete_bundle
 BOUNDS = {"cox_ph": (0.4, 0.95), "xgboost_cox": (1.25, 0.95)}
 
 
+@cache  # generated once for both families (the generator is the costlier part at this size)
+def development_cohort() -> pd.DataFrame:
+    return validate_frame(generate_cml_tfr_cohort(600, seed=5), CML_TFR_SCHEMA)
+
+
 @cache  # fitted once per family for the module; a test that changes the bundle changes a copy (replace)
 def small_bundle(family: str) -> ModelBundle:
-    development = validate_frame(generate_cml_tfr_cohort(600, seed=5), CML_TFR_SCHEMA)
+    development = development_cohort()
     target = TASKS["cml_tfr"].cause_targets(development)["relapse"]
     fitted = (
         CoxFamily().fit(development, CML_TFR_SCHEMA, target)
