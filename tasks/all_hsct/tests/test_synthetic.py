@@ -7,7 +7,6 @@ with the SE taken from its 95 % log-log interval (half-width / 1.96); survival i
 Greenwood SE. One large cohort (n = 20,000, fixed seed) is shared.
 """
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -253,11 +252,7 @@ def test_no_identifier_columns_and_only_schema_and_outcome_columns():
     assert not [c for c in frame.columns if is_identifier_like(c)]
 
 
-def test_tiny_and_default_cohorts_are_fast():
-    # The pipeline draws 5 synthetic rows as an input example; the default cohort must stay under 2 s.
+def test_tiny_cohorts_have_the_rows_asked_for():
+    # The pipeline draws 5 synthetic rows as an input example (how long the default cohort takes is a benchmark's
+    # figure, not a test's: make bench-train).
     assert len(generate_all_hsct_cohort(1, seed=1)) == 1 and len(generate_all_hsct_cohort(5, seed=12345)) == 5
-    start = time.perf_counter()
-    generate_all_hsct_cohort(4000, seed=42)
-    elapsed = time.perf_counter() - start
-    print(f"4,000 patients in {elapsed:.3f} s")
-    assert elapsed < 2.0
