@@ -4,6 +4,7 @@ a seed while several trial threads are recorded as not reproducible. On the test
 (tests/sample_tasks/): the stages are the same for any task."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from features.task_schema import validate_frame
 from tests.sample_tasks import SINGLE, sample_tasks
+from tests.served_models import SMALL_XGBOOST
 from training import parallel
 from training.bootstrap import bootstrap_headline
 from training.evaluate import evaluable_horizons
@@ -22,20 +24,7 @@ from training.validation import internal_external_validation
 
 TASK = sample_tasks()[SINGLE]
 SCHEMA = TASK.schema
-SMALL = TuningResult(
-    params={
-        "eta": 0.1,
-        "max_depth": 2,
-        "min_child_weight": 5.0,
-        "subsample": 0.8,
-        "colsample_bynode": 0.8,
-        "lambda": 1.0,
-        "alpha": 0.01,
-    },
-    num_boost_round=40,
-    cv_harrell_c=float("nan"),
-    n_trials=0,
-)
+SMALL = replace(SMALL_XGBOOST, num_boost_round=40)  # the served models' fixed settings, fewer rounds
 
 
 @pytest.fixture(scope="module")
