@@ -25,6 +25,9 @@ from training.validation import internal_external_validation
 TASK = sample_tasks()[SINGLE]
 SCHEMA = TASK.schema
 SMALL = replace(SMALL_XGBOOST, num_boost_round=40)  # the served models' fixed settings, fewer rounds
+# A test that starts the pool's worker processes (each loads the training stack, ~5 s of CPU) is not a unit test:
+# it runs in `make test`'s slow tier, not in `make test-fast`.
+WORKER_PROCESSES = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def _threads_and_pid(_: int) -> tuple[int, int, bool]:
     return parallel.xgboost_threads(), os.getpid(), parallel.configured_jobs() == 1
 
 
+@WORKER_PROCESSES
 def test_parallel_map_keeps_order_and_splits_the_cores(jobs):
     jobs(2)
     assert list(parallel.parallel_map(lambda x: x * x, range(23))) == [x * x for x in range(23)]
@@ -88,6 +92,7 @@ def _predictions(replicates: list, frame: pd.DataFrame, months: np.ndarray) -> n
     return np.stack([b.event_probability(frame, months) for b in bundles])
 
 
+@WORKER_PROCESSES
 @pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
 def test_interval_refits_are_the_same_with_one_and_two_workers(cohort, jobs, family):
     tuned = dict.fromkeys(TASK.cause_targets(cohort), SMALL)
@@ -102,6 +107,7 @@ def test_interval_refits_are_the_same_with_one_and_two_workers(cohort, jobs, fam
     assert np.ptp(results[1][:, 0, :], axis=0).max() > 0  # the replicates differ from each other
 
 
+@WORKER_PROCESSES
 def test_validation_folds_are_the_same_with_one_and_two_workers(cohort, jobs):
     # Four of the eight centres: still leave-one-centre-out, folds spread over both workers, half the refits.
     centres = sorted(cohort["centre"].unique())[:4]
@@ -125,6 +131,7 @@ def test_validation_folds_are_the_same_with_one_and_two_workers(cohort, jobs):
     assert results[1].design.kind == "leave-one-centre-out" and len(results[1].per_cluster["cluster"].unique()) == 4
 
 
+@WORKER_PROCESSES
 def test_metric_bootstrap_is_the_same_with_one_and_two_workers(cohort, jobs):
     bundle = fit_family("cox_ph", TASK, cohort, {}, 0)
     targets = TASK.endpoint_targets(cohort)
@@ -188,6 +195,7 @@ def test_a_trials_folds_at_once_score_as_one_at_a_time(cohort):
     assert 0.5 < one_at_a_time[0] < 1 and one_at_a_time[1] >= 1
 
 
+@WORKER_PROCESSES
 def test_a_task_folder_outside_tasks_reaches_the_workers(jobs, tmp_path):
     """A registry's folder imported from its own path: its rule runs in worker processes (sent by value)."""
     from features.tasks import load_task
