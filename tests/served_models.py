@@ -57,8 +57,14 @@ class ServedModels:
     families: dict[str, str]
 
 
-def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path, n_patients: int | None = None,
-                   n_replicates: int = N_REPLICATES) -> str:
+def build_champion(
+    task_name: str,
+    family: str,
+    models_dir: Path,
+    scratch: Path,
+    n_patients: int | None = None,
+    n_replicates: int = N_REPLICATES,
+) -> str:
     """Fit, complete and export one champion on `n_patients` of the task's synthetic cohort (default: the task's
     default size) with `n_replicates` bootstrap refits for its intervals (each a full refit of every cause: a test
     that reads no interval may ask for fewer); returns its run id as champion.json records it."""
