@@ -57,9 +57,17 @@ class ServedModels:
     families: dict[str, str]
 
 
-def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path, n_patients: int | None = None) -> str:
+def build_champion(
+    task_name: str,
+    family: str,
+    models_dir: Path,
+    scratch: Path,
+    n_patients: int | None = None,
+    n_replicates: int = N_REPLICATES,
+) -> str:
     """Fit, complete and export one champion on `n_patients` of the task's synthetic cohort (default: the task's
-    default size); returns its run id as champion.json records it."""
+    default size) with `n_replicates` bootstrap refits for its intervals (each a full refit of every cause: a test
+    that reads no interval may ask for fewer); returns its run id as champion.json records it."""
     task = get_task(task_name)
     schema = task.schema
     frame = validate_frame(task.generate_cohort(n_patients or task.default_cohort_size, SEED), schema)
@@ -68,7 +76,7 @@ def build_champion(task_name: str, family: str, models_dir: Path, scratch: Path,
     held_out = frame.iloc[split.held_out].reset_index(drop=True)
     tuned = dict.fromkeys(task.cause_targets(development), SMALL_XGBOOST)
     bundle = complete_bundle(fit_family(family, task, development, tuned, SEED), development, schema, SEED)
-    bundle.replicates = fit_replicates(bundle, task, development, tuned, SEED, N_REPLICATES)
+    bundle.replicates = fit_replicates(bundle, task, development, tuned, SEED, n_replicates)
     bundle.metrics = evaluate_bundle(bundle, held_out, task.endpoint_targets(held_out)).metrics
     digest = data_digest(frame)
     # No MLflow run made this bundle: the id says so rather than pointing at a run that does not exist.
