@@ -146,9 +146,10 @@ class StageRows:
 # --- one task at one size, in this process --------------------------------------------------------------------
 
 def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int, seed: int, scratch: Path,
-               say: Callable[[str], None]) -> tuple[list[dict[str, Any]], str]:
+               say: Callable[[str], None], **settings_fields: Any) -> tuple[list[dict[str, Any]], str]:
     """`make train`'s own run (training.pipeline.run_training) on a synthetic cohort, into a scratch store, each of
-    its stages watched: one row per stage, and the registered family."""
+    its stages watched: one row per stage, and the registered family. `settings_fields`: further TrainSettings
+    fields (a test's quicker run, e.g. n_folds=2); the benchmark passes none, so it measures `make train`'s."""
     from features.tasks import get_task
     from training.config import TrainSettings
     from training.pipeline import run_training
@@ -157,7 +158,7 @@ def run_stages(task_name: str, n: int, trials: int, replicates: int, draws: int,
 
     settings = TrainSettings(task=task_name, n_patients=n, seed=seed, n_trials=trials, n_replicates=replicates,
                              tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}", models_dir=scratch / "models",
-                             data_dir=scratch / "data", quiet=True)
+                             data_dir=scratch / "data", quiet=True, **settings_fields)
     stages = StageRows(PeakSampler(), say)
     try:
         summary = run_training(settings, replace(load_gates(), bootstrap_draws=draws), Stages(watcher=stages))

@@ -55,7 +55,7 @@ from training.promotion import (
 )
 from training.replicates import fit_replicates
 from training.report import EvaluationReport, build_report, log_report
-from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, mark_model_training, run_note
+from training.run_note import NOTE_TAG, run_note, task_experiment
 from training.selection import choose_family, development_concordance
 from training.splits import HoldOutSplit, hold_out_centres, tuning_folds
 from training.stages import VALIDATION_STAGE, Stages
@@ -257,7 +257,7 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
     for note in relocate_store(settings.tracking_uri):  # a copied or moved folder writes into its own store
         say(note)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    experiment = _experiment(mlflow, settings)
+    experiment = task_experiment(mlflow, settings)
     with mlflow.start_run(experiment_id=experiment, run_name=_run_name(settings, cohort)) as parent:
         lineage_tags = {"task": settings.task, "git_commit": git_commit(), "data_digest": cohort.digest}
         mlflow.set_tags({**lineage_tags, "role": "pipeline", "data_source": cohort.description,
@@ -418,26 +418,6 @@ def _tune_causes(mlflow: Any, task: Task, development: pd.DataFrame, folds: list
         mlflow.log_metric(f"tuning_cv_harrell_c_{cause}", tuned[cause].cv_harrell_c)
     return tuned
 
-
-
-def _experiment(mlflow: Any, settings: TrainSettings) -> str:
-    """The task's experiment, marked as model training so that the MLflow UI opens its runs table."""
-    existing = mlflow.get_experiment_by_name(settings.task)
-    if existing:
-        mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
-        return existing.experiment_id
-    # A tracking server chooses the location itself (proxied to its --artifacts-destination, which every host
-    # reaches through the server); a path here would exist on this host only.
-    served = settings.tracking_uri.startswith(("http://", "https://"))
-    location = None if served else (settings.artifact_root / settings.task).as_uri()
-    try:
-        return mlflow.create_experiment(settings.task, artifact_location=location,
-                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
-    except mlflow.exceptions.MlflowException:
-        existing = mlflow.get_experiment_by_name(settings.task)  # another host's trainer created it just now
-        if existing is None:
-            raise
-        return existing.experiment_id
 
 
 def _gate_interval(decision: PromotionDecision) -> tuple[float, float] | None:

@@ -8,9 +8,12 @@ version, predictor names; never a patient value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.config import TrainSettings
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
@@ -25,6 +28,28 @@ def mark_model_training(client: Any, experiment_id: str) -> None:
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+
+
+def task_experiment(mlflow: Any, settings: TrainSettings) -> str:
+    """The task's experiment, marked as model training so that the MLflow UI opens its runs table. Here, not in
+    training/pipeline.py, so that a client that only logs into the trainer's experiment need not import the
+    training stack."""
+    existing = mlflow.get_experiment_by_name(settings.task)
+    if existing:
+        mark_model_training(mlflow.MlflowClient(), existing.experiment_id)
+        return existing.experiment_id
+    # A tracking server chooses the location itself (proxied to its --artifacts-destination, which every host
+    # reaches through the server); a path here would exist on this host only.
+    served = settings.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else (settings.artifact_root / settings.task).as_uri()
+    try:
+        return mlflow.create_experiment(settings.task, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    except mlflow.exceptions.MlflowException:
+        existing = mlflow.get_experiment_by_name(settings.task)  # another host's trainer created it just now
+        if existing is None:
+            raise
+        return existing.experiment_id
 
 
 def _number(value: Any) -> str:

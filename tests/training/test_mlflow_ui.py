@@ -8,8 +8,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from training.pipeline import _experiment
-from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG
+from training.run_note import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, task_experiment
 
 pytestmark = pytest.mark.slow  # reads the run of the session's trained store (conftest.py)
 
@@ -20,7 +19,7 @@ def test_experiment_is_marked_as_model_training_also_when_it_existed_before(trai
     assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
     client.delete_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG)  # as made before this change
     mlflow.set_tracking_uri(trained_store.tracking_uri)
-    assert _experiment(mlflow, trained_store.settings) == experiment.experiment_id
+    assert task_experiment(mlflow, trained_store.settings) == experiment.experiment_id
     assert client.get_experiment(experiment.experiment_id).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
 
 

@@ -19,7 +19,7 @@ from tests.sample_tasks import SINGLE, SINGLE_PATIENT, SINGLE_ROUTE
 from tests.stores import small_settings
 from training import registry_cli
 from training.mlflow_store import StoreLocationError, relocate_store
-from training.pipeline import _experiment
+from training.run_note import task_experiment
 
 pytestmark = pytest.mark.slow  # copies the session's trained store, then moves it
 
@@ -107,7 +107,7 @@ def test_a_moved_folder_promotes_serves_and_writes_from_its_new_place(trained, m
     assert response.json()["model"]["version"] == summary.version
 
     # What a new `make train` writes lands in the new place.
-    experiment = _experiment(mlflow, replace(small_settings(moved), tracking_uri=uri(moved)))
+    experiment = task_experiment(mlflow, replace(small_settings(moved), tracking_uri=uri(moved)))
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_text("probe", "probe.txt")
     assert run.info.artifact_uri.startswith((moved / "mlruns" / "artifacts").as_uri())

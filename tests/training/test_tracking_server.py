@@ -31,11 +31,11 @@ CLIENT = textwrap.dedent("""
     import mlflow
 
     from training.config import TrainSettings
-    from training.pipeline import _experiment
+    from training.run_note import task_experiment
 
     uri, name, folder = sys.argv[1:]
     mlflow.set_tracking_uri(uri)
-    experiment = _experiment(mlflow, TrainSettings(tracking_uri=uri))  # the trainer's own choice of experiment
+    experiment = task_experiment(mlflow, TrainSettings(tracking_uri=uri))  # the trainer's own choice of experiment
     with mlflow.start_run(experiment_id=experiment, run_name=name):
         mlflow.set_tag("client", name)
         mlflow.log_metric("cv_harrell_c", 0.7)
@@ -104,7 +104,7 @@ def test_runs_from_two_processes_land_in_one_experiment_on_one_server(tracking_s
         )
         for name in ("host_a", "host_b")
     ]
-    # A limit for a hang, not a speed check: each client imports the training stack, slow on a loaded machine.
+    # A limit for a hang, not a speed check: each client imports mlflow, slow on a loaded machine.
     outputs = [c.communicate(timeout=300)[0] for c in clients]
     assert [c.returncode for c in clients] == [0, 0], outputs
 

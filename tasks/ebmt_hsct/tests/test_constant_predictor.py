@@ -15,6 +15,7 @@ from risk_model.bundle import ModelBundle
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from serving.score import score_file
+from tests.stores import small_gates
 from training import cli
 from training.config import TrainSettings
 from training.pipeline import run_training
@@ -47,8 +48,9 @@ def trained(made_up_file):
     (root / "mlruns").mkdir()
     settings = TrainSettings(task=TASK, data_path=str(path), seed=7, n_trials=1, n_folds=3, n_replicates=2,
                              tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
-                             data_dir=root / "data", quiet=True, drop_predictors=DROPS)
-    summary = run_training(settings)
+                             data_dir=root / "data", quiet=True, drop_predictors=DROPS,
+                             explain_main_horizon_only=True)  # no test reads a plot
+    summary = run_training(settings, gates=small_gates())  # nor an interval's width: 50 draws, not 200
     if not summary.promoted:  # the gate is not what this test is about: serve the version by hand
         promote_version(TASK, summary.version, settings.models_dir, settings.tracking_uri)
     pointer = read_champion(settings.models_dir, TASK)

@@ -1,11 +1,13 @@
-"""ebmt_hsct through the pipeline: it trains offline from the public extract (small tuning budget and 2 interval
-refits here: nothing below reads the intervals) and logs both families' held-out metrics."""
+"""ebmt_hsct through the pipeline: it trains offline from the public extract (small tuning budget, 2 interval
+refits, 50 gate bootstrap draws and main-horizon plots here: nothing below reads the intervals or the plots) and
+logs both families' held-out metrics."""
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from features.tasks import TASKS
+from tests.stores import small_gates
 from training.cli import public_extract_file
 from training.config import TrainSettings
 from training.pipeline import run_training
@@ -21,8 +23,9 @@ def ebmt_run(tmp_path_factory):
     settings = TrainSettings(task="ebmt_hsct", data_path=str(data), seed=42, n_trials=2, n_folds=3, n_replicates=2,
                              tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
                              data_dir=root / "data", quiet=True,
-                             drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors)
-    summary = run_training(settings)
+                             drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors,
+                             explain_main_horizon_only=True)  # no test reads a plot
+    summary = run_training(settings, gates=small_gates())  # nor an interval's width: 50 draws, not 200
     return summary, MlflowClient(settings.tracking_uri)
 
 
