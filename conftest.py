@@ -29,6 +29,10 @@ _own_cores_per_test_worker()
 
 import pytest  # noqa: E402  (after the worker's cores are set)
 
+# The fuzzing test's body lives in a module it imports when it runs (hypothesis and schemathesis stay out of the
+# fast tier); its asserts still get pytest's messages.
+pytest.register_assert_rewrite("tests.serving.fuzzing")
+
 from tests.stores import TrainedStore, competing_settings, small_gates, small_settings  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
