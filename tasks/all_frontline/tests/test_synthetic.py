@@ -18,6 +18,7 @@ from tasks.all_frontline.generator import (
     landmark_cohort,
     simulate_from_diagnosis,
 )
+from training.evaluate import observed_risk
 
 N_POPULATION = 40_000
 SEED = 20_261_201
@@ -37,16 +38,10 @@ def cohort(population) -> pd.DataFrame:
 
 
 def incidence(months: np.ndarray, code: np.ndarray, cause: int, horizon: float) -> tuple[float, float]:
-    """Aalen-Johansen cumulative incidence of `cause` by `horizon` (other codes > 0 compete) and a simple SE.
-    Counted per distinct time at once (a loop over times with a comparison of every row each time is quadratic)."""
+    """Aalen-Johansen cumulative incidence of `cause` by `horizon` (other codes > 0 compete: training/evaluate.py's
+    estimator) and a simple SE."""
     months, code = np.asarray(months, float), np.asarray(code)
-    times, which, removed = np.unique(months, return_inverse=True, return_counts=True)
-    events = np.bincount(which, weights=code > 0, minlength=len(times))
-    of_cause = np.bincount(which, weights=code == cause, minlength=len(times))
-    at_risk = len(months) - np.concatenate([[0], np.cumsum(removed)[:-1]])
-    keep = times <= horizon
-    survival = np.cumprod(1 - events[keep] / at_risk[keep])
-    cif = float(np.sum(np.concatenate([[1.0], survival[:-1]]) * of_cause[keep] / at_risk[keep]))
+    cif = observed_risk(months, code, cause, horizon)
     n_eff = max(np.sum(months >= horizon) + np.sum((code > 0) & (months < horizon)), 1)
     return cif, float(np.sqrt(cif * (1 - cif) / n_eff))
 
