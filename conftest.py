@@ -96,7 +96,6 @@ def train_store(root, settings) -> TrainedStore:
     from tests.sample_tasks import registered
     from training.pipeline import run_training
 
-    (root / "mlruns").mkdir()
     gates = small_gates()
     with registered():  # only while training: the readers register them for their own module
         summary = run_training(settings, gates=gates)

@@ -30,7 +30,6 @@ def trained(tmp_path_factory):
     (folder / "task.toml").write_text((folder / "task.toml").read_text() + BY_GROUP)
     data = root / "three_with_rules.csv"
     three_cause_frame(900, 5).to_csv(data, index=False)
-    (root / "mlruns").mkdir()
     patch = pytest.MonkeyPatch()
     patch.setitem(TASKS, "three_with_rules", load_task(folder))
     from training.pipeline import run_training

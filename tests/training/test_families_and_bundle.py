@@ -17,6 +17,7 @@ from features.task_schema import validate_frame
 from risk_model.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, CURVE_MONTHS, BundleFormatError, ModelBundle
 from risk_model.preprocessing import Preprocessor
 from tests.sample_tasks import SINGLE, sample_tasks
+from tests.stores import tracking_store
 from training.explain import MIN_CLUSTER_SIZE
 from training.families import CoxFamily, XGBoostCoxFamily
 from training.pipeline import complete_bundle
@@ -170,7 +171,7 @@ def mlflow_store(tmp_path_factory):
         import mlflow
 
         previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+        mlflow.set_tracking_uri(tracking_store(folder))
         experiment = mlflow.create_experiment("test_pyfunc", artifact_location=(folder / "artifacts").as_uri())
         try:
             yield mlflow, experiment

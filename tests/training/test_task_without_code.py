@@ -45,7 +45,6 @@ def trained_three_causes(tmp_path_factory):
     (folder / "task.toml").write_text(GOOD_SPEC)
     data = root / "three_causes.csv"
     three_cause_registry(N_PATIENTS).to_csv(data, index=False)
-    (root / "mlruns").mkdir()
     patch = pytest.MonkeyPatch()
     patch.setitem(TASKS, "three_causes", load_task(folder))
     from training.pipeline import run_training

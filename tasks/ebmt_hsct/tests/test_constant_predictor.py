@@ -15,7 +15,7 @@ from risk_model.bundle import ModelBundle
 from serving.api import create_app
 from serving.champions import ChampionRegistry
 from serving.score import score_file
-from tests.stores import small_gates
+from tests.stores import small_gates, tracking_store
 from training import cli
 from training.config import TrainSettings
 from training.pipeline import run_training
@@ -45,9 +45,8 @@ def made_up_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(made_up_file):
     root, path = made_up_file
-    (root / "mlruns").mkdir()
     settings = TrainSettings(task=TASK, data_path=str(path), seed=7, n_trials=1, n_folds=3, n_replicates=2,
-                             tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
+                             tracking_uri=tracking_store(root), models_dir=root / "models",
                              data_dir=root / "data", quiet=True, drop_predictors=DROPS,
                              explain_main_horizon_only=True)  # no test reads a plot
     summary = run_training(settings, gates=small_gates())  # nor an interval's width: 50 draws, not 200

@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from features.tasks import TASKS
-from tests.stores import small_gates
+from tests.stores import small_gates, tracking_store
 from training.cli import public_extract_file
 from training.config import TrainSettings
 from training.pipeline import run_training
@@ -18,10 +18,9 @@ HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_24m", "brier_24m", "cal_slope_24m"
 @pytest.fixture(scope="module")
 def ebmt_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ebmt_store")
-    (root / "mlruns").mkdir()
     data = public_extract_file("ebmt_hsct", root / "data")
     settings = TrainSettings(task="ebmt_hsct", data_path=str(data), seed=42, n_trials=2, n_folds=3, n_replicates=2,
-                             tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", models_dir=root / "models",
+                             tracking_uri=tracking_store(root), models_dir=root / "models",
                              data_dir=root / "data", quiet=True,
                              drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors,
                              explain_main_horizon_only=True)  # no test reads a plot
