@@ -45,9 +45,9 @@ help: ## list the targets
 
 install: .venv/.installed ## install Python 3.11 dependencies from uv.lock (uv included)
 
-train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=, JOBS=, STUDY=, STORAGE=)
+train: install ## build the default cohort, tune, train, evaluate, explain, register, promote (TASK=, DATA=, DROP=a,b, SEP=, DECIMAL=, ENCODING=, TRIALS=, JOBS=, PLOTS=all|main|none, STUDY=, STORAGE=)
 	@mkdir -p mlruns models data
-	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(STUDY_OPTIONS)
+	$(PY) -m training.cli train $(if $(TASK),--task $(TASK)) $(if $(DATA),--data '$(DATA)') $(FORMAT_OPTIONS) $(if $(DROP),--drop-predictor $(DROP)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(if $(PLOTS),--plots $(PLOTS)) $(STUDY_OPTIONS)
 
 # A shared Optuna study (README "Past one machine"): the trainer and any `make tune-worker` join it. Empty = in memory.
 STUDY ?=

@@ -10,10 +10,10 @@ from pathlib import Path
 from tests.sample_tasks import COMPETING, SINGLE
 
 # The smallest settings that still exercise what the slow tests assert: both families tuned (3 trials, so the
-# trial count is not the default) on 2 centre-grouped folds, bootstrap intervals on 10 replicates, explanation
-# plots at the main horizon only (the one the tests read; each horizon's plots cost as much), and the promotion
-# gates of training/promotion_gates.toml with 50 bootstrap draws instead of 200 (no test reads an interval's
-# width). The single-event task's
+# trial count is not the default) on 2 centre-grouped folds, bootstrap intervals on 10 replicates, figures at
+# the main horizon only (the one the tests read; each horizon's figures cost as much; `quick_settings`: none), and
+# the promotion gates of training/promotion_gates.toml with 50 bootstrap draws instead of 200 (no test reads an
+# interval's width). The single-event task's
 # default cohort (1,200 patients over 8 centres) keeps its first run above every promotion gate, which the
 # promotion tests need; the competing one is only read for what its run reports, and 800 patients still give each
 # of its 8 centres over 50 patients and 10 events (so leave-one-centre-out, as a registry would be validated).
@@ -46,7 +46,7 @@ def small_settings(root: Path, seed: int = 42, task: str = SINGLE):
         n_replicates=10,
         data_dir=root / "data",
         quiet=True,
-        explain_main_horizon_only=True,
+        plots="main",
     )
 
 
@@ -69,6 +69,11 @@ def tracking_store(root: Path) -> str:
         database.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_blank_store(), database)
     return f"sqlite:///{database}"
+
+
+def quick_settings(root: Path, **changes):
+    """`small_settings` for a run whose tests read no figure: it draws none (a third of a small run's time)."""
+    return replace(small_settings(root), plots="none", **changes)
 
 
 def small_gates(path: Path | None = None):

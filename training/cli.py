@@ -9,7 +9,7 @@ from pathlib import Path
 
 from features.task_schema import SchemaValidationError
 from features.tasks import TASKS, TASKS_DIR
-from training.config import DEFAULT_TRACKING_URI, TrainSettings
+from training.config import DEFAULT_TRACKING_URI, PLOT_CHOICES, TrainSettings
 from training.mlflow_store import StoreLocationError
 
 HEADLINE = ("uno_c", "harrell_c", "ibs", "auc_{h}m", "brier_{h}m", "cal_slope_{h}m", "cal_oe_{h}m")
@@ -170,7 +170,7 @@ def _train(args: argparse.Namespace) -> int:
         settings = TrainSettings(
             task=task, data_path=data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI), **_read_options(args),
-            drop_predictors=drops, **_study_options(args),
+            drop_predictors=drops, plots=args.plots, **_study_options(args),
         )
         print(f"=== training {task} ===", flush=True)
         try:
@@ -324,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_format_options(train)
     train.add_argument("--drop-predictor", action="append", metavar="NAME", help=DROP_HELP)
     train.add_argument("--jobs", type=int, default=None, help=JOBS_HELP)
+    train.add_argument("--plots", choices=PLOT_CHOICES, default="all",
+                       help="figures drawn: all (every endpoint and reliable horizon, the default), main (the main "
+                            "horizon only) or none (a quicker look at a file; tables, metrics and card unchanged)")
     _add_study_options(train)
     train.set_defaults(handler=_train)
     worker = commands.add_parser("tune-worker", help="join the task's shared Optuna studies and run tuning trials "

@@ -548,21 +548,23 @@ def comparison_figure(table: pd.DataFrame, path: Path, subtitle: str) -> Path:
     return path
 
 
-def log_comparison(mlflow: Any, report: ComparisonReport, folder: Path, task: str) -> dict[str, float]:
-    """Artifacts under `comparators/` on the active run; returns the metrics for it."""
+def log_comparison(mlflow: Any, report: ComparisonReport, folder: Path, task: str, figures: bool = True
+                   ) -> dict[str, float]:
+    """Artifacts under `comparators/` on the active run (the figures unless `figures` is off); returns the metrics
+    for it."""
     out = folder / "comparators"
     out.mkdir(parents=True, exist_ok=True)
     report.table.to_csv(out / "comparison_table.csv", index=False)
     report.reclassification.to_csv(out / "reclassification.csv", index=False)
     (out / "comparison.md").write_text(comparison_markdown(report))
-    if len(report.table) > 1:
+    if figures and len(report.table) > 1:
         comparison_figure(report.table, out / "comparison.png", f"{task}, {report.statement}")
     if not report.decision_curves.empty:
         report.decision_curves.to_csv(out / "decision_curves.csv", index=False)
-        endpoint = str(report.decision_curves["endpoint"].iloc[0])
+    if figures and not report.decision_curves.empty:
         decision_curve_figure(
             report.decision_curves,
-            endpoint,
+            str(report.decision_curves["endpoint"].iloc[0]),
             out / "decision_curves.png",
             f"{task}: the model and today's tools, held-out centres",
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+PLOT_CHOICES = ("all", "main", "none")
 
 
 @dataclass(frozen=True)
@@ -19,9 +20,10 @@ class TrainSettings:
     n_folds: int = 5
     held_out_fraction: float = 0.25
     n_replicates: int = 30  # bootstrap refits behind the 95 % intervals (training/replicates.py)
-    # Explanation plots at the main horizon only (a quick run's plots; serving explains any horizon itself);
-    # default: every reliable horizon of every endpoint.
-    explain_main_horizon_only: bool = False
+    # Which figures the run draws (`--plots`, `PLOTS=`): "all", every endpoint at every reliable horizon; "main",
+    # the main horizon only; "none", no figure (the tables, metrics and model card are the same). Figures are a
+    # third of a small run's time: a quick look at a registry file needs none (serving explains any horizon itself).
+    plots: str = "all"
     tracking_uri: str = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     models_dir: Path = Path("models")
     data_dir: Path = Path("data")
@@ -35,6 +37,10 @@ class TrainSettings:
     # A shared Optuna study (training/tune.py): RDB storage URL and study name; None = in memory, seeded.
     optuna_storage: str | None = os.environ.get("OPTUNA_STORAGE") or None
     optuna_study: str | None = os.environ.get("OPTUNA_STUDY") or None
+
+    def __post_init__(self) -> None:
+        if self.plots not in PLOT_CHOICES:
+            raise ValueError(f"plots must be one of {', '.join(PLOT_CHOICES)}, not {self.plots!r}")
 
     @property
     def artifact_root(self) -> Path:

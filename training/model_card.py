@@ -85,7 +85,15 @@ class ModelCardInputs:
     comparison: str = ""  # markdown of today's risk tools and nested models (training/comparators.py)
     # Cox family's proportional-hazards check per cause (training/ph_check.py); empty when not run.
     ph_check: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plots: str = "all"  # the figures the run drew (TrainSettings.plots)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def _figures(inputs: ModelCardInputs, text: str) -> str:
+    """`text` naming the run's figures, its {} filled with what they hold; a note when the run drew none."""
+    if inputs.plots == "none":
+        return " (no figures: the run was trained with `--plots none`)"
+    return text.format(" (main horizon only)" if inputs.plots == "main" else "")
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -314,8 +322,8 @@ def _performance_section(inputs: ModelCardInputs) -> list[str]:
                      f"{_with_ci(row.estimate, (row.lower, row.upper))} | "
                      f"{_f(row.pi_lower)} to {_f(row.pi_upper)} | {_f(100 * row.i2, 0)} % | {row.k} |")
     lines += ["", "Per-centre values and every horizon: `validation/per_cluster_metrics.csv`, "
-                  "`validation/pooled_metrics.csv` and the forest plots "
-                  "`plots/forest/forest_<endpoint>_<metric>.png` on the run.", ""]
+                  "`validation/pooled_metrics.csv`" + _figures(inputs, " and the forest plots "
+                  "`plots/forest/forest_<endpoint>_<metric>.png`{}") + " on the run.", ""]
     return lines
 
 
@@ -324,7 +332,8 @@ def _calibration_section(inputs: ModelCardInputs) -> list[str]:
     lines = ["## Calibration", "",
              "Held-out data. O/E = observed (Kaplan-Meier or Aalen-Johansen) / mean predicted risk; slope and "
              "intercept from a cloglog GLM on pseudo-observations; ICI and E50 from a loess of the "
-             "pseudo-observations on the predicted risk. Plots: `plots/calibration/` on the run.", "",
+             "pseudo-observations on the predicted risk."
+             + _figures(inputs, " Plots: `plots/calibration/`{} on the run."), "",
              "| endpoint | horizon | O/E | slope | intercept | ICI | E50 |", "|---|---:|---:|---:|---:|---:|---:|"]
     for endpoint in _endpoints(inputs):
         prefix = endpoint_prefix(endpoint)
@@ -339,8 +348,8 @@ def _usefulness_section(inputs: ModelCardInputs) -> list[str]:
     first, last, _ = inputs.gates.net_benefit_range
     lines = ["## Clinical usefulness (decision curves)", "",
              f"Net benefit against treat-all and treat-none for threshold risks {100 * first:.0f} % to "
-             f"{100 * last:.0f} %, with Kaplan-Meier (Aalen-Johansen) risks so censoring is handled. Plots and "
-             "tables: `plots/decision_curves/`, `decision_curves/` on the run.", ""]
+             f"{100 * last:.0f} %, with Kaplan-Meier (Aalen-Johansen) risks so censoring is handled. Tables: "
+             "`decision_curves/`" + _figures(inputs, ", plots: `plots/decision_curves/`{}") + " on the run.", ""]
     lines += [f"- {endpoint}: {sentence}" for endpoint, sentence in inputs.decision_curves.items()]
     return lines + [""]
 

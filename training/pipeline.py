@@ -326,11 +326,12 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
         say("explaining and plotting")
         with tempfile.TemporaryDirectory() as scratch:
             scratch_path = Path(scratch)
-            with stages("explanations (plots of the held-out patients)"):
-                _log_plots(mlflow, schema, chosen, held_out, scratch_path, settings.explain_main_horizon_only)
+            if settings.plots != "none":
+                with stages("explanations (plots of the held-out patients)"):
+                    _log_plots(mlflow, schema, chosen, held_out, scratch_path, settings.plots == "main")
             report = build_report(task, frame, held_out, held_out_targets, bundles, family,
                                   refit_for_validation(task, tuned, settings), gates, settings.seed, say, scratch_path,
-                                  validation=validation, stages=stages)
+                                  validation=validation, stages=stages, plots=settings.plots)
             report_metrics = log_report(mlflow, report, scratch_path, family, family_runs, schema.main_horizon_months)
             mlflow.log_metrics({k: v for k, v in report_metrics.items() if np.isfinite(v)})
             with stages("comparators (today's risk tools, nested models)"):
@@ -338,7 +339,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
                                                       gates.bootstrap_draws, settings.seed, gates.thresholds,
                                                       gates.bootstrap_min_centres, bundles)
             if comparison is not None:  # today's risk tools and nested models the spec declares
-                mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task))
+                mlflow.log_metrics(log_comparison(mlflow, comparison, scratch_path, settings.task,
+                                                  figures=settings.plots != "none"))
             say("promotion gate, model card and registration")
             with stages("promotion gate"):
                 decision = _gate(chosen, gate_result, held_out, held_out_targets, settings, cohort.digest, gates,
@@ -363,7 +365,8 @@ def run_training(settings: TrainSettings, gates: PromotionGates | None = None, s
                     validation=report.validation, subgroups=report.subgroups, decision=decision, gates=gates,
                     decision_curves=report.usefulness, synthetic=not settings.data_path,
                     unit_conversions=cohort.unit_conversions, not_learned=not_learned, ph_check=ph_check,
-                    comparison=comparison_markdown(comparison) if comparison is not None else "")
+                    comparison=comparison_markdown(comparison) if comparison is not None else "",
+                    plots=settings.plots)
                 chosen.lineage["version"] = card_inputs.version
                 chosen.model_card = build_model_card(card_inputs)
                 bundle_dir = scratch_path / "bundle"

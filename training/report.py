@@ -66,9 +66,10 @@ def usefulness_sentence(table: pd.DataFrame) -> str:
 def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_out_targets: dict[str, EndpointTarget],
                  bundles: dict[str, ModelBundle], chosen: str, refit: Refit, gates: PromotionGates, seed: int,
                  say: Callable[[str], None], folder: Path, validation: ValidationResult | None = None,
-                 stages: Stages | None = None) -> EvaluationReport:
+                 stages: Stages | None = None, plots: str = "all") -> EvaluationReport:
     """`validation`: the internal-external validation when the pipeline ran it already (its gates read it).
-    `stages`: the run's stage timer (training/stages.py), which the report's own seconds come from."""
+    `stages`: the run's stage timer (training/stages.py), which the report's own seconds come from. `plots`: the
+    figures drawn (TrainSettings.plots: all, main horizon only, none); the tables are the same."""
     schema = task.schema
     horizons, main = list(schema.horizons_months), schema.main_horizon_months
     stages = stages or Stages()
@@ -106,8 +107,10 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
             if main in usable:
                 usefulness[endpoint] = usefulness_sentence(table[(table["family"] == chosen)
                                                                  & (table["horizon_months"] == main)])
-            _plots(folder, endpoint, target, by_family, usable, table, validation, schema.task)
-            if endpoint == bundles[chosen].main_endpoint and main in usable:
+            drawn = usable if plots == "all" else [h for h in usable if plots == "main" and h == main]
+            if drawn:
+                _plots(folder, endpoint, target, by_family, drawn, table, validation, schema.task)
+            if plots != "none" and endpoint == bundles[chosen].main_endpoint and main in usable:
                 calibration_figure(by_family, target, [main], endpoint,
                                    folder / "plots" / f"calibration_{main}m.png", "held-out centres")
     seconds = {"validation": validation.seconds or stages.seconds.get(VALIDATION_STAGE, 0.0),
@@ -123,11 +126,13 @@ def _plots(folder: Path, endpoint: str, target: EndpointTarget, by_family: dict[
         (folder / "plots" / sub).mkdir(parents=True, exist_ok=True)
     calibration_figure(by_family, target, horizons, endpoint,
                        folder / "plots" / "calibration" / f"calibration_{endpoint}.png", f"{task}, held-out centres")
-    decision_curve_figure(curves, endpoint, folder / "plots" / "decision_curves" / f"decision_curve_{endpoint}.png",
+    decision_curve_figure(curves[curves["horizon_months"].isin(horizons)], endpoint,
+                          folder / "plots" / "decision_curves" / f"decision_curve_{endpoint}.png",
                           f"{task}, held-out centres")
     references = {"uno_c": 0.5, "cal_oe": 1.0, "cal_slope": 1.0}
+    rows = validation.per_cluster
+    rows = rows[rows["horizon"].isna() | rows["horizon"].isin(horizons)]  # C has no horizon
     for metric in POOLED_METRICS:
-        rows = validation.per_cluster
         if rows[(rows["endpoint"] == endpoint) & (rows["metric"] == metric)].empty:
             continue
         forest_figure(rows, validation.pooled, metric, endpoint,
@@ -154,7 +159,8 @@ def log_report(mlflow: Any, report: EvaluationReport, folder: Path, chosen: str,
     if not report.decision_curves.empty:
         report.decision_curves.to_csv(data / "decision_curves.csv", index=False)
         mlflow.log_artifact(str(data / "decision_curves.csv"), "decision_curves")
-    mlflow.log_artifacts(str(folder / "plots"), "plots")
+    if (folder / "plots").is_dir():  # none when the run draws no figure
+        mlflow.log_artifacts(str(folder / "plots"), "plots")
     mlflow.set_tags(report.tags())
     for endpoint, sentence in report.usefulness.items():
         mlflow.set_tag(f"net_benefit_{endpoint}", sentence)

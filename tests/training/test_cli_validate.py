@@ -35,3 +35,25 @@ def test_real_data_tasks_only_by_name():
     # on their synthetic generator.
     with_extract = {name for name, task in TASKS.items() if task.public_extract is not None}
     assert cli.DEFAULT_TASKS and not with_extract & set(cli.DEFAULT_TASKS)
+
+
+def test_the_plots_choice_reaches_the_run_and_a_wrong_one_is_refused(workdir, monkeypatch, capsys):
+    from training.config import TrainSettings
+    from training.mlflow_store import StoreLocationError
+
+    seen = []
+
+    def record(settings):
+        seen.append(settings.plots)
+        raise StoreLocationError("recorded")  # the command stops here, before anything is tuned
+
+    monkeypatch.setattr("training.pipeline.run_training", record)
+    with registered():
+        assert cli.main(["train", "--task", SINGLE, "--plots", "none"]) == 2
+        assert cli.main(["train", "--task", SINGLE]) == 2
+    assert seen == ["none", "all"]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--plots", "some"])
+    assert "invalid choice: 'some'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="plots must be one of all, main, none, not 'some'"):
+        TrainSettings(plots="some")

@@ -102,7 +102,7 @@ def test_horizons_past_the_last_reliable_month_are_skipped(bundle, drawn, tmp_pa
 
 @pytest.mark.slow  # draws a run's plots at one horizon
 def test_a_run_set_to_the_main_horizon_only_explains_that_horizon_alone(bundle, patients, tmp_path, monkeypatch):
-    """`TrainSettings.explain_main_horizon_only`: every endpoint's plots at the main horizon, none at the others."""
+    """`TrainSettings.plots = "main"`: every endpoint's plots at the main horizon, none at the others."""
     monkeypatch.setenv("TRAIN_JOBS", "1")
     main = replace(bundle, main_horizon_months=24)
     written = explanation_plots(main, patients, tmp_path, main_horizon_only=True)

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.sample_tasks import COMPETING, SINGLE, sample_tasks
-from tests.stores import N_TRIALS, small_settings
+from tests.stores import N_TRIALS, quick_settings
 from training.pipeline import run_training
 
 pytestmark = pytest.mark.slow  # the whole training pipeline (conftest.py `trained_store`, `competing_store`)
@@ -75,15 +75,21 @@ def test_registered_pyfunc_predicts_probabilities(trained_store):
     assert np.all((risks >= 0) & (risks <= 1)) and np.all(np.diff(risks, axis=1) >= 0)
 
 
-def test_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained_store):
-    """A second identical run reproduces the metrics; it does not beat the champion, so it is not promoted."""
-    again = run_training(small_settings(trained_store.root), gates=trained_store.gates)
+def test_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained_store, client, tmp_path):
+    """A second identical run reproduces the metrics, also without its figures; it does not beat the champion, so
+    it is not promoted."""
+    again = run_training(quick_settings(trained_store.root), gates=trained_store.gates)
     first = trained_store.summary.metrics
     for family in first:
         for name, value in first[family].items():
             assert again.metrics[family][name] == pytest.approx(value, abs=1e-9, nan_ok=True), (family, name)
     assert again.version != trained_store.summary.version
     assert not again.promoted
+    # Drawn without figures (`--plots none`): none logged, the tables are, and the card says where figures went.
+    logged = {a.path for a in client.list_artifacts(again.run_id)}
+    assert not {"plots", "explanations"} & logged and {"validation", "decision_curves"} <= logged
+    card = Path(client.download_artifacts(again.run_id, "model_card.md", str(tmp_path))).read_text()
+    assert "plots/calibration/" not in card and "the run was trained with `--plots none`" in card
 
 
 def test_competing_risk_run_reports_every_endpoint(competing_store, tmp_path):
@@ -114,3 +120,4 @@ def test_competing_risk_run_reports_every_endpoint(competing_store, tmp_path):
         assert f"| {variable} |" in table, variable
     card = Path(client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))).read_text()
     assert "competing risks" in card and f"| {endpoints[1]} | uno_c |" in card
+    assert "Plots: `plots/calibration/` (main horizon only) on the run." in card  # as the store's run drew them

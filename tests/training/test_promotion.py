@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from risk_model.bundle import BUNDLE_FILE, ModelBundle
 from serving.champions import ChampionRegistry
 from tests.sample_tasks import SINGLE, sample_tasks
-from tests.stores import small_gates, small_settings
+from tests.stores import quick_settings, small_gates, small_settings
 from training import registry_cli
 from training.pipeline import run_training
 from training.promotion import GATES_FILE, HISTORY_TAG, PromotionGates, load_gates
@@ -53,7 +53,7 @@ def failed_run(trained_store, client, tmp_path_factory):
     strict = tmp_path_factory.mktemp("gates") / "strict_gates.toml"
     strict.write_text(GATES_FILE.read_text().replace("calibration_slope = [0.8, 1.25]",
                                                      "calibration_slope = [5.0, 6.0]"))
-    settings = replace(small_settings(trained_store.root), n_trials=1, n_replicates=2)
+    settings = quick_settings(trained_store.root, n_trials=1, n_replicates=2)
     summary = run_training(settings, gates=small_gates(strict))
     yield summary, before
     client.delete_model_version(TASK, summary.version)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # every training stage, on a small cohort
 def test_every_stage_runs_and_is_measured(tmp_path, sample_tasks):
     # The fewest folds, and plots at the main horizon only: every stage still runs, once.
     rows, family = run_stages(SINGLE, 400, trials=1, replicates=2, draws=5, seed=0, scratch=tmp_path,
-                              say=lambda _: None, n_folds=2, explain_main_horizon_only=True)
+                              say=lambda _: None, n_folds=2, plots="main")
     names = [row["stage"] for row in rows]
     assert family in FAMILIES
     assert names[0].startswith("cohort") and names[-1] == "model card and registration"

@@ -48,7 +48,7 @@ def trained(made_up_file):
     settings = TrainSettings(task=TASK, data_path=str(path), seed=7, n_trials=1, n_folds=3, n_replicates=2,
                              tracking_uri=tracking_store(root), models_dir=root / "models",
                              data_dir=root / "data", quiet=True, drop_predictors=DROPS,
-                             explain_main_horizon_only=True)  # no test reads a plot
+                             plots="none")  # no test reads a figure
     summary = run_training(settings, gates=small_gates())  # nor an interval's width: 50 draws, not 200
     if not summary.promoted:  # the gate is not what this test is about: serve the version by hand
         promote_version(TASK, summary.version, settings.models_dir, settings.tracking_uri)

@@ -1,5 +1,5 @@
 """ebmt_hsct through the pipeline: it trains offline from the public extract (small tuning budget, 2 interval
-refits, 50 gate bootstrap draws and main-horizon plots here: nothing below reads the intervals or the plots) and
+refits, 50 gate bootstrap draws and no figures here: nothing below reads the intervals or a figure) and
 logs both families' held-out metrics."""
 
 import mlflow
@@ -23,7 +23,7 @@ def ebmt_run(tmp_path_factory):
                              tracking_uri=tracking_store(root), models_dir=root / "models",
                              data_dir=root / "data", quiet=True,
                              drop_predictors=TASKS["ebmt_hsct"].public_extract.drop_predictors,
-                             explain_main_horizon_only=True)  # no test reads a plot
+                             plots="none")  # no test reads a figure
     summary = run_training(settings, gates=small_gates())  # nor an interval's width: 50 draws, not 200
     return summary, MlflowClient(settings.tracking_uri)
 
