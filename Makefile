@@ -22,6 +22,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export MLFLOW_LOGGING_LEVEL := WARNING
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# `make ui` and `make tracking-server` start no MLflow job runners: they run GenAI scorers and online-scoring jobs,
+# which this project has none of, and their consumer processes made a server take 22 s to answer instead of 15 s.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
@@ -123,7 +126,7 @@ PYTEST = PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 test: install test-browser test-postgres ## install what the tests need (the page test's browser, PostgreSQL) and run both tiers
 	$(COMPILE_SOURCES)
 	$(PYTEST) -m "not slow" -n $(TEST_WORKERS) --dist loadfile
-	$(PYTEST) -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PYTEST) -m slow -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 test-fast: install ## unit tests and the in-process API on champions built in seconds: no training, server or browser
 	$(COMPILE_SOURCES)

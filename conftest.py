@@ -58,7 +58,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     trained stores run on one worker, which trains that store once and whose tests change it in turn (a second run,
     a failed gate, promote and rollback: each put back as it was); the two stores are two groups, trained at once on
     two workers. Every other test stays with its file, as with loadfile, so a module's fixtures (a server, a
-    training) are made once. Before pytest-xdist reads the marks (tryfirst)."""
+    training) are made once. Before pytest-xdist reads the marks (tryfirst).
+
+    Tests marked `starts_first` (one runs minutes alone) go to the front, so that the slow tier, which hands out
+    its groups in collection order (`--no-loadscope-reorder`), starts them at once and the other worker fills the
+    time around them; started last, one of them ran on alone for three minutes after the rest had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)  # stable: the rest keep their order
     if not config.pluginmanager.has_plugin("xdist"):  # -p no:xdist: no such mark
         return
     for item in items:

@@ -18,8 +18,9 @@ def explain_options_model(schema: TaskSchema) -> type[BaseModel]:
         "".join(part.title() for part in schema.task.split("_")) + "Explain",
         __config__=ConfigDict(extra="forbid"),
         endpoint=(Literal[endpoints], Field(endpoints[0], description="endpoint to explain")),  # type: ignore
-        horizon_months=(float, Field(schema.main_horizon_months, ge=1, le=max(schema.horizons_months),
-                                     description="horizon of the explained probability, months")),
+        # strict, as the predictors: a boolean or a numeric string is refused, not read as 1 or a number
+        horizon_months=(float, Field(schema.main_horizon_months, strict=True, ge=1, le=max(schema.horizons_months),
+                                     allow_inf_nan=False, description="horizon of the explained probability, months")),
     )
 
 

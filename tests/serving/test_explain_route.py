@@ -85,3 +85,14 @@ def test_predict_without_contributions(client):
     body = client.post(f"{SINGLE_ROUTE}/predict?contributions=false", json=PATIENT, headers=HEADERS).json()
     assert body["contributions"] is None
     assert body["endpoints"]["relapse"]["horizons"][0]["lower"] is not None
+
+
+@pytest.mark.parametrize("horizon", [True, "24", None, 0.5])
+def test_a_horizon_that_is_not_a_number_of_months_is_refused(client, horizon):
+    """As the predictors' numbers: strict, so a boolean is not read as 1 month nor a string as a number (the
+    fuzzing test found `true` answered with 200)."""
+    for route in ("predict", "explain"):
+        response = client.post(f"{SINGLE_ROUTE}/{route}", json={**PATIENT, "explain": {"horizon_months": horizon}},
+                               headers=HEADERS)
+        assert response.status_code == 422, (route, horizon, response.text[:200])
+        assert response.json()["fields"][0]["location"] == "body.explain.horizon_months"

@@ -1,4 +1,4 @@
-"""Hardening against the real server (issue 14): thousands of distinct unknown paths leave /metrics flat and
+"""Hardening against the real server (issue 14): a thousand distinct unknown paths leave /metrics flat and
 unpublished, /metrics and /admin/reload need keys with the right roles, every error (BentoML's routes' included)
 has the one shape and a request id, and a body shorter than its Content-Length gets a 408 that the audit trail
 records with the key id.
@@ -80,16 +80,18 @@ def unknown_paths(count: int) -> tuple[list[str], list[str]]:
     return [shapes[i % len(shapes)].format(t=token) for i, token in enumerate(tokens)], tokens
 
 
-def test_thousands_of_unknown_paths_leave_metrics_flat_and_unpublished(server):
+def test_a_thousand_unknown_paths_leave_metrics_flat_and_unpublished(server):
+    """Two rounds of 500 new paths (every shape, 50 each): the second adds no series and publishes no token. Each
+    path is a new label value if the metrics keyed on paths, so 500 shows a leak as plainly as 5,000 would."""
     scrape(server)  # the scrape's own series exist from here on
-    first_paths, first_tokens = unknown_paths(1000)
+    first_paths, first_tokens = unknown_paths(500)
     answers = send_all(server, first_paths)
     after_first = scrape(server)
-    second_paths, second_tokens = unknown_paths(1000)
+    second_paths, second_tokens = unknown_paths(500)
     answers += send_all(server, second_paths)
     after_second = scrape(server)
 
-    assert series(after_second) == series(after_first)  # no new series for 1,000 new paths
+    assert series(after_second) == series(after_first)  # no new series for 500 new paths
     assert abs(len(after_second) - len(after_first)) < 0.02 * len(after_first)  # values change, not the size
     published = [token for token in first_tokens + second_tokens if token in after_second]
     assert not published, published[:5]

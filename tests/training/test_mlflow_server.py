@@ -30,7 +30,8 @@ def _free_port() -> int:
 def server(trained_store, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("mlflow_server") / "server.log"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as the Makefile starts its servers
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
                trained_store.tracking_uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with log.open("w") as output:

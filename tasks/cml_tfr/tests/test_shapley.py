@@ -66,6 +66,7 @@ def patients() -> pd.DataFrame:
     return validate_frame(generate_cml_tfr_cohort(4, seed=77), CML_TFR_SCHEMA)[CML_TFR_SCHEMA.predictor_names]
 
 
+@pytest.mark.slow  # exact values over 2^13 coalitions of 20 background rows, 4 patients, both families: ~12 s
 @pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
 def test_fast_path_agrees_with_exact_shapley(family, patients):
     bundle = small_bundle(family)
