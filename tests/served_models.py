@@ -64,10 +64,13 @@ def build_champion(
     scratch: Path,
     n_patients: int | None = None,
     n_replicates: int = N_REPLICATES,
+    held_out_metrics: bool = True,
 ) -> str:
     """Fit, complete and export one champion on `n_patients` of the task's synthetic cohort (default: the task's
     default size) with `n_replicates` bootstrap refits for its intervals (each a full refit of every cause: a test
-    that reads no interval may ask for fewer); returns its run id as champion.json records it."""
+    that reads no interval may ask for fewer) and, unless `held_out_metrics` is off (a test that never asks for
+    /model: they are only shown there), its metrics on the held-out centres; returns its run id as champion.json
+    records it."""
     task = get_task(task_name)
     schema = task.schema
     frame = validate_frame(task.generate_cohort(n_patients or task.default_cohort_size, SEED), schema)
@@ -77,7 +80,8 @@ def build_champion(
     tuned = dict.fromkeys(task.cause_targets(development), SMALL_XGBOOST)
     bundle = complete_bundle(fit_family(family, task, development, tuned, SEED), development, schema, SEED)
     bundle.replicates = fit_replicates(bundle, task, development, tuned, SEED, n_replicates)
-    bundle.metrics = evaluate_bundle(bundle, held_out, task.endpoint_targets(held_out)).metrics
+    if held_out_metrics:
+        bundle.metrics = evaluate_bundle(bundle, held_out, task.endpoint_targets(held_out)).metrics
     digest = data_digest(frame)
     # No MLflow run made this bundle: the id says so rather than pointing at a run that does not exist.
     run_id = f"no-mlflow-run-{task_name}-seed{SEED}"

@@ -180,6 +180,24 @@ def test_the_cox_family_takes_no_coefficient_for_the_stratum(data):
     assert np.asarray(cause.coefficients)[sources == "x"][0] == pytest.approx(0.7, abs=0.12)
 
 
+@pytest.mark.parametrize("strata", [("group",), ()])
+def test_the_cox_family_fits_lifelines_coefficients_to_the_last_bit(data, strata):
+    """The Cox family fits with lifelines' own fitter and only a cheaper reference row (training/families.py):
+    stratified or not, the coefficients equal those of lifelines' CoxPHFitter on the same columns."""
+    from lifelines import CoxPHFitter
+
+    toy = schema(strata, COMPETING)
+    target = (data["time"].to_numpy(), (data["code"] == 1).astype(int).to_numpy())
+    fitted = CoxFamily().fit(data, toy, target)
+    used = np.asarray(fitted.coefficients_) != 0
+    columns = fitted.preprocessor_.transform(data)[:, used]
+    frame = pd.DataFrame(columns, columns=[f"c{i}" for i in range(columns.shape[1])]).assign(
+        time=target[0], event=target[1], stratum=data["group"].to_numpy())
+    reference = CoxPHFitter(penalizer=fitted.penalizer).fit(
+        frame if strata else frame.drop(columns="stratum"), "time", "event", strata=["stratum"] if strata else None)
+    np.testing.assert_array_equal(reference.params_.to_numpy(), np.asarray(fitted.coefficients_)[used])
+
+
 def with_background(bundle: ModelBundle, data: pd.DataFrame) -> ModelBundle:
     rows = data[["x", "group"]].iloc[:12]
     bundle.background = rows.to_dict("records")

@@ -58,7 +58,7 @@ OLDER = {
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("frontline")
-    build_champion(TASK, "cox_ph", root / "models", root / "bundles", COHORT_SIZE)
+    build_champion(TASK, "cox_ph", root / "models", root / "bundles", COHORT_SIZE, held_out_metrics=False)  # no /model
     return root / "models"
 
 
