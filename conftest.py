@@ -33,7 +33,7 @@ import pytest  # noqa: E402  (after the worker's cores are set)
 # fast tier); its asserts still get pytest's messages.
 pytest.register_assert_rewrite("tests.serving.fuzzing")
 
-from tests.stores import TrainedStore, competing_settings, small_gates, small_settings  # noqa: E402
+from tests.stores import TrainedStore, competing_settings, small_gates, small_settings, tracking_store  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -101,6 +101,7 @@ def train_store(root, settings) -> TrainedStore:
     from tests.sample_tasks import registered
     from training.pipeline import run_training
 
+    tracking_store(root)
     gates = small_gates()
     with registered():  # only while training: the readers register them for their own module
         summary = run_training(settings, gates=gates)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.tasks import TASKS, load_task
-from tests.stores import quick_settings, small_gates
+from tests.stores import quick_settings, small_gates, tracking_store
 from tests.training.test_comparators import three_cause_frame, write_task_folder
 
 pytestmark = pytest.mark.slow  # trains a task through the pipeline
@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
     settings = replace(
         quick_settings(root), task="three_with_rules", data_path=str(data), n_patients=None, n_replicates=2, n_trials=1
     )
+    tracking_store(root)
     summary = run_training(settings, gates=small_gates())
     yield settings, summary
     patch.undo()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from features.tasks import TASKS, load_task
 from tests.features.test_task_spec import GOOD_SPEC
-from tests.stores import quick_settings, small_gates
+from tests.stores import quick_settings, small_gates, tracking_store
 
 pytestmark = pytest.mark.slow  # trains, registers and serves a task through the pipeline
 
@@ -51,6 +51,7 @@ def trained_three_causes(tmp_path_factory):
 
     settings = replace(quick_settings(root), task="three_causes", data_path=str(data), n_patients=None,
                        n_replicates=2, n_trials=1)
+    tracking_store(root)
     summary = run_training(settings, gates=small_gates())
     if not summary.promoted:  # the gates judge a small file; a human may still promote it, as here
         from training.promotion import promote_version
