@@ -158,7 +158,6 @@ def _train(args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="mlflow")
-    from training.pipeline import run_training
 
     tasks = [args.task] if args.task else [t for t in DEFAULT_TASKS if t in TASKS]
     for task in tasks:
@@ -167,6 +166,9 @@ def _train(args: argparse.Namespace) -> int:
         if data is not None and check_file(task, data, _read_options(args), drops) is None:
             print("nothing was trained.", file=sys.stderr)
             return 2
+        # After the check: the training stack (MLflow, xgboost, lifelines) takes seconds to import, and a refused
+        # file should be told at once.
+        from training.pipeline import run_training
         settings = TrainSettings(
             task=task, data_path=data, n_patients=args.patients, seed=args.seed, n_trials=args.trials,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI), **_read_options(args),
