@@ -138,7 +138,7 @@ def served_models(tmp_path_factory):
     before changing it."""
     from tests.served_models import build_served_models
 
-    # pytest-xdist workers of one run share the parent of their temporary folders: the first builds, the rest reuse.
+    # pytest-xdist workers of one run share the parent of their temporary folders: each champion is built by one.
     shared = os.environ.get("PYTEST_XDIST_WORKER")
     root = tmp_path_factory.getbasetemp().parent / "served" if shared else tmp_path_factory.mktemp("served")
     return build_served_models(root)

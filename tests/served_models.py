@@ -9,6 +9,7 @@ the model card (its figures come from the validation the run does). Tests of tho
 from __future__ import annotations
 
 import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ SMALL_XGBOOST = TuningResult(
 # on the single-event task, the boosted model (tree SHAP, Breslow baselines on its margins) on the competing-risk one.
 # A task folder's own tests build their task's champion with `build_champion` (tasks/<task>/tests/).
 FAMILIES = {SINGLE: "cox_ph", COMPETING: "xgboost_cox"}
-# Half the sample tasks' default cohorts (1,200 and 1,500): a session builds these once while its test workers wait,
+# Half the sample tasks' default cohorts (1,200 and 1,500): a session builds these once, each on one test worker,
 # and the build (background, held-out metrics, replicates) grows with the patients; the held-out centres keep events
 # of every cause, and the served answers take the same code paths as on the full cohorts.
 SIZES = {SINGLE: 600, COMPETING: 750}
@@ -99,14 +100,18 @@ def build_champion(
 
 
 def build_served_models(root: Path) -> ServedModels:
-    """Built once in `root`: another process given the same root (a pytest-xdist worker) waits and reuses them."""
+    """Built once in `root`, each champion under a lock of its own: the processes given the same root (pytest-xdist
+    workers) start on different champions (the order turns with the worker's number), so two workers build the two
+    at once instead of one building both while the other waits; a champion already built is reused."""
     root.mkdir(parents=True, exist_ok=True)
-    models_dir, built = root / "models", root / "built"
-    with (root / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not built.exists():
-            with registered():
-                for task_name, family in FAMILIES.items():
-                    build_champion(task_name, family, models_dir, root / "bundles", SIZES[task_name])
-            built.touch()
+    models_dir, names = root / "models", list(FAMILIES)
+    turn = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % len(names)
+    for task_name in names[turn:] + names[:turn]:
+        with (root / f".{task_name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            built = root / f"{task_name}.built"
+            if not built.exists():
+                with registered():
+                    build_champion(task_name, FAMILIES[task_name], models_dir, root / "bundles", SIZES[task_name])
+                built.touch()
     return ServedModels(models_dir, dict.fromkeys(FAMILIES, VERSION), dict(FAMILIES))
