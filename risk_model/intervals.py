@@ -13,8 +13,11 @@ It reflects sampling uncertainty of the fitted model in the form the task declar
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
+from scipy.special import stdtrit
 
 from risk_model.bundle import ModelBundle
 
@@ -34,10 +37,9 @@ def interval_method(bundle: ModelBundle) -> str | None:
     return INTERVAL_METHOD.replace(f"of {N_REPLICATES} refits", f"of {len(bundle.replicates)} refits")
 
 
+@cache  # one value per replicate count; scipy is imported with the module, at start-up, not on a request
 def multiplier(n_replicates: int) -> float:
     """The 97.5 % quantile of Student's t with n_replicates - 1 degrees of freedom (2.045 at 30 replicates)."""
-    from scipy.special import stdtrit
-
     return float(stdtrit(n_replicates - 1, 0.975))
 
 

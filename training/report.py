@@ -107,7 +107,7 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
             if main in usable:
                 usefulness[endpoint] = usefulness_sentence(table[(table["family"] == chosen)
                                                                  & (table["horizon_months"] == main)])
-            drawn = usable if plots == "all" else [h for h in usable if plots == "main" and h == main]
+            drawn = {"all": usable, "main": [main] if main in usable else [], "none": []}[plots]
             if drawn:
                 _plots(folder, endpoint, target, by_family, drawn, table, validation, schema.task)
             if plots != "none" and endpoint == bundles[chosen].main_endpoint and main in usable:

@@ -18,6 +18,7 @@ from tasks.all_frontline.generator import (
     landmark_cohort,
     simulate_from_diagnosis,
 )
+from tests.survival_checks import survival_with_se
 from training.evaluate import observed_risk
 
 N_POPULATION = 40_000
@@ -46,17 +47,6 @@ def incidence(months: np.ndarray, code: np.ndarray, cause: int, horizon: float) 
     return cif, float(np.sqrt(cif * (1 - cif) / n_eff))
 
 
-def event_free(months: np.ndarray, ended: np.ndarray, horizon: float) -> tuple[float, float]:
-    """Kaplan-Meier probability of no event by `horizon`, with Greenwood's SE (at risk and events per event time
-    counted by sorting, not by comparing every row at each time)."""
-    months, ended = np.asarray(months, float), np.asarray(ended, bool)
-    times, events = np.unique(months[ended & (months <= horizon)], return_counts=True)
-    at_risk = len(months) - np.searchsorted(np.sort(months), times, side="left")
-    survival = float(np.prod(1 - events / at_risk))
-    variance = float(np.sum(events / (at_risk * np.maximum(at_risk - events, 1))))
-    return survival, float(survival * np.sqrt(variance))
-
-
 def within(value: float, se: float, low: float, high: float) -> bool:
     """In [low, high], widened by 2 SE (tolerance max(2 SE, stated band))."""
     return low - 2 * se <= value <= high + 2 * se
@@ -67,7 +57,7 @@ def _children(frame: pd.DataFrame) -> pd.Series:
 
 
 def _efs_from_diagnosis(frame: pd.DataFrame, horizon: float = 60) -> tuple[float, float]:
-    return event_free(frame["months_from_diagnosis"], frame["event_from_diagnosis"] > 0, horizon)
+    return survival_with_se(frame["months_from_diagnosis"], frame["event_from_diagnosis"] > 0, horizon)
 
 
 def _from_diagnosis_for_landmark(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +128,7 @@ def test_e12_aieop_bfm_mrd_groups_of_b_lineage_children(population):
     found = {}
     for name, (share_target, efs_target) in targets.items():
         members = children[group == name]
-        found[name] = (len(members) / len(children), *event_free(*_from_diagnosis_for_landmark(members), 60))
+        found[name] = (len(members) / len(children), *survival_with_se(*_from_diagnosis_for_landmark(members), 60))
         print(f"\nE12 {name}: share {found[name][0]:.3f} ({share_target}), 5-y EFS {found[name][1]:.3f} ({efs_target})")
     for name, (share_target, efs_target) in targets.items():
         share, efs, se = found[name]
@@ -154,7 +144,7 @@ def test_e13_eoi_positive_mrd_that_clears_by_eoc_against_mrd_that_persists(cohor
     persists = positive["mrd_eoc_log10"].fillna(-np.inf) >= -4
     dfs = {}
     for name, members in (("cleared", positive[~persists]), ("persistent", positive[persists])):
-        dfs[name] = event_free(members["months_from_landmark"], members["first_event"] > 0, 60)
+        dfs[name] = survival_with_se(members["months_from_landmark"], members["first_event"] > 0, 60)
         print(f"\nE13 {name}: n {len(members)}, 5-y DFS {dfs[name][0]:.3f}")
     assert within(*dfs["cleared"], 0.79 - 0.06, 0.79 + 0.06)
     assert within(*dfs["persistent"], 0.39 - 0.06, 0.39 + 0.06)

@@ -11,7 +11,6 @@ Greenwood SE. One large cohort (n = 20,000, fixed seed) is shared.
 import numpy as np
 import pandas as pd
 import pytest
-from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 from sksurv.nonparametric import cumulative_incidence_competing_risks
 
@@ -24,6 +23,7 @@ from tasks.all_hsct.generator import (
     generate_all_hsct_cohort,
 )
 from tasks.all_hsct.rules import ALL_HSCT_OUTCOME_COLUMNS, derive_endpoints
+from tests.survival_checks import survival_with_se
 
 N = 20_000
 SEED = 2024
@@ -52,16 +52,6 @@ def incidence_at(months: np.ndarray, code: np.ndarray, month: float, cause: int)
     return float(incidence[cause, index]), float((high - low) / (2 * 1.96))
 
 
-def survival_at(months: np.ndarray, event: np.ndarray, month: float) -> tuple[float, float]:
-    """Kaplan-Meier S(month) and its Greenwood SE."""
-    fitter = KaplanMeierFitter().fit(months, event)
-    table = fitter.event_table
-    table = table[(table.index <= month) & (table["observed"] > 0)]
-    n, d = table["at_risk"].to_numpy(float), table["observed"].to_numpy(float)
-    survival = float(fitter.survival_function_at_times(month).iloc[0])
-    return survival, survival * float(np.sqrt(np.sum(d / (n * (n - d)))))
-
-
 def gvhd_competing(cohort: pd.DataFrame, endpoints, column: str) -> tuple[np.ndarray, np.ndarray]:
     """GVHD (1) vs relapse or death before it (2), censored at the end of relapse follow-up (0)."""
     months, code = endpoints["competing"]
@@ -83,7 +73,7 @@ def test_cr1_relapse_and_nrm_at_3_years_e8(endpoints, cr1):
 def test_cr1_overall_survival_at_2_years_e9(endpoints, cr1):
     # E9: adult CR1 2-y OS ~70 % (band 60-76 %), Giebel 2017 MSD/UD 2008-12.
     months, dead = endpoints["os"]
-    survival, se = survival_at(months[cr1], dead[cr1], 24)
+    survival, se = survival_with_se(months[cr1], dead[cr1], 24)
     print(f"E9 CR1 OS(24 mo) = {survival:.3f} (SE {se:.4f}), band 0.60-0.76")
     assert 0.60 - 2 * se <= survival <= 0.76 + 2 * se
 
@@ -125,7 +115,7 @@ def test_grfs_and_gvhd_components(cohort, endpoints):
     agvhd, agvhd_se = incidence_at(*gvhd_competing(cohort, endpoints, "months_to_agvhd34"), 6, 1)
     cgvhd, cgvhd_se = incidence_at(*gvhd_competing(cohort, endpoints, "months_to_systemic_cgvhd"), 24, 1)
     grfs_months, grfs_code = endpoints["grfs"]
-    grfs, grfs_se = survival_at(grfs_months, grfs_code > 0, 24)
+    grfs, grfs_se = survival_with_se(grfs_months, grfs_code > 0, 24)
     print(f"aGVHD III-IV CIF(6 mo) = {agvhd:.3f} (SE {agvhd_se:.4f}), target 0.11")
     print(f"systemic cGVHD CIF(24 mo) = {cgvhd:.3f} (SE {cgvhd_se:.4f}), target 0.22")
     print(f"GRFS(24 mo), all patients = {grfs:.3f} (SE {grfs_se:.4f}), target ~0.40, band 0.29-0.51")
@@ -138,9 +128,9 @@ def test_endpoints_are_ordered_os_lfs_grfs(endpoints):
     # clarifications section 2: OS >= LFS >= GRFS at every horizon (Kaplan-Meier on the derived targets).
     months, code = endpoints["competing"]
     for horizon in ALL_HSCT_SCHEMA.horizons_months:
-        os_ = survival_at(*endpoints["os"], horizon)[0]
-        lfs = survival_at(months, code > 0, horizon)[0]
-        grfs = survival_at(endpoints["grfs"][0], endpoints["grfs"][1] > 0, horizon)[0]
+        os_ = survival_with_se(*endpoints["os"], horizon)[0]
+        lfs = survival_with_se(months, code > 0, horizon)[0]
+        grfs = survival_with_se(endpoints["grfs"][0], endpoints["grfs"][1] > 0, horizon)[0]
         print(f"{horizon} mo: OS {os_:.3f} >= LFS {lfs:.3f} >= GRFS {grfs:.3f}")
         assert os_ >= lfs >= grfs
 

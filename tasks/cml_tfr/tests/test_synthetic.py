@@ -14,6 +14,7 @@ from lifelines.utils import concordance_index
 from features.registry_file import is_identifier_like
 from tasks.cml_tfr import SCHEMA as CML_TFR_SCHEMA
 from tasks.cml_tfr.generator import generate_cml_tfr_cohort
+from tests.survival_checks import greenwood_at
 
 N = 20_000
 SEED = 2024
@@ -28,15 +29,6 @@ def cohort() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def km(cohort) -> KaplanMeierFitter:
     return KaplanMeierFitter().fit(cohort[TIME], cohort[EVENT])
-
-
-def km_at(fitter: KaplanMeierFitter, month: float) -> tuple[float, float]:
-    """KM S(month) and its Greenwood standard error."""
-    table = fitter.event_table
-    table = table[(table.index <= month) & (table["observed"] > 0)]
-    n, d = table["at_risk"].to_numpy(float), table["observed"].to_numpy(float)
-    survival = float(fitter.survival_function_at_times(month).iloc[0])
-    return survival, survival * float(np.sqrt(np.sum(d / (n * (n - d)))))
 
 
 def numpy_km(time: np.ndarray, event: np.ndarray, months: list[float]) -> np.ndarray:
@@ -58,7 +50,7 @@ def relapse_share_first_6_months(time: np.ndarray, event: np.ndarray) -> float:
 def test_marginal_rfs_meets_e1_e2_e3(km):
     # E1: EURO-SKI RFS 61 % at 6 months (+-3 points); E2: 51 % at 24 months (+-4); E3: 44 % at 60 months (+-4).
     for month, target, band in ((6, 0.61, 0.03), (24, 0.51, 0.04), (60, 0.44, 0.04)):
-        survival, se = km_at(km, month)
+        survival, se = greenwood_at(km, month)
         print(f"RFS({month} mo) = {survival:.3f} (SE {se:.4f}), target {target} +- {band}")
         assert abs(survival - target) <= band + 2 * se, (month, survival)
 
@@ -96,7 +88,7 @@ def test_sokal_groups_24_month_rfs_e6(cohort):
     # E6: ENESTfreedom 24-month RFS, Sokal high 25-40 %, Sokal low 55-62 %.
     for group, (low, high) in {"high": (0.25, 0.40), "low": (0.55, 0.62)}.items():
         subset = cohort[cohort["sokal_risk"] == group]
-        survival, se = km_at(KaplanMeierFitter().fit(subset[TIME], subset[EVENT]), 24)
+        survival, se = greenwood_at(KaplanMeierFitter().fit(subset[TIME], subset[EVENT]), 24)
         print(f"E6 Sokal {group}: RFS(24 mo) = {survival:.3f} (SE {se:.4f}), target {low}-{high}")
         assert low - 2 * se <= survival <= high + 2 * se, group
 
