@@ -1,6 +1,7 @@
 """The small training settings and the trained-store record that the session fixtures (conftest.py at the root)
 and the pipeline tests share. The session's stores train the test-only sample tasks (tests/sample_tasks/)."""
 
+import atexit
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -57,7 +58,9 @@ def _blank_store() -> Path:
     the same rows (MLflow's Default experiment points into the working directory, the same for both)."""
     from mlflow.tracking import MlflowClient
 
-    database = Path(tempfile.mkdtemp(prefix="blank_mlflow_store_")) / "mlflow.db"
+    folder = Path(tempfile.mkdtemp(prefix="blank_mlflow_store_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # each test process leaves no copy behind in /tmp
+    database = folder / "mlflow.db"
     MlflowClient(f"sqlite:///{database}").search_experiments()
     return database
 
