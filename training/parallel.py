@@ -88,8 +88,9 @@ def tuning_jobs() -> int:
 
 
 def threads_per_task(tasks: int) -> int:
-    """Cores for each of `tasks` concurrent tasks (at least one)."""
-    return max(1, cores() // max(1, tasks))
+    """Cores for each of `tasks` concurrent tasks (at least one); in a pool worker, of the worker's share."""
+    available = _state.threads if _state.in_worker and _state.threads else cores()
+    return max(1, available // max(1, tasks))
 
 
 def xgboost_threads() -> int:

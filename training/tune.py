@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,16 @@ MAX_ROUNDS = 600
 EARLY_STOPPING_ROUNDS = 30
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial of this process, for its nested MLflow run."""
+
+    number: int
+    params: dict[str, Any]
+    cv_harrell_c: float
+    num_boost_round: int
+
+
 @dataclass
 class TuningResult:
     params: dict[str, Any]
@@ -43,6 +53,7 @@ class TuningResult:
     workers: int = 1  # distinct processes whose trials the study holds
     study: str | None = None  # the shared study's name; None = in memory
     jobs: int = 1  # trials at once in this process (threads)
+    trials: list[TrialRecord] = field(default_factory=list)  # this process's complete trials, in trial order
 
     def order_tags(self, cause: str) -> dict[str, str]:
         """What a run records about its tuning: which study, how many workers and trial threads, and whether the
@@ -183,7 +194,7 @@ def tune_xgboost(
     # each fit gets its share of the cores (training/parallel.py). A few thousand patients keep one fit from
     # using two cores well, while two folds at once use both.
     jobs = min(tuning_jobs(), n_trials) if shared is None else shared.jobs
-    fold_threads = min(len(encoded), threads_per_task(jobs))
+    fold_threads = min(len(encoded), threads_per_task(jobs))  # in a pool worker: its share of the cores
     with sharing_cores(jobs * fold_threads):
         if shared is None:
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -192,10 +203,10 @@ def tune_xgboost(
             study = join_study(shared, tuning_fingerprint(frame, target, folds, seed), n_trials, seed)
             run_until_budget(study, objective, shared.jobs)
             wait_for_running(study)
-    return _result(study, shared, jobs)
+    return _result(study, shared, jobs, worker)
 
 
-def _result(study: Any, shared: SharedStudy | None, jobs: int = 1) -> TuningResult:
+def _result(study: Any, shared: SharedStudy | None, jobs: int = 1, worker: str = "") -> TuningResult:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -211,6 +222,8 @@ def _result(study: Any, shared: SharedStudy | None, jobs: int = 1) -> TuningResu
         workers=len(workers),
         study=study.study_name if shared else None,
         jobs=jobs,
+        trials=[TrialRecord(t.number, dict(t.params), float(t.value), int(t.user_attrs["num_boost_round"]))
+                for t in sorted(complete, key=lambda t: t.number) if t.user_attrs.get("worker") == worker],
     )
 
 

@@ -5,6 +5,7 @@ a seed while several trial threads are recorded as not reproducible. On the test
 
 import os
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -149,12 +150,29 @@ def test_metric_bootstrap_is_the_same_with_one_and_two_workers(cohort, jobs):
     assert results[1].intervals == results[2].intervals
 
 
-def _tune(frame: pd.DataFrame) -> TuningResult:
+def _tune(frame: pd.DataFrame, seed: int = 1) -> TuningResult:
     split = hold_out_centres(frame, SCHEMA.event_column, seed=1)
     development = frame.iloc[split.development].reset_index(drop=True)
     folds = tuning_folds(development, SCHEMA.event_column, 3, 1)
     target = next(iter(TASK.cause_targets(development).values()))
-    return tune_xgboost(development, SCHEMA, target, folds, 4, 1)
+    return tune_xgboost(development, SCHEMA, target, folds, 4, seed)
+
+
+@WORKER_PROCESSES
+def test_studies_tuned_side_by_side_in_workers_run_the_trials_of_one_process(cohort, jobs):
+    """`make train` tunes a task's causes side by side in the worker processes (training/pipeline.py), each study
+    one trial at a time with its share of the cores: every trial, and so the tuned settings, must be what this
+    process alone gives (two seeds stand in for two causes)."""
+    jobs(2)
+    in_workers = parallel.parallel_list(partial(_tune, cohort), [1, 2])
+    jobs(1)
+    alone = [_tune(cohort, seed) for seed in (1, 2)]
+    for worker, here in zip(in_workers, alone, strict=True):
+        assert len(here.trials) == 4 and [t.number for t in here.trials] == [0, 1, 2, 3]
+        assert worker.trials == here.trials
+        assert (worker.params, worker.num_boost_round, worker.cv_harrell_c) == (
+            here.params, here.num_boost_round, here.cv_harrell_c)
+    assert in_workers[0].trials != in_workers[1].trials  # the seeds made two different studies
 
 
 def test_tuning_with_one_worker_repeats_itself_and_several_say_the_order_may_differ(cohort, jobs, monkeypatch):
