@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from training.evaluation_plots import (
     decision_curve_table,
     forest_figure,
 )
+from training.parallel import parallel_map
 from training.promotion import PromotionGates
 from training.stages import BOOTSTRAP_STAGE, PLOTS_STAGE, SUBGROUPS_STAGE, VALIDATION_STAGE, Stages
 from training.subgroups import subgroup_markdown, subgroup_table
@@ -95,7 +97,7 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
     with stages(PLOTS_STAGE):
         months = np.array(sorted(set(horizons) | {main}), dtype=float)
         held_out_risks = {f: endpoint_risks(b, held_out, months) for f, b in bundles.items()}
-        curves, usefulness = [], {}
+        curves, usefulness, figures = [], {}, []
         for endpoint, target in held_out_targets.items():
             usable = evaluable[endpoint]
             if not usable:
@@ -109,10 +111,14 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
                                                                  & (table["horizon_months"] == main)])
             drawn = {"all": usable, "main": [main] if main in usable else [], "none": []}[plots]
             if drawn:
-                _plots(folder, endpoint, target, by_family, drawn, table, validation, schema.task)
+                figures.append((endpoint, target, by_family, drawn, table))
             if plots != "none" and endpoint == bundles[chosen].main_endpoint and main in usable:
-                calibration_figure(by_family, target, [main], endpoint,
-                                   folder / "plots" / f"calibration_{main}m.png", "held-out centres")
+                figures.append((endpoint, target, by_family, [main], None))
+        # Drawing is most of this stage and each endpoint's figures are independent: the workers draw them.
+        for sub in ("calibration", "decision_curves", "forest") if figures else ():
+            (folder / "plots" / sub).mkdir(parents=True, exist_ok=True)
+        for _ in parallel_map(partial(_plots, folder, validation, schema.task), figures):
+            pass
     seconds = {"validation": validation.seconds or stages.seconds.get(VALIDATION_STAGE, 0.0),
                "bootstrap": stages.seconds[BOOTSTRAP_STAGE], "subgroups": stages.seconds[SUBGROUPS_STAGE],
                "plots": stages.seconds[PLOTS_STAGE]}
@@ -120,10 +126,16 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
                             pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), usefulness, seconds)
 
 
-def _plots(folder: Path, endpoint: str, target: EndpointTarget, by_family: dict[str, dict[int, np.ndarray]],
-           horizons: list[int], curves: pd.DataFrame, validation: ValidationResult, task: str) -> None:
-    for sub in ("calibration", "decision_curves", "forest"):
-        (folder / "plots" / sub).mkdir(parents=True, exist_ok=True)
+def _plots(folder: Path, validation: ValidationResult, task: str,
+           figure: tuple[str, EndpointTarget, dict[str, dict[int, np.ndarray]], list[int], pd.DataFrame | None]
+           ) -> None:
+    """One endpoint's calibration, decision-curve and forest plots at `horizons`; without a decision-curve table,
+    the main endpoint's calibration at the main horizon alone (plots/calibration_<h>m.png, the run's headline)."""
+    endpoint, target, by_family, horizons, curves = figure
+    if curves is None:
+        calibration_figure(by_family, target, horizons, endpoint,
+                           folder / "plots" / f"calibration_{horizons[0]}m.png", "held-out centres")
+        return
     calibration_figure(by_family, target, horizons, endpoint,
                        folder / "plots" / "calibration" / f"calibration_{endpoint}.png", f"{task}, held-out centres")
     decision_curve_figure(curves[curves["horizon_months"].isin(horizons)], endpoint,
