@@ -86,9 +86,13 @@ def alive_after_event(
     block = max(1, BLOCK_CELLS // max(1, scale.size))
     for first in range(0, len(months), block):
         cells = slice(first, first + block)
-        alive = np.exp(log_baseline[None, None, :, cells] * scale[..., None]) * possible[:, cells]  # x grid x months
+        # Event times after a block's last month add nothing to it (the event is still to come: `possible` is 0
+        # there), so the powers are taken up to that month only: about half the cells for the curve's months.
+        upto = int(np.searchsorted(grid, np.max(months[cells]), side="right"))
+        alive = np.exp(log_baseline[None, None, :upto, cells] * scale[..., :upto, None]) * possible[:upto, cells]
+        steps = increments[..., :upto]
         if shared:  # patients x members x grid @ patients x grid x months
-            out[..., first : first + block] = np.swapaxes(np.swapaxes(increments, 0, 1) @ alive[0], 0, 1)
+            out[..., first : first + block] = np.swapaxes(np.swapaxes(steps, 0, 1) @ alive[0], 0, 1)
         else:
-            out[..., first : first + block] = (increments[..., None, :] @ alive)[..., 0, :]
+            out[..., first : first + block] = (steps[..., None, :] @ alive)[..., 0, :]
     return out
