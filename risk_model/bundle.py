@@ -368,12 +368,8 @@ class ModelBundle:
 
     def causes_of(self, endpoint: str) -> list[str]:
         """The causes whose margins an endpoint depends on."""
-        if self.outcome == "single_event":
-            return list(self.causes)
-        main = main_causes(self)
-        if endpoint == "os" and has_model(self.post_relapse_survival):
-            return [*main, AFTER_EVENT]
-        return [*main, *GRFS_CAUSES] if endpoint == "grfs" else main
+        causes = endpoint_causes(self.outcome, list(self.causes), endpoint)
+        return [*causes, AFTER_EVENT] if endpoint == "os" and has_model(self.post_relapse_survival) else causes
 
     def contributions(self, patients: pd.DataFrame | np.ndarray | list[dict[str, Any]], horizon_months: float,
                       endpoint: str | None = None) -> tuple[np.ndarray, float]:
@@ -678,6 +674,15 @@ def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: 
 def main_causes(bundle: ModelBundle) -> list[str]:
     """The competing causes, in the order of their event codes (the GRFS causes are a model of their own)."""
     return [name for name in bundle.causes if name not in GRFS_CAUSES]
+
+
+def endpoint_causes(outcome: str, causes: list[str], endpoint: str) -> list[str]:
+    """Of a task's cause-specific models (in event-code order), those an endpoint reads (OS also reads the model
+    of survival after the first event)."""
+    if outcome == "single_event":
+        return causes
+    main = [name for name in causes if name not in GRFS_CAUSES]
+    return [*main, *GRFS_CAUSES] if endpoint == "grfs" else main
 
 
 def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray], months: np.ndarray,

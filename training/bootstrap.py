@@ -136,7 +136,7 @@ def bootstrap_headline(bundle: ModelBundle, frame: pd.DataFrame, targets: dict[s
     for endpoint, target in targets.items():
         usable = evaluable.get(endpoint, [])
         grid = np.arange(min(usable), max(usable) + 1, dtype=float) if len(usable) >= 2 else None
-        grid_risk = endpoint_risks(bundle, frame, grid)[endpoint] if grid is not None else None
+        grid_risk = endpoint_risks(bundle, frame, grid, endpoint)[endpoint] if grid is not None else None
         per_draw: dict[str, list[float]] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -360,8 +360,8 @@ def compare_with_comparators(
     horizons = list(schema.horizons_months)
     months = np.array(sorted(set(horizons) | {main}), dtype=float)
     endpoint, target = model.main_endpoint, held_out_targets[model.main_endpoint]
-    model_held = endpoint_risks(model, held_out, months)[endpoint]
-    model_dev = endpoint_risks(model, development, np.array([float(main)]))[endpoint][:, 0]
+    model_held = endpoint_risks(model, held_out, months, endpoint)[endpoint]
+    model_dev = endpoint_risks(model, development, np.array([float(main)]), endpoint)[endpoint][:, 0]
     model_row = _Scored(
         MODEL_ROW,
         f"registered model ({family})",
@@ -420,7 +420,7 @@ def _family_row(
     horizons: list[int],
 ) -> _Scored:
     """Another family of the run (not registered): C and calibration beside the model, no reclassification."""
-    risk = endpoint_risks(bundle, held_out, months)[endpoint]
+    risk = endpoint_risks(bundle, held_out, months, endpoint)[endpoint]
     metrics = _evaluation_metrics(bundle, held_out, endpoint, target, horizons)
     return _Scored(
         name,

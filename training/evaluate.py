@@ -51,12 +51,14 @@ def subset_target(target: EndpointTarget, rows: np.ndarray) -> EndpointTarget:
                           target.competing)
 
 
-def endpoint_risks(bundle: ModelBundle, frame: pd.DataFrame, months: np.ndarray) -> dict[str, np.ndarray]:
+def endpoint_risks(bundle: ModelBundle, frame: pd.DataFrame, months: np.ndarray, only: str | None = None
+                   ) -> dict[str, np.ndarray]:
     """Each endpoint's predicted risk of its event by each month (patients x months): the incidence, or one minus
-    the probability of staying event-free for survival endpoints (OS, LFS, GRFS, relapse-free)."""
-    predicted = bundle.endpoint_probabilities(frame, np.asarray(months, dtype=float))
-    return {name: (1.0 - values if bundle.endpoint_kinds[name] == "survival" else values)
-            for name, values in predicted.items()}
+    the probability of staying event-free for survival endpoints (OS, LFS, GRFS, relapse-free). With `only`, that
+    endpoint (and what it is computed with) alone: OS costs most of all_hsct's endpoints."""
+    predicted = bundle.endpoint_probabilities(frame, np.asarray(months, dtype=float), only)
+    return {name: (1.0 - predicted[name] if bundle.endpoint_kinds[name] == "survival" else predicted[name])
+            for name in ([only] if only else predicted)}
 
 
 def _surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from features.predictor_variation import constant_predictor_problems, not_learne
 from features.registry_file import load_registry_file
 from features.task_schema import SchemaValidationError, TaskSchema, validate_frame
 from features.tasks import EndpointTarget, Task, get_task
-from risk_model.bundle import BundleFormatError, ModelBundle
+from risk_model.bundle import BundleFormatError, ModelBundle, endpoint_causes
 from risk_model.ood import out_of_distribution_reference
 from risk_model.report_groups import with_development_counts
 from risk_model.strata import StratifiedBaseline
@@ -162,20 +162,26 @@ def git_commit() -> str:
         return "unknown"
 
 
-def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int
-               ) -> ModelBundle:
-    """One cause-specific model per cause of the task, combined into a bundle."""
+def fit_family(family: str, task: Task, development: pd.DataFrame, tuned: dict[str, Any], seed: int,
+               endpoint: str | None = None) -> ModelBundle:
+    """One cause-specific model per cause of the task, combined into a bundle; with `endpoint`, only the models
+    that endpoint reads (the family choice scores the main endpoint alone: all_hsct's four GRFS causes and the
+    post-relapse model would be fitted for nothing)."""
     schema = task.schema
     causes = {}
     ties = baseline_ties(task.outcome)
-    for cause, target in task.cause_targets(development).items():
+    targets = task.cause_targets(development)
+    needed = endpoint_causes(task.outcome, list(targets), endpoint) if endpoint else list(targets)
+    for cause in needed:
+        target = targets[cause]
         if family == "cox_ph":
             causes[cause] = CoxFamily(ties=ties).fit(development, schema, target).cause_model()
         else:
             result = tuned[cause]
             causes[cause] = XGBoostCoxFamily(result.params, result.num_boost_round, seed, ties=ties).fit(
                 development, schema, target).cause_model()
-    post_relapse = after_event_model(task, development)  # survival after relapse, with age and time to relapse
+    # Survival after relapse, with age and time to relapse (for OS).
+    post_relapse = after_event_model(task, development) if endpoint in (None, "os") else None
     return ModelBundle(task=schema.task, family=family, outcome=task.outcome, causes=causes,
                        horizons_months=list(schema.horizons_months), main_horizon_months=schema.main_horizon_months,
                        schema=schema.to_json(), post_relapse_survival=post_relapse)
@@ -185,7 +191,9 @@ def choose_on_development(task: Task, development: pd.DataFrame, folds: list[tup
                           tuned: dict[str, TuningResult], settings: TrainSettings) -> tuple[str, dict[str, float]]:
     """The family to register, from its cross-validated C on the tuning folds (training/selection.py): the
     held-out reporting patients are not an argument, so they cannot sway the choice."""
-    scores = development_concordance(task, development, folds, refit_for_validation(task, tuned, settings), FAMILIES)
+    main = next(iter(task.schema.endpoint_names))  # the main endpoint (the bundle's first), the one the choice scores
+    scores = development_concordance(task, development, folds, refit_for_validation(task, tuned, settings, main),
+                                     FAMILIES)
     return choose_family(scores), scores
 
 
@@ -211,13 +219,13 @@ def complete_bundle(bundle: ModelBundle, development: pd.DataFrame, schema: Task
     return bundle
 
 
-def refit_for_validation(task: Task, tuned: dict[str, TuningResult], settings: TrainSettings
-                         ) -> Callable[[str, pd.DataFrame], ModelBundle]:
+def refit_for_validation(task: Task, tuned: dict[str, TuningResult], settings: TrainSettings,
+                         endpoint: str | None = None) -> Callable[[str, pd.DataFrame], ModelBundle]:
     """Refit a family on a validation fold's training patients with the tuned settings (no re-tuning), built
-    exactly as the main fit is."""
+    exactly as the main fit is (with `endpoint`: only the models it reads)."""
 
     def refit(family: str, train: pd.DataFrame) -> ModelBundle:
-        return fit_family(family, task, train, tuned, settings.seed)
+        return fit_family(family, task, train, tuned, settings.seed, endpoint)
 
     return refit
 

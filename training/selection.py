@@ -53,6 +53,6 @@ def development_concordance(
         tau = uno_tau(np.asarray(target.months, float), list(schema.horizons_months))
         test_frame = development.iloc[test].reset_index(drop=True)
         for family, bundle in fitted.items():
-            risk = endpoint_risks(bundle, test_frame, np.array([float(main)]))[endpoint][:, 0]
+            risk = endpoint_risks(bundle, test_frame, np.array([float(main)]), endpoint)[endpoint][:, 0]
             scores[family].append(concordance_with_se(target, risk, tau)[0])
     return {family: float(np.nanmean(values)) if values else np.nan for family, values in scores.items()}
