@@ -381,43 +381,57 @@ class ModelBundle:
         this is the rescale rule), then averaged with the background weights. The result adds up to f(x) minus the
         weighted background mean of f. All patients, background rows and causes go through f in one pass.
         """
+        values, bases = self.contributions_at(patients, [horizon_months], endpoint)
+        return values[0], bases[0]
+
+    def contributions_at(self, patients: pd.DataFrame | np.ndarray | list[dict[str, Any]],
+                         horizons_months: list[float], endpoint: str | None = None
+                         ) -> tuple[np.ndarray, list[float]]:
+        """`contributions` at several horizons in one pass (horizons x patients x predictors, and each horizon's
+        base): the product-limit runs once up to the last horizon, which costs about what that horizon alone
+        does, and the margins' Shapley gaps, which no horizon changes, are computed once."""
         endpoint = endpoint or self.main_endpoint
-        horizon = np.array([float(horizon_months)])
+        months = np.asarray(horizons_months, dtype=float)
 
         def f(margins: dict[str, np.ndarray]) -> np.ndarray:
             shape = next(iter(margins.values())).shape
             flat = {cause: np.ravel(values) for cause, values in margins.items()}
-            return self.endpoints_from_margins(flat, horizon, only=endpoint)[endpoint][:, 0].reshape(shape)
+            return self.endpoints_from_margins(flat, months, only=endpoint)[endpoint].reshape(*shape, len(months))
 
         background = self._background_terms()
         causes = self.causes_of(endpoint)
         f_background = f({**{c: background["margins"][c] for c in causes},
                           **_stratum_of({k: v[None] for k, v in background["margins"].items()}, 0)})
         encoded = self.encode(patients)
-        chunk = max(1, CONTRIBUTION_ROWS // (len(f_background) * len(causes)))
+        chunk = max(1, CONTRIBUTION_ROWS // (len(f_background) * len(causes) * len(months)))
         values = [self._contribution_chunk(encoded[i:i + chunk], f, f_background, causes)
                   for i in range(0, len(encoded), chunk)]
-        return (np.concatenate(values) if values else np.zeros((0, len(self.feature_names))),
-                float(background["weights"] @ f_background))
+        # Each horizon's base from a contiguous column: a one-horizon call (every request) sums as a plain vector.
+        bases = [float(background["weights"] @ np.ascontiguousarray(f_background[:, h])) for h in range(len(months))]
+        return (np.concatenate(values, axis=1) if values else np.zeros((len(months), 0, len(self.feature_names))),
+                bases)
 
     def _contribution_chunk(self, encoded: np.ndarray, f: Any, f_background: np.ndarray, causes: list[str]
                             ) -> np.ndarray:
+        """(horizons x patients x predictors); `f` and `f_background` carry the horizons as their last axis."""
         background = self._background_terms()
-        n, k = len(encoded), len(f_background)
+        n, (k, horizons) = len(encoded), f_background.shape
         own = self.member_margins(encoded)
         at_x = {c: own[c][0] for c in causes}
         pairs = self._pair_strata(own, n, k)
         middle = {c: 0.5 * (at_x[c][:, None] + background["margins"][c][None, :]) for c in causes}
-        share = np.zeros((n, k, len(self.feature_names)))
+        share = np.zeros((n, k, horizons, len(self.feature_names)))
         for cause in causes:
             share += self._midpoint_gradient(f, middle, cause, causes, pairs)[..., None] * self._reference_gaps(
-                cause, encoded)
+                cause, encoded)[:, :, None, :]
         gap_f = f({**at_x, **_stratum_of(own, 0)})[:, None] - f_background[None, :]
         by_stratum = self._stratum_part(f, at_x, pairs, f_background)
-        scaled = _rescale(share.reshape(n * k, -1), (gap_f - by_stratum).reshape(-1)).reshape(share.shape)
+        scaled = _rescale(share.reshape(n * k * horizons, -1), (gap_f - by_stratum).reshape(-1)).reshape(share.shape)
         if pairs is not None:
-            scaled += by_stratum[..., None] * self._stratum_columns(pairs)
-        return np.einsum("k,nkp->np", background["weights"], scaled)
+            scaled += by_stratum[..., None] * self._stratum_columns(pairs)[:, :, None, :]
+        # One horizon at a time from contiguous slices: a one-horizon call (every request) sums as a plain array.
+        return np.stack([np.einsum("k,nkp->np", background["weights"], np.ascontiguousarray(scaled[:, :, h]))
+                         for h in range(horizons)])
 
     def _pair_strata(self, own: dict[str, np.ndarray], n: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The stratum of each patient and of each background row as (patients x background), or None."""
@@ -430,12 +444,12 @@ class ModelBundle:
                            pairs: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         """d f / d margin(cause) at the midpoint (central difference); with strata, the mean over the patient's
         and the background row's stratum (a category has no midpoint)."""
-        total = np.zeros(middle[cause].shape)
+        total: Any = 0.0  # (patients x background x horizons) after the first stratum
         for stratum in pairs if pairs is not None else (None,):
             extra = {} if stratum is None else {STRATUM: np.stack([stratum, stratum]).astype(float)}
             moved = f({**{c: np.stack([middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0) for sign in (1, -1)])
                           for c in causes}, **extra})
-            total += (moved[0] - moved[1]) / (2 * GRADIENT_STEP)
+            total = total + (moved[0] - moved[1]) / (2 * GRADIENT_STEP)
         return total / (1 if pairs is None else len(pairs))
 
     def _stratum_part(self, f: Any, at_x: dict[str, np.ndarray], pairs: tuple[np.ndarray, np.ndarray] | None,
@@ -443,7 +457,7 @@ class ModelBundle:
         """The stratum's baseline as a player of its own (Shapley value of the two-player game baseline x
         margins): half of f(x) - f(x in b's stratum) plus half of f(b in x's stratum) - f(b); 0 unstratified."""
         if pairs is None:
-            return np.zeros((len(next(iter(at_x.values()))), len(f_background)))
+            return np.zeros((len(next(iter(at_x.values()))), *f_background.shape))
         own_stratum, other = (p.astype(float) for p in pairs)
         background = {c: self._background_terms()["margins"][c] for c in at_x}
         shape = own_stratum.shape

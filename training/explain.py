@@ -496,31 +496,39 @@ def explanation_plots(bundle: ModelBundle, frame: pd.DataFrame, folder: Path, ma
     written."""
     patients = explanation_sample(frame)
     Path(folder).mkdir(parents=True, exist_ok=True)
-    written, tables = [], []
-    # Each (endpoint, horizon) is a task of its own for the worker processes. Contributions read the bundle's own
-    # model only, so its bootstrap replicates stay behind (they would be sent and evaluated for nothing).
+    # Contributions read the bundle's own model only, so its bootstrap replicates stay behind (they would be sent
+    # to the workers and evaluated for nothing).
     own = copy.copy(bundle)
     own.replicates, own._ensemble_cache = [], None
     horizons = [h for h in explained_horizons(bundle) if not main_horizon_only or h == bundle.main_horizon_months]
-    pairs = [(endpoint, kind, horizon) for endpoint, kind in bundle.endpoint_kinds.items() for horizon in horizons]
-    for table, files in parallel_map(partial(_explain, own, patients, Path(folder)), pairs):
+    if not horizons:
+        return []
+    # The workers compute each endpoint's contributions at all its horizons in one pass, then draw each
+    # (endpoint, horizon)'s table and figures as a task of its own.
+    explained = [one for of_endpoint in parallel_map(partial(_contributions, own, patients, horizons),
+                                                     list(bundle.endpoint_kinds.items())) for one in of_endpoint]
+    written, tables = [], []
+    for table, files in parallel_map(partial(_table_and_plots, Path(folder)), explained):
         tables.append(table)
         written += files
-    if tables:
-        written.append(Path(folder) / "mean_abs_contribution.csv")
-        pd.concat(tables, ignore_index=True).to_csv(written[-1], index=False)
+    written.append(Path(folder) / "mean_abs_contribution.csv")
+    pd.concat(tables, ignore_index=True).to_csv(written[-1], index=False)
     return written
 
 
-def _explain(bundle: ModelBundle, patients: pd.DataFrame, folder: Path, pair: tuple[str, str, float],
-             ) -> tuple[pd.DataFrame, list[Path]]:
-    """One endpoint at one horizon: its contributions, table and plots."""
-    endpoint, kind, horizon = pair
-    values, base = bundle.contributions(patients, horizon, endpoint)
-    explained = Explained(endpoint, kind, horizon, 100 * values, 100 * base, patients, bundle.schema["predictors"],
-                          bundle.family, endpoint_title(bundle.schema, endpoint))
+def _contributions(bundle: ModelBundle, patients: pd.DataFrame, horizons: list[int], endpoint_kind: tuple[str, str]
+                   ) -> list[Explained]:
+    """One endpoint's contributions at each horizon."""
+    endpoint, kind = endpoint_kind
+    values, bases = bundle.contributions_at(patients, horizons, endpoint)
+    return [Explained(endpoint, kind, horizon, 100 * points, 100 * base, patients, bundle.schema["predictors"],
+                      bundle.family, endpoint_title(bundle.schema, endpoint))
+            for horizon, points, base in zip(horizons, values, bases, strict=True)]
+
+
+def _table_and_plots(folder: Path, explained: Explained) -> tuple[pd.DataFrame, list[Path]]:
     table = explained.table()
-    return table, _plots_of(explained, table, folder / endpoint)
+    return table, _plots_of(explained, table, folder / explained.endpoint)
 
 
 def _plots_of(explained: Explained, table: pd.DataFrame, folder: Path) -> list[Path]:

@@ -234,6 +234,17 @@ def test_contributions_add_up_with_the_stratum_as_a_player(data, family, outcome
         assert np.abs(values[i] - exact).max() <= EXACT_BOUNDS[family]
 
 
+@pytest.mark.parametrize("family", ["cox_ph", "xgboost_cox"])
+def test_contributions_at_several_horizons_keep_the_stratum_player(data, family):
+    bundle = with_background(competing_bundle(data, family, ("group",)), data)
+    patients = cohort(6, seed=3)[["x", "group"]]
+    values, bases = bundle.contributions_at(patients, [12, 24], bundle.main_endpoint)
+    for i, horizon in enumerate((12, 24)):
+        alone, base = bundle.contributions(patients, horizon, bundle.main_endpoint)
+        np.testing.assert_allclose(values[i], alone, rtol=0, atol=1e-12)
+        assert bases[i] == pytest.approx(base, abs=1e-12)
+
+
 def test_a_stratified_bundle_saves_loads_and_refuses_a_stratum_it_never_saw(data, tmp_path):
     bundle = with_background(competing_bundle(data, "cox_ph", ("group",)), data)
     loaded = ModelBundle.load(bundle.save(tmp_path / "bundle"))
