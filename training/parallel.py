@@ -15,6 +15,7 @@ sequentially (no pool in a pool).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import warnings
@@ -128,9 +129,23 @@ def _run_chunk(
     the caller filters them (a worker does not inherit the trainer's filters)."""
     _state.threads, _state.in_worker = threads, True
     _keep_worker_alive()
-    with warnings.catch_warnings():
-        warnings.filters[:] = filters
-        return [fn(item) for item in chunk]
+    try:
+        with warnings.catch_warnings():
+            warnings.filters[:] = filters
+            return [fn(item) for item in chunk]
+    finally:
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed since the last call back to the system (glibc's malloc_trim). Workers live as
+    long as the pool, and glibc keeps what a stage freed for later use: each worker's resident memory would stay
+    at the high-water mark of every stage before (180,000 patients: gigabytes in all). Elsewhere: nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    libc.malloc_trim(0)
 
 
 def _keep_worker_alive() -> None:

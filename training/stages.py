@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from training.parallel import release_freed_memory
+
 
 class StageWatcher(Protocol):
     """Told when each stage begins and ends (the benchmark samples CPU and memory in between)."""
@@ -35,6 +37,7 @@ class Stages:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
             if self.watcher:
                 self.watcher.end()
+            release_freed_memory()  # what the stage freed does not stay resident through the next ones
 
 
 # Stages that two modules open (the pipeline validates before the report when its gates need the result).

@@ -225,3 +225,21 @@ def test_a_task_folder_outside_tasks_reaches_the_workers(jobs, tmp_path):
     in_workers = parallel.parallel_list(lambda frame: (os.getpid(), list(rule(frame))), frames)
     assert {pid for pid, _ in in_workers} != {os.getpid()}
     assert [groups for _, groups in in_workers] == [list(frame["risk_group"]) for frame in frames]
+
+
+def _resident_bytes() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+def test_freed_heap_memory_goes_back_to_the_system():
+    """Workers and the trainer live through every stage: what a stage freed must not stay resident (glibc keeps
+    freed heap pages for later use unless told). 200 MB of small buffers, one in 50 kept so the heap cannot simply
+    shrink from its top."""
+    buffers = [bytearray(1000) for _ in range(200_000)]
+    kept = buffers[::50]
+    del buffers
+    before = _resident_bytes()
+    parallel.release_freed_memory()
+    assert before - _resident_bytes() > 100 * 2**20
+    assert len(kept) == 4000
