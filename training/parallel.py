@@ -21,6 +21,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, TypeVar
 
 JOBS_ENV = "TRAIN_JOBS"
@@ -140,12 +141,18 @@ def _run_chunk(
 def release_freed_memory() -> None:
     """Hand the heap pages freed since the last call back to the system (glibc's malloc_trim). Workers live as
     long as the pool, and glibc keeps what a stage freed for later use: each worker's resident memory would stay
-    at the high-water mark of every stage before (180,000 patients: gigabytes in all). Elsewhere: nothing."""
+    at the high-water mark of every stage before (180,000 patients: gigabytes in all). Without glibc: nothing."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _libc() -> Any:
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc
-        return
-    libc.malloc_trim(0)
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not Linux with glibc
+        return None
 
 
 def _keep_worker_alive() -> None:

@@ -228,7 +228,8 @@ def test_a_task_folder_outside_tasks_reaches_the_workers(jobs, tmp_path):
 
 
 def _resident_bytes() -> int:
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as statm:  # size, resident, ... in pages
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
