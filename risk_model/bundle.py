@@ -687,7 +687,11 @@ def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: 
 
 def main_causes(bundle: ModelBundle) -> list[str]:
     """The competing causes, in the order of their event codes (the GRFS causes are a model of their own)."""
-    return [name for name in bundle.causes if name not in GRFS_CAUSES]
+    return competing_causes(list(bundle.causes))
+
+
+def competing_causes(causes: list[str]) -> list[str]:
+    return [name for name in causes if name not in GRFS_CAUSES]
 
 
 def endpoint_causes(outcome: str, causes: list[str], endpoint: str) -> list[str]:
@@ -695,8 +699,7 @@ def endpoint_causes(outcome: str, causes: list[str], endpoint: str) -> list[str]
     of survival after the first event)."""
     if outcome == "single_event":
         return causes
-    main = [name for name in causes if name not in GRFS_CAUSES]
-    return [*main, *GRFS_CAUSES] if endpoint == "grfs" else main
+    return [*competing_causes(causes), *GRFS_CAUSES] if endpoint == "grfs" else competing_causes(causes)
 
 
 def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray], months: np.ndarray,

@@ -111,13 +111,15 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
                                                                  & (table["horizon_months"] == main)])
             drawn = {"all": usable, "main": [main] if main in usable else [], "none": []}[plots]
             if drawn:
-                figures.append((endpoint, target, by_family, drawn, table))
+                figures.append(partial(_plots, folder, endpoint, target, by_family, drawn, table, validation,
+                                       schema.task))
             if plots != "none" and endpoint == bundles[chosen].main_endpoint and main in usable:
-                figures.append((endpoint, target, by_family, [main], None))
+                figures.append(partial(calibration_figure, by_family, target, [main], endpoint,
+                                       folder / "plots" / f"calibration_{main}m.png", "held-out centres"))
         # Drawing is most of this stage and each endpoint's figures are independent: the workers draw them.
         for sub in ("calibration", "decision_curves", "forest") if figures else ():
             (folder / "plots" / sub).mkdir(parents=True, exist_ok=True)
-        for _ in parallel_map(partial(_plots, folder, validation, schema.task), figures):
+        for _ in parallel_map(_draw, figures):
             pass
     seconds = {"validation": validation.seconds or stages.seconds.get(VALIDATION_STAGE, 0.0),
                "bootstrap": stages.seconds[BOOTSTRAP_STAGE], "subgroups": stages.seconds[SUBGROUPS_STAGE],
@@ -126,16 +128,13 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
                             pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), usefulness, seconds)
 
 
-def _plots(folder: Path, validation: ValidationResult, task: str,
-           figure: tuple[str, EndpointTarget, dict[str, dict[int, np.ndarray]], list[int], pd.DataFrame | None]
-           ) -> None:
-    """One endpoint's calibration, decision-curve and forest plots at `horizons`; without a decision-curve table,
-    the main endpoint's calibration at the main horizon alone (plots/calibration_<h>m.png, the run's headline)."""
-    endpoint, target, by_family, horizons, curves = figure
-    if curves is None:
-        calibration_figure(by_family, target, horizons, endpoint,
-                           folder / "plots" / f"calibration_{horizons[0]}m.png", "held-out centres")
-        return
+def _draw(figure: Callable[[], Any]) -> None:
+    figure()
+
+
+def _plots(folder: Path, endpoint: str, target: EndpointTarget, by_family: dict[str, dict[int, np.ndarray]],
+           horizons: list[int], curves: pd.DataFrame, validation: ValidationResult, task: str) -> None:
+    """One endpoint's calibration, decision-curve and forest plots at `horizons`."""
     calibration_figure(by_family, target, horizons, endpoint,
                        folder / "plots" / "calibration" / f"calibration_{endpoint}.png", f"{task}, held-out centres")
     decision_curve_figure(curves[curves["horizon_months"].isin(horizons)], endpoint,
