@@ -31,6 +31,7 @@ from features.tasks import EndpointTarget, Task
 from risk_model.preprocessing import Preprocessor
 from training.bootstrap import MIN_CENTRES_FOR_CENTRE_BOOTSTRAP, bootstrap_indices
 from training.evaluate import concordance_with_se, harrell_c_with_se, subset_target, uno_tau
+from training.families import cox_fitter
 
 SPLINE_KNOTS = (0.05, 0.35, 0.65, 0.95)
 MIN_EVENTS = 10  # fewer events of the cause in a level's development data: the level is reported, not fitted
@@ -118,8 +119,6 @@ def fit_cox(
     """Unpenalised Cox coefficients and partial log-likelihood (Efron ties), fitted on standardised columns from
     `start` (the previous step's coefficients, zeros for the new columns): from zero, Newton-Raphson diverged on
     nearly collinear MRD columns and stopped at a lower likelihood than the smaller model's."""
-    from lifelines import CoxPHFitter
-
     if matrix.shape[1] == 0:
         return np.zeros(0), null_log_likelihood(time, event)
     scale = matrix.std(axis=0)
@@ -128,7 +127,7 @@ def fit_cox(
     initial = None if start is None else np.asarray(start, float) * scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = CoxPHFitter(penalizer=0.0).fit(data, "_time", "_event", initial_point=initial)
+        fitter = cox_fitter()(penalizer=0.0).fit(data, "_time", "_event", initial_point=initial)
     return fitter.params_.to_numpy() / scale, float(fitter.log_likelihood_)
 
 
