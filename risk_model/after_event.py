@@ -89,7 +89,10 @@ def alive_after_event(
         # Event times after a block's last month add nothing to it (the event is still to come: `possible` is 0
         # there), so the powers are taken up to that month only: about half the cells for the curve's months.
         upto = int(np.searchsorted(grid, np.max(months[cells]), side="right"))
-        alive = np.exp(log_baseline[None, None, :upto, cells] * scale[..., :upto, None]) * possible[:upto, cells]
+        # In place: the powers are the largest arrays of an explanation, and each temporary costs as much again.
+        alive = np.multiply(log_baseline[None, None, :upto, cells], scale[..., :upto, None])
+        np.exp(alive, out=alive)
+        alive *= possible[:upto, cells]
         steps = increments[..., :upto]
         if shared:  # patients x members x grid @ patients x grid x months
             out[..., first : first + block] = np.swapaxes(np.swapaxes(steps, 0, 1) @ alive[0], 0, 1)

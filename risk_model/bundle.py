@@ -395,6 +395,10 @@ class ModelBundle:
 
         def f(margins: dict[str, np.ndarray]) -> np.ndarray:
             shape = next(iter(margins.values())).shape
+            if len(shape) == 3:  # the two sides of a difference go as two members: what they share is computed once
+                sides = {cause: values.reshape(shape[0], -1) for cause, values in margins.items()}
+                return self.endpoints_from_margins(sides, months, endpoint, [self.causes] * shape[0])[
+                    endpoint].reshape(*shape, len(months))
             flat = {cause: np.ravel(values) for cause, values in margins.items()}
             return self.endpoints_from_margins(flat, months, only=endpoint)[endpoint].reshape(*shape, len(months))
 
