@@ -33,11 +33,12 @@ def test_derivatives_equal_lifelines_loop(seed: int) -> None:
         np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
 
 
-def test_no_ties_and_one_death() -> None:
-    """Distinct times (Efron = Breslow) and a single death: the edge cases of the tie shares."""
+def test_no_ties_one_death_and_none() -> None:
+    """Distinct times (Efron = Breslow), a single death and none at all (a stratum can have no event): the edge
+    cases of the tie shares and the risk sets."""
     x, _, _, weights = tied_cohort(3, n=30)
     time = np.arange(1.0, 31.0)
-    for event in (np.arange(30) % 3 == 0, np.arange(30) == 7):
+    for event in (np.arange(30) % 3 == 0, np.arange(30) == 7, np.zeros(30, dtype=bool)):
         beta = np.full(x.shape[1], 0.2)
         expected = SemiParametricPHFitter()._get_efron_values_single(
             pd.DataFrame(x), pd.Series(time), pd.Series(event), pd.Series(weights), None, beta)
