@@ -105,7 +105,7 @@ def cox_fitter() -> type:
     this project reads, equal lifelines' own to rounding (tests/training/test_efron.py)."""
     from lifelines.fitters.coxph_fitter import SemiParametricPHFitter
 
-    class MedianReferenceCoxFitter(SemiParametricPHFitter):
+    class ProjectCoxFitter(SemiParametricPHFitter):
         def _choose_gradient_calculator(self, T: pd.Series, X: pd.DataFrame, entries: Any) -> Callable:
             if entries is not None:  # delayed entry: lifelines' own (this project never sends it)
                 return super()._choose_gradient_calculator(T, X, entries)
@@ -117,12 +117,13 @@ def cox_fitter() -> type:
                 return df.median(numeric_only=True).to_frame(name=name).T.astype(df.dtypes)
             return df.groupby(strata).median(numeric_only=True)
 
-    return MedianReferenceCoxFitter
+    return ProjectCoxFitter
 
 
 def _vectorised_efron(X: pd.DataFrame, T: pd.Series, E: pd.Series, weights: pd.Series, entries: None,
                       beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """lifelines' per-stratum Efron call, answered by training/efron.py in vectorised numpy."""
+    """lifelines' Efron call for one Newton step (on all patients, or on one stratum's), answered by
+    training/efron.py in vectorised numpy."""
     from training.efron import efron_derivatives
 
     return efron_derivatives(X.to_numpy(dtype=float), T.to_numpy(dtype=float), E.to_numpy(),
