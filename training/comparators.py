@@ -45,7 +45,8 @@ from training.evaluate import (
     subset_target,
     uno_tau,
 )
-from training.evaluation_plots import _pyplot, decision_curve_figure, decision_curve_table
+from training.evaluation_plots import decision_curve_figure, decision_curve_table
+from training.figures import pyplot, save_figure
 
 MODEL_ROW = "model"
 MOVES = ("standard -> high", "high -> standard", "stayed standard", "stayed high")
@@ -527,7 +528,7 @@ def _comparator_lines(report: ComparisonReport) -> list[str]:
 
 def comparison_figure(table: pd.DataFrame, path: Path, subtitle: str) -> Path:
     """Uno's C of each row with its interval, and each comparator's NRI against the model with its interval."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(table) + 2.2))
     y = np.arange(len(table))[::-1]
     for ax, metric, reference in ((axes[0], "uno_c", 0.5), (axes[1], "nri", 0.0)):
@@ -542,10 +543,7 @@ def comparison_figure(table: pd.DataFrame, path: Path, subtitle: str) -> Path:
     axes[0].set_title("Uno's C (held-out centres)")
     axes[1].set_title("NRI of the model against each tool")
     fig.suptitle(subtitle, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def log_comparison(mlflow: Any, report: ComparisonReport, folder: Path, task: str, figures: bool = True

@@ -18,21 +18,13 @@ import pandas as pd
 
 from features.tasks import EndpointTarget
 from training.evaluate import net_benefit, observed_risk, pseudo_observations, smoothed_calibration
+from training.figures import pyplot, save_figure
 
 FAMILY_COLOURS = {"cox_ph": "tab:blue", "xgboost_cox": "tab:orange"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _panels(count: int) -> tuple[Any, np.ndarray]:
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(count, 3)
     rows = int(np.ceil(count / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(max(4.6 * columns, 7.5), 4.3 * rows), squeeze=False)
@@ -61,7 +53,6 @@ def decile_points(target: EndpointTarget, risk: np.ndarray, horizon: float, n_gr
 def calibration_figure(predictions: dict[str, dict[int, np.ndarray]], target: EndpointTarget,
                        horizons: list[int], endpoint: str, path: Path, subtitle: str = "") -> Path:
     """`predictions[family][h]` are held-out risks at horizon h; one panel per horizon."""
-    plt = _pyplot()
     fig, axes = _panels(len(horizons))
     time_, code = np.asarray(target.months, float), np.asarray(target.code)
     for ax, h in zip(axes, horizons, strict=False):
@@ -89,10 +80,7 @@ def calibration_figure(predictions: dict[str, dict[int, np.ndarray]], target: En
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Calibration of {endpoint} risk: loess of pseudo-observations and risk deciles (95 % CI)"
                  + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def decision_curve_table(predictions: dict[str, dict[int, np.ndarray]], target: EndpointTarget,
@@ -108,7 +96,6 @@ def decision_curve_table(predictions: dict[str, dict[int, np.ndarray]], target: 
 
 
 def decision_curve_figure(table: pd.DataFrame, endpoint: str, path: Path, subtitle: str = "") -> Path:
-    plt = _pyplot()
     horizons = sorted(table["horizon_months"].unique())
     fig, axes = _panels(len(horizons))
     for ax, h in zip(axes, horizons, strict=False):
@@ -124,10 +111,7 @@ def decision_curve_figure(table: pd.DataFrame, endpoint: str, path: Path, subtit
         ax.legend(fontsize=7)
     fig.suptitle(f"Decision curves for {endpoint} (KM / Aalen-Johansen risk among those above the threshold)"
                  + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def forest_figure(per_cluster: pd.DataFrame, pooled: pd.DataFrame, metric: str, endpoint: str, path: Path,
@@ -137,7 +121,6 @@ def forest_figure(per_cluster: pd.DataFrame, pooled: pd.DataFrame, metric: str, 
 
     from training.validation import METRIC_SCALE
 
-    plt = _pyplot()
     rows = per_cluster[(per_cluster["metric"] == metric) & (per_cluster["endpoint"] == endpoint)]
     horizons = sorted(rows["horizon"].unique(), key=lambda v: -1 if pd.isna(v) else v)
     fig, axes = _panels(len(horizons))
@@ -195,10 +178,7 @@ def forest_figure(per_cluster: pd.DataFrame, pooled: pd.DataFrame, metric: str, 
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.suptitle(f"{endpoint}: {label} per left-out cluster with 95 % CI; pooled random-effects estimate "
                  "(diamond), 95 % prediction interval (dotted)" + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _interval(metric: str, estimate: float, se: float) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from features.task_schema import CrossFieldRule, Predictor, TaskSchema
 from risk_model.bundle import ModelBundle
 from risk_model.preprocessing import Preprocessor
 from risk_model.wording import endpoint_title
+from training.figures import pyplot, save_figure
 from training.parallel import parallel_map
 
 MAX_BACKGROUND_ROWS = 50
@@ -542,37 +543,31 @@ def _plots_of(explained: Explained, table: pd.DataFrame, folder: Path) -> list[P
     return written
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _display_name(predictor: dict[str, Any]) -> str:
     return f"{predictor['name']} ({predictor['unit']})" if predictor.get("unit") else predictor["name"]
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _beeswarm(explained: Explained, path: Path) -> Path:
     import shap
 
-    plt = _pyplot()
+    plt = pyplot()
     data = np.column_stack([_colour_value(explained.patients[n]) for n in explained.names])
     explanation = shap.Explanation(values=explained.points, base_values=np.full(len(data), explained.base),
                                    data=data, feature_names=[_display_name(p) for p in explained.predictors])
     plt.figure()
-    with warnings.catch_warnings():  # a predictor missing for every plotted patient has no colour scale
-        warnings.simplefilter("ignore", RuntimeWarning)
-        shap.plots.beeswarm(explanation, show=False, max_display=len(explained.names))
+    # shap jitters the dots with NumPy's global generator: seeded here, the same run draws the same figure.
+    state = np.random.get_state()
+    np.random.seed(EXPLANATION_SEED)
+    try:
+        with warnings.catch_warnings():  # a predictor missing for every plotted patient has no colour scale
+            warnings.simplefilter("ignore", RuntimeWarning)
+            shap.plots.beeswarm(explanation, show=False, max_display=len(explained.names))
+    finally:
+        np.random.set_state(state)
     plt.title(explained.title("contribution per patient") +
               f"\nbackground mean {explained.base:.1f} %, {len(data)} patients, {explained.family}", fontsize=10)
     plt.xlabel(f"contribution ({POINTS})")
@@ -580,7 +575,7 @@ def _beeswarm(explained: Explained, path: Path) -> Path:
 
 
 def _bar(explained: Explained, table: pd.DataFrame, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     units = dict(zip(explained.names, (_display_name(p) for p in explained.predictors), strict=True))
     fig, ax = plt.subplots(figsize=(8, 1.6 + 0.32 * len(table)))
     ax.barh([units[n] for n in table["predictor"]][::-1], table["mean_abs_contribution_pp"][::-1],
@@ -596,7 +591,7 @@ def _bar(explained: Explained, table: pd.DataFrame, path: Path) -> Path:
 
 def _dependence(explained: Explained, name: str, path: Path) -> Path:
     """Contribution against the predictor's value, coloured by the patient's predicted probability."""
-    plt = _pyplot()
+    plt = pyplot()
     predictor = explained.predictors[explained.names.index(name)]
     values, points = explained.patients[name], explained.points[:, explained.names.index(name)]
     fig, ax = plt.subplots(figsize=(7.5, 5))
