@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,37 +83,41 @@ def headline_metrics(target: EndpointTarget, risk: dict[int, np.ndarray], ibs_ri
         return metrics
     metrics["harrell_c"] = harrell_c_with_se(time_, (code == cause).astype(int), risk[main])[0]
     metrics["uno_c"] = concordance_with_se(target, risk[main], uno_tau(time_, horizons))[0]
+    incidence = cache(partial(_incidence_scores, time_, code, cause))  # built once, when first asked for
     if at_risk(time_, main) >= MIN_AT_RISK and main < time_.max():
         try:
             if target.competing:
-                from hazardous.metrics import brier_score_incidence
-
-                y = pd.DataFrame({"event": code, "duration": time_})
                 metrics[f"auc_{main}m"] = competing_auc(time_, code, risk[main], main, cause)
-                metrics[f"brier_{main}m"] = float(brier_score_incidence(y, y, risk[main][:, None], [main],
-                                                                        event_of_interest=cause)[0])
+                metrics[f"brier_{main}m"] = float(incidence().brier_score_incidence(
+                    incidence().y_train, risk[main][:, None], [main])[0])
             else:
                 event = (code > 0).astype(int)
                 metrics[f"auc_{main}m"] = time_dependent_auc(time_, event, risk[main], main)
                 metrics[f"brier_{main}m"] = brier(time_, event, 1.0 - risk[main], main)
         except ValueError:  # the censoring distribution of this draw reaches zero before the horizon
             pass
-        cal = calibration(time_, code, risk[main], main, cause)
+        cal = calibration(time_, code, risk[main], main, cause, intercept=False)
         metrics.update({f"cal_oe_{main}m": cal["oe"], f"cal_slope_{main}m": cal["slope"],
                         f"ici_{main}m": cal["ici"]})
     if ibs_grid is not None and ibs_risk is not None and ibs_grid.max() < time_.max():
         try:
             if target.competing:
-                from hazardous.metrics import integrated_brier_score_incidence
-
-                y = pd.DataFrame({"event": code, "duration": time_})
-                metrics["ibs"] = float(integrated_brier_score_incidence(y, y, ibs_risk, ibs_grid,
-                                                                        event_of_interest=cause))
+                metrics["ibs"] = float(incidence().integrated_brier_score_incidence(incidence().y_train, ibs_risk,
+                                                                                    ibs_grid))
             else:
                 metrics["ibs"] = integrated_brier(time_, (code > 0).astype(int), 1.0 - ibs_risk, ibs_grid)
         except ValueError:
             pass
     return metrics
+
+
+def _incidence_scores(time_: np.ndarray, code: np.ndarray, cause: int) -> Any:
+    """hazardous' Brier scores of one cause's incidence, scored on the patients the censoring is estimated on.
+    Its public `brier_score_incidence` and `integrated_brier_score_incidence` each build this and refit the
+    censoring distribution (lifelines' Kaplan-Meier, about 40 ms); a draw needs both, so it builds one."""
+    from hazardous.metrics._brier_score import IncidenceScoreComputer
+
+    return IncidenceScoreComputer(pd.DataFrame({"event": code, "duration": time_}), event_of_interest=cause)
 
 
 def _draw_metrics(target: EndpointTarget, at_months: np.ndarray, months: np.ndarray, grid_risk: np.ndarray | None,

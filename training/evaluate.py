@@ -238,12 +238,13 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1
-                ) -> dict[str, float]:
+def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, month: float, cause: int = 1,
+                intercept: bool = True) -> dict[str, float]:
     """O/E, slope, intercept, ICI, E50 and E90 of predicted F_cause(month), with standard errors for pooling.
 
     `oe_log_se` is the standard error of log(O/E) from the influence of each patient on observed and expected
-    (pseudo-observation and prediction); `slope_se` is the sandwich standard error of the slope.
+    (pseudo-observation and prediction); `slope_se` is the sandwich standard error of the slope. Without
+    `intercept` the intercept is NaN and its GLM is not fitted (the metric bootstrap reads O/E, slope and ICI).
     """
     import statsmodels.api as sm
 
@@ -267,14 +268,15 @@ def calibration(time: np.ndarray, code: np.ndarray, predicted_risk: np.ndarray, 
                 slope, slope_se = float(fit.params[1]), float(fit.bse[1])
         except (ValueError, np.linalg.LinAlgError, IndexError):  # constant predictions: no slope
             pass
-        intercept = sm.GLM(pseudo, np.ones_like(x), family=family, offset=x).fit(start_params=[0.0]).params[0]
+        offset_fit = (sm.GLM(pseudo, np.ones_like(x), family=family, offset=x).fit(start_params=[0.0]).params[0]
+                      if intercept else np.nan)
     n = len(pseudo)
     oe_log_se = np.nan
     if observed > 0 and expected > 0 and n > 1:
         influence = (pseudo - pseudo.mean()) / observed - (predicted_risk - expected) / expected
         oe_log_se = float(np.sqrt(np.sum(influence**2) / (n * (n - 1))))
     gap = np.abs(smoothed_calibration(pseudo, predicted_risk) - predicted_risk)
-    return {"oe": observed / expected, "slope": slope, "intercept": float(intercept),
+    return {"oe": observed / expected, "slope": slope, "intercept": float(offset_fit),
             "ici": float(np.mean(gap)), "e50": float(np.median(gap)), "e90": float(np.quantile(gap, 0.9)),
             "oe_log_se": oe_log_se, "slope_se": slope_se}
 
