@@ -136,6 +136,11 @@ class TaskSchema:
         return columns
 
     @property
+    def main_endpoint(self) -> str:
+        """The first endpoint declared (`relapse` for the three default tasks): headline metrics, family choice."""
+        return next(iter(self.endpoint_names))
+
+    @property
     def predictor_names(self) -> list[str]:
         return [p.name for p in self.predictors]
 

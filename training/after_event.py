@@ -105,7 +105,7 @@ def after_event_model(task: Task, development: pd.DataFrame) -> dict[str, Any] |
     if task.post_relapse_target is None:
         return None
     since, dead = task.post_relapse_target(development)
-    endpoint = next(iter(task.schema.endpoint_names))
+    endpoint = task.schema.main_endpoint
     target = task.endpoint_targets(development)[endpoint]
     had = np.flatnonzero(np.asarray(target.code) == target.event_of_interest)
     if len(had) != len(since):  # the task's rows after the event are not its first endpoint's events

@@ -195,7 +195,7 @@ def _print_summary(summary: object) -> None:
     schema = get_task(summary.task).schema
     h = schema.main_horizon_months
     run = MlflowClient(summary.tracking_uri).get_run(summary.run_id)
-    endpoint = next(iter(schema.endpoint_names))
+    endpoint = schema.main_endpoint
     print(f"\n=== {summary.task}: held-out metrics of the {endpoint} endpoint (data never seen in tuning or "
           f"fitting: {run.data.tags.get('split_design', 'held-out split')}) ===")
     print(f"{'metric':<16}" + "".join(f"{family:>14}" for family in summary.metrics))

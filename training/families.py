@@ -33,6 +33,7 @@ from risk_model.breslow import BreslowBaseline
 from risk_model.bundle import CauseModel
 from risk_model.preprocessing import PatientEncoding, Preprocessor
 from risk_model.strata import StratifiedBaseline, frame_strata, stratum_levels
+from training.efron import efron_derivatives
 from training.parallel import xgboost_threads
 
 XGB_FIXED_PARAMS = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "tree_method": "hist",
@@ -124,8 +125,6 @@ def _vectorised_efron(X: pd.DataFrame, T: pd.Series, E: pd.Series, weights: pd.S
                       beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """lifelines' Efron call for one Newton step (on all patients, or on one stratum's), answered by
     training/efron.py in vectorised numpy."""
-    from training.efron import efron_derivatives
-
     return efron_derivatives(X.to_numpy(dtype=float), T.to_numpy(dtype=float), E.to_numpy(),
                              weights.to_numpy(dtype=float), beta)
 

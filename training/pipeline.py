@@ -191,9 +191,8 @@ def choose_on_development(task: Task, development: pd.DataFrame, folds: list[tup
                           tuned: dict[str, TuningResult], settings: TrainSettings) -> tuple[str, dict[str, float]]:
     """The family to register, from its cross-validated C on the tuning folds (training/selection.py): the
     held-out reporting patients are not an argument, so they cannot sway the choice."""
-    main = next(iter(task.schema.endpoint_names))  # the main endpoint (the bundle's first), the one the choice scores
-    scores = development_concordance(task, development, folds, refit_for_validation(task, tuned, settings, main),
-                                     FAMILIES)
+    refit = refit_for_validation(task, tuned, settings, task.schema.main_endpoint)  # the endpoint the choice scores
+    scores = development_concordance(task, development, folds, refit, FAMILIES)
     return choose_family(scores), scores
 
 

@@ -9,6 +9,7 @@ The pipeline calls `build_report` after both families are fitted and evaluated, 
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,17 +120,13 @@ def build_report(task: Task, frame: pd.DataFrame, held_out: pd.DataFrame, held_o
         # Drawing is most of this stage and each endpoint's figures are independent: the workers draw them.
         for sub in ("calibration", "decision_curves", "forest") if figures else ():
             (folder / "plots" / sub).mkdir(parents=True, exist_ok=True)
-        for _ in parallel_map(_draw, figures):
+        for _ in parallel_map(operator.call, figures):
             pass
     seconds = {"validation": validation.seconds or stages.seconds.get(VALIDATION_STAGE, 0.0),
                "bootstrap": stages.seconds[BOOTSTRAP_STAGE], "subgroups": stages.seconds[SUBGROUPS_STAGE],
                "plots": stages.seconds[PLOTS_STAGE]}
     return EvaluationReport(validation, intervals, subgroups,
                             pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), usefulness, seconds)
-
-
-def _draw(figure: Callable[[], Any]) -> None:
-    figure()
 
 
 def _plots(folder: Path, endpoint: str, target: EndpointTarget, by_family: dict[str, dict[int, np.ndarray]],
