@@ -31,6 +31,7 @@ class LeafConditions:
     leaf_value: np.ndarray  # leaf index -> value
     leaf_start: np.ndarray  # first condition of each leaf
     n_columns: int
+    slots: np.ndarray  # `_slots`: each leaf's conditions by position, for per-leaf sums
 
 
 def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
@@ -61,7 +62,8 @@ def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
     starts = np.searchsorted(leaf_of, np.arange(len(values)))
     return LeafConditions(leaf_of=leaf_of, feature=table[:, 1].astype(int), lower=table[:, 2].astype(np.float32),
                           upper=table[:, 3].astype(np.float32), missing_ok=table[:, 4].astype(bool),
-                          leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns)
+                          leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns,
+                          slots=_slots(starts, len(leaf_of)))
 
 
 def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
@@ -73,50 +75,90 @@ def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
 
 
 def _per_leaf(conditions: LeafConditions, counts: np.ndarray) -> np.ndarray:
-    """Sum condition-level counts per leaf (leaves without conditions get 0)."""
-    n_leaves = len(conditions.leaf_value)
-    if counts.shape[1] == 0:
-        return np.zeros((counts.shape[0], n_leaves))
-    has = np.diff(np.append(conditions.leaf_start, len(conditions.leaf_of))) > 0
-    summed = np.zeros((counts.shape[0], n_leaves))
-    summed[:, has] = np.add.reduceat(counts, conditions.leaf_start[has], axis=1)
-    return summed
+    """Sum condition-level counts per leaf (conditions [x columns] -> leaves [x columns]; a leaf without conditions
+    gets 0): one gather per condition slot of the deepest leaf, where a sum per leaf would cost a call."""
+    padded = np.concatenate([counts, np.zeros((1, *counts.shape[1:]))])
+    total = np.zeros((len(conditions.leaf_value), *counts.shape[1:]))
+    for slot in conditions.slots:
+        total += padded[slot]
+    return total
+
+
+def _leaf_sizes(conditions: LeafConditions) -> np.ndarray:
+    return _sizes(conditions.leaf_start, len(conditions.leaf_of))
+
+
+def _sizes(leaf_start: np.ndarray, n_conditions: int) -> np.ndarray:
+    return np.diff(np.append(leaf_start, n_conditions))
+
+
+def _slots(leaf_start: np.ndarray, n_conditions: int) -> np.ndarray:
+    """(deepest leaf's conditions x leaves): the k-th condition of each leaf, or n_conditions (a zero row) when the
+    leaf has fewer."""
+    sizes = _sizes(leaf_start, n_conditions)
+    k = np.arange(int(sizes.max(initial=0)))[:, None]
+    return np.where(k < sizes[None, :], leaf_start[None, :] + k, n_conditions)
+
+
+def _shapley_weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tables indexed by a * (depth + 1) + b: the share of a reachable leaf's value that goes to each feature only
+    x satisfies, (a-1)! b! / (a+b)!, and minus the share to each feature only the reference satisfies,
+    a! (b-1)! / (a+b)!; 0 where there is no such feature."""
+    to_x, to_reference = np.zeros((depth + 1, depth + 1)), np.zeros((depth + 1, depth + 1))
+    for a in range(depth + 1):
+        for b in range(depth + 1):
+            total = FACTORIAL[a + b]
+            if a:
+                to_x[a, b] = FACTORIAL[a - 1] * FACTORIAL[b] / total
+            if b:
+                to_reference[a, b] = -FACTORIAL[a] * FACTORIAL[b - 1] / total
+    return to_x.ravel(), to_reference.ravel()
 
 
 @dataclass
 class References:
-    """The reference rows' side of the game, which no patient changes (a bundle keeps it per cause)."""
+    """The reference rows' side of the game, which no patient changes (a bundle keeps it per cause). Conditions
+    and leaves run down the first axis, reference rows across."""
 
-    satisfied: np.ndarray  # references x conditions, 1.0 where the reference satisfies the condition
-    per_leaf: np.ndarray  # references x leaves: how many of the leaf's conditions the reference satisfies
-    to_column: np.ndarray  # conditions x matrix columns: the feature of each condition
+    satisfied: np.ndarray  # conditions x references, 1.0 where the reference satisfies the condition
+    unsatisfied: np.ndarray  # 1 - satisfied
+    per_leaf: np.ndarray  # leaves x references: how many of the leaf's conditions the reference satisfies
+    from_column: np.ndarray  # matrix columns x conditions: 1 at each condition's feature
+    leaf_size: np.ndarray  # leaf -> its number of conditions
+    to_x: np.ndarray  # `_shapley_weights` of the deepest leaf, indexed by a * width + b
+    to_reference: np.ndarray
+    width: int  # the deepest leaf's number of conditions + 1
 
 
 def references(conditions: LeafConditions, matrix: np.ndarray) -> References:
-    sat = satisfied(conditions, matrix).astype(float)
-    to_column = np.zeros((len(conditions.feature), conditions.n_columns))
-    to_column[np.arange(len(conditions.feature)), conditions.feature] = 1.0
-    return References(satisfied=sat, per_leaf=_per_leaf(conditions, sat), to_column=to_column)
+    sat = np.ascontiguousarray(satisfied(conditions, matrix).T.astype(float))
+    from_column = np.zeros((conditions.n_columns, len(conditions.feature)))
+    from_column[conditions.feature, np.arange(len(conditions.feature))] = 1.0
+    sizes = _leaf_sizes(conditions)
+    depth = int(sizes.max(initial=0))
+    to_x, to_reference = _shapley_weights(depth)
+    return References(satisfied=sat, unsatisfied=1.0 - sat, per_leaf=_per_leaf(conditions, sat),
+                      from_column=from_column, leaf_size=sizes.astype(float), to_x=to_x, to_reference=to_reference,
+                      width=depth + 1)
 
 
 def reference_shapley(conditions: LeafConditions, patient: np.ndarray, refs: References) -> np.ndarray:
     """Shapley values of the margin for one patient against each reference row (references x columns).
 
     Per leaf, A (conditions only x satisfies), B (only the reference) and the conditions neither satisfies are
-    counted from one product: the conditions both satisfy, beside the patient's and the reference's own counts.
+    counted from one sum: the conditions both satisfy, beside the patient's and the reference's own counts. A
+    leaf is reached only when neither-satisfies is empty; its value then goes to the A and B features with the
+    weights of `_shapley_weights`.
     """
-    x = satisfied(conditions, patient.reshape(1, -1)).astype(float)  # 1 x conditions
-    x_count = _per_leaf(conditions, x)
-    both = _per_leaf(conditions, refs.satisfied * x)
-    a, b = x_count - both, refs.per_leaf - both
-    size = np.diff(np.append(conditions.leaf_start, len(conditions.leaf_of)))
-    reachable = (size[None, :] - x_count - b) == 0
-    a_int, b_int = a.astype(int), b.astype(int)
-    total = FACTORIAL[a_int + b_int]
-    value = conditions.leaf_value[None, :] * reachable
-    weight_a = np.where(a_int > 0, value * FACTORIAL[np.maximum(a_int - 1, 0)] * FACTORIAL[b_int] / total, 0.0)
-    weight_b = np.where(b_int > 0, -value * FACTORIAL[a_int] * FACTORIAL[np.maximum(b_int - 1, 0)] / total, 0.0)
-    only_x = x * (1.0 - refs.satisfied)
-    only_b = (1.0 - x) * refs.satisfied
-    per_condition = only_x * weight_a[:, conditions.leaf_of] + only_b * weight_b[:, conditions.leaf_of]
-    return per_condition @ refs.to_column
+    x = satisfied(conditions, patient.reshape(1, -1))[0]  # conditions
+    x_count = _per_leaf(conditions, x.astype(float))
+    both = _per_leaf(conditions, refs.satisfied * x[:, None])  # leaves x references
+    a = x_count[:, None] - both
+    b = refs.per_leaf - both
+    reached = (refs.leaf_size[:, None] - x_count[:, None] - b) == 0
+    cell = (a * refs.width + b).astype(np.intp)
+    value = conditions.leaf_value[:, None] * reached
+    to_x, to_reference = (value * table[cell] for table in (refs.to_x, refs.to_reference))
+    leaf = conditions.leaf_of
+    per_condition = np.where(x[:, None], refs.unsatisfied * to_x[leaf], refs.satisfied * to_reference[leaf])
+    return (refs.from_column @ per_condition).T
