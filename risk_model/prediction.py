@@ -11,12 +11,10 @@ import numpy as np
 from risk_model.answers import (
     Contribution,
     Contributions,
-    Curve,
     Endpoint,
     ExplainedContribution,
     ExplanationAnswer,
     ExplanationBackground,
-    HorizonEstimate,
     ModelIdentity,
     PredictionAnswer,
     RiskGroup,
@@ -92,21 +90,28 @@ def answer_identity(bundle: ModelBundle, identity: dict[str, Any] | None = None)
                                          "run_id": bundle.lineage.get("run_id"), "family": bundle.family}))
 
 
-def _endpoint_answer(kind: str, at_horizons: np.ndarray, curve: np.ndarray, horizons: list[int],
-                     reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> Endpoint:
-    lower, upper = bounds if bounds is not None else (np.full(len(horizons), np.nan),) * 2
+def _endpoint_answers(kind: str, at_horizons: np.ndarray, curves: np.ndarray, horizons: list[int],
+                      reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> list[Endpoint]:
+    """One endpoint's answer for every patient, from (patients x horizons) and (patients x curve months) arrays:
+    the numbers are clipped and hidden for all patients at once, then each answer is validated from plain lists."""
+    lower, upper = bounds if bounds is not None else (np.full(at_horizons.shape, np.nan),) * 2
+    hidden = np.asarray(horizons, dtype=float) > reliable_until
     # Probabilities lie in [0, 1]; clipping only removes floating-point excursions (e.g. 1 + 2e-16).
-    at_horizons, curve, lower, upper = (np.clip(a, 0.0, 1.0) for a in (at_horizons, curve, lower, upper))
+    shown = [_shown(np.clip(values, 0.0, 1.0), hidden) for values in (at_horizons, lower, upper)]
+    months = CURVE_MONTHS.astype(int).tolist()
+    return [Endpoint.model_validate({
+        "kind": kind,
+        "horizons": [{"months": int(m), "probability": p, "lower": lo, "upper": hi}
+                     for m, p, lo, hi in zip(horizons, probability, low, high, strict=True)],
+        "curve": {"months": months, "probability": curve}})
+        for probability, low, high, curve in zip(*shown, np.clip(curves, 0.0, 1.0).tolist(), strict=True)]
 
-    def value(month: int, number: float) -> float | None:
-        return None if month > reliable_until or np.isnan(number) else float(number)
 
-    return Endpoint(
-        kind=kind,
-        horizons=[HorizonEstimate(months=int(m), probability=value(m, p), lower=value(m, lo), upper=value(m, hi))
-                  for m, p, lo, hi in zip(horizons, at_horizons, lower, upper, strict=True)],
-        curve=Curve(months=CURVE_MONTHS.astype(int).tolist(), probability=curve.tolist()),
-    )
+def _shown(values: np.ndarray, hidden: np.ndarray) -> list[list[float | None]]:
+    """Rows of plain floats, None past the training follow-up (`hidden` columns) and where there is no number."""
+    rows = values.astype(object)
+    rows[np.isnan(values) | hidden[None, :]] = None
+    return rows.tolist()
 
 
 def predict_patient(
@@ -151,16 +156,13 @@ def predict_patients(
                  else bundle.event_probability(encoded, np.array([bundle.main_horizon_months]))[:, 0])
     identity = answer_identity(bundle, model_identity)
     method = interval_method(bundle)
+    endpoints = {name: _endpoint_answers(kind, at_horizons[name], probabilities[name][:, len(months):],
+                                         bundle.horizons_months, reliable_until, intervals[name] if intervals else None)
+                 for name, kind in bundle.endpoint_kinds.items()}
     answers = []
     for row in range(len(patients)):
-        endpoints = {
-            name: _endpoint_answer(kind, at_horizons[name][row], probabilities[name][row, len(months):],
-                                   bundle.horizons_months, reliable_until,
-                                   (intervals[name][0][row], intervals[name][1][row]) if intervals else None)
-            for name, kind in bundle.endpoint_kinds.items()
-        }
         answers.append(PredictionAnswer(
-            task=bundle.task, model=identity, endpoints=endpoints,
+            task=bundle.task, model=identity, endpoints={name: endpoints[name][row] for name in endpoints},
             risk_group=risk_group(bundle, float(main_risk[row])), contributions=contributions[row],
             interval_method=method, warnings=[*cautions[row], *beyond, *not_learned]))
     return answers
@@ -168,16 +170,17 @@ def predict_patients(
 
 def _probabilities_and_intervals(bundle: ModelBundle, encoded: np.ndarray, months: np.ndarray
                                  ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-    """Every endpoint at the horizons then the curve months, and the intervals at the horizons: the bundle's own
-    model and its replicates in one vectorised pass."""
-    every_month = np.concatenate([months, CURVE_MONTHS])
+    """Every endpoint at the horizons then the curve months, and the intervals at the horizons. The replicates
+    are asked for the horizons only (all members in one vectorised pass), and the curve comes from the bundle's
+    own model alone: 30 replicates' curves, which no answer shows, were most of a boosted model's work."""
+    curves = bundle.endpoint_probabilities(encoded, CURVE_MONTHS)
     if not bundle.replicates:
-        return bundle.endpoint_probabilities(encoded, every_month), None
-    members = bundle.ensemble_endpoints(encoded, every_month)
-    probabilities = {name: values[0] for name, values in members.items()}
-    intervals = intervals_from_replicates(
-        bundle, {name: values[1:, :, : len(months)] for name, values in members.items()},
-        {name: values[:, : len(months)] for name, values in probabilities.items()})
+        at_horizons = bundle.endpoint_probabilities(encoded, months)
+        return {name: np.concatenate([at_horizons[name], curves[name]], axis=1) for name in curves}, None
+    members = bundle.ensemble_endpoints(encoded, months)
+    probabilities = {name: np.concatenate([values[0], curves[name]], axis=1) for name, values in members.items()}
+    intervals = intervals_from_replicates(bundle, {name: values[1:] for name, values in members.items()},
+                                          {name: values[0] for name, values in members.items()})
     return probabilities, intervals
 
 
