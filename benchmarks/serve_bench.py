@@ -1,13 +1,17 @@
-"""`make bench`: the same champion bundle served three ways on loopback, measured and compared with the goals of
-clarifications §6 (reported aims, never a timed test).
+"""`make bench`: the same champion bundle served three ways on loopback, measured and compared with the serving
+goals (reported aims, never a timed test): issue 18's for cml_tfr and all_hsct (ratio to the bare app, throughput
+against `mlflow models serve`, all_hsct's full answer, model time per patient in a 1,000-patient batch), and the
+service-wide ones it left standing (cold start, memory per worker, one-patient latency).
 
 Servers (see benchmarks/servers.py): this BentoML service, a bare FastAPI app over the same prediction path
 (benchmarks/bare_fastapi_app.py) and `mlflow models serve` of the registry's `models:/<task>@champion`; one at
 a time, each started cold. For each: p50/p99 latency at concurrency 1 and 8, throughput at concurrency 8
 (saturation on this machine), cold start (process start to the first 200 with a valid answer) and resident
 memory of the process tree once measured. For the service also: `/predict?contributions=false` (no explanation),
-`/predict` with an explicit `explain`, `/explain`, and the batch route with 100 patients (50 with contributions,
-the route's limit) per patient.
+`/predict` with an explicit `explain`, `/explain`, and the batch route with 1,000 patients (50 with contributions;
+both the route's limits) per patient. Model time: `predict_patients` on the same 1,000 validated patients in the
+bench's own process (the champion bundle, one BLAS thread as a worker has), the best of a few passes, per patient:
+what the batch route spends beyond HTTP and JSON.
 
 Usage: python -m benchmarks.serve_bench [--task cml_tfr] [--quick] [--requests N] [--seconds S] [--out FILE]
 """
@@ -36,10 +40,17 @@ from features.tasks import TASKS
 # The tasks a plain `make train` trains (their spec says so), so a fresh clone benchmarks what it has.
 DEFAULT_TASKS = tuple(name for name, task in TASKS.items() if task.spec and task.spec.trained_by_default)
 CONCURRENCIES = (1, 8)
-BATCH_PATIENTS = 100
-# Clarifications §6 (revised): aims at concurrency 1, one worker.
-GOALS = {"p50_plain_ms": 3.0, "p50_explained_ms": 6.0, "bare_ratio": 1.3, "mlflow_throughput_ratio": 2.5,
-         "cold_start_s": 12.0, "worker_mib": 450.0}
+BATCH_PATIENTS = 1000
+MODEL_TIME_PASSES = 5
+# The service-wide aims at concurrency 1, one worker, that issue 18 did not replace.
+GOALS = {"p50_plain_ms": 3.0, "p50_explained_ms": 6.0, "cold_start_s": 12.0, "worker_mib": 450.0}
+# Issue 18 (HARMONY scale), per task: full answer = `/predict` with its default contributions and intervals.
+TASK_GOALS: dict[str, dict[str, float]] = {
+    "cml_tfr": {"bare_ratio": 1.2, "mlflow_throughput_ratio": 5.0, "batch_model_ms": 0.05},
+    "all_hsct": {"p50_full_ms": 4.0, "mlflow_throughput_ratio": 2.0, "batch_model_ms": 0.5},
+}
+# A task without goals of its own is held to these (the service-wide ratios issue 18 tightened for the two above).
+DEFAULT_TASK_GOALS = {"bare_ratio": 1.3, "mlflow_throughput_ratio": 2.5}
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,7 @@ def service_cases(task: str, patients: list[dict[str, Any]], headers: dict[str, 
 
     slug = task.replace("_", "-")
     explain = explain_option(task)
-    many = [patients[i % len(patients)] for i in range(BATCH_PATIENTS)]
+    many = batch_of(patients)
     with_contributions = min(BATCH_PATIENTS, MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS)
     return [
         Case("predict", "`/predict` (contributions by default, intervals)",
@@ -159,7 +170,7 @@ def service_cases(task: str, patients: list[dict[str, Any]], headers: dict[str, 
              [Call.post(f"/v1/{slug}/predict?contributions=false", p, headers) for p in patients]),
         Case("explain", f"`/explain` ({explain['endpoint']}, {explain['horizon_months']:g} m), JSON",
              [Call.post(f"/v1/{slug}/explain", {**p, "explain": explain}, headers) for p in patients]),
-        Case("batch_plain", f"`/predict-batch`, {BATCH_PATIENTS} patients, no contributions, per patient",
+        Case("batch_plain", f"`/predict-batch`, {BATCH_PATIENTS:,} patients, no contributions, per patient",
              [Call.post(f"/v1/{slug}/predict-batch", {"patients": many, "include_contributions": False}, headers)],
              BATCH_PATIENTS),
         Case("batch_explained", f"`/predict-batch`, {with_contributions} patients with contributions, per patient",
@@ -167,6 +178,34 @@ def service_cases(task: str, patients: list[dict[str, Any]], headers: dict[str, 
                                                       "include_contributions": True}, headers)],
              with_contributions),
     ]
+
+
+def batch_of(patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [patients[i % len(patients)] for i in range(BATCH_PATIENTS)]
+
+
+def batch_model_ms(task: str, models_dir: Path, patients: list[dict[str, Any]]) -> float:
+    """Milliseconds per patient of `predict_patients` (no contributions) on the batch route's patients, in this
+    process on the champion bundle: the model's share of a batch answer, without HTTP or JSON."""
+    import time
+
+    from features.tasks import get_task
+    from risk_model.bundle import ModelBundle
+    from risk_model.prediction import predict_patients
+    from serving.api import prepare_patients
+    from serving.champions import one_blas_thread
+
+    one_blas_thread()  # as the service's worker runs
+    pointer = json.loads((models_dir / task / "champion.json").read_text())
+    bundle = ModelBundle.load(models_dir / task / str(pointer["path"]))
+    predictors = [p for p, _ in prepare_patients(get_task(task).schema, batch_of(patients))]
+    predict_patients(bundle, predictors[:10], with_contributions=False)  # warm the bundle's caches
+    best = math.inf
+    for _ in range(MODEL_TIME_PASSES):
+        start = time.perf_counter()
+        predict_patients(bundle, predictors, with_contributions=False)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / len(predictors)
 
 
 def bare_cases(patients: list[dict[str, Any]]) -> list[Case]:
@@ -253,6 +292,8 @@ def bench_task(task: str, models_dir: Path, settings: Settings) -> dict[str, Any
     patients = bench_patients(task)
     slug = task.replace("_", "-")
     measured: dict[str, Measured] = {}
+    _progress(f"{task}: model time of a {BATCH_PATIENTS:,}-patient batch, in process")
+    model_ms = batch_model_ms(task, models_dir, patients)
     with tempfile.TemporaryDirectory(prefix=f"bench-{task}-") as tmp:
         workdir = Path(tmp)
         only_task = task_models_dir(models_dir, task, workdir)
@@ -268,7 +309,7 @@ def bench_task(task: str, models_dir: Path, settings: Settings) -> dict[str, Any
                                      ("/invocations", mlflow_payload(task, patients[:1])), mlflow_probabilities,
                                      settings)
     return {"task": task, "pointer": pointer, "registry_run_id": registry_champion_run_id(task),
-            "patients": len(patients), "measured": measured}
+            "patients": len(patients), "measured": measured, "batch_model_ms": model_ms}
 
 
 def registry_champion_run_id(task: str) -> str | None:
@@ -338,7 +379,7 @@ def task_report(report: dict[str, Any]) -> str:
     for key, m in measured.items():
         lines.append(f"| {names[key]} | {m.cold_start_s:.1f} | {m.single_patient_worker_mib:.0f} | "
                      f"{m.memory['largest_mib']:.0f} | {m.memory['total_mib']:.0f} | {m.memory['processes']} |")
-    lines += ["", *consistency(measured), "", *goals_table(measured), ""]
+    lines += ["", *consistency(measured), "", *goals_table(measured, task, report["batch_model_ms"]), ""]
     return "\n".join(lines)
 
 
@@ -354,42 +395,66 @@ def consistency(measured: dict[str, Measured]) -> list[str]:
     return [f"Same probabilities for the example patient from all three: {'yes' if same else '**no**'} ({detail})."]
 
 
-def goals_table(measured: dict[str, Measured]) -> list[str]:
+def goals_table(measured: dict[str, Measured], task: str, batch_model_ms: float) -> list[str]:
+    """The task's issue-18 goals, then the service-wide ones; each with the figure it is judged on."""
+    return ["| goal | figure | status |", "|---|---|---|",
+            *(f"| {goal} | {figure} | {_status(met)} |"
+              for goal, figure, met in [*task_goal_rows(measured, task, batch_model_ms), *service_goal_rows(measured)])]
+
+
+def task_goal_rows(measured: dict[str, Measured], task: str, batch_model_ms: float
+                   ) -> list[tuple[str, str, bool | None]]:
+    goals = TASK_GOALS.get(task, DEFAULT_TASK_GOALS)
+    source = "issue 18" if task in TASK_GOALS else "service-wide"
     service = {c.key: c for c in measured["service"].cases}
     bare = {c.key: c for c in measured["bare"].cases}
     [mlflow] = measured["mlflow"].cases
-    plain, explained = service["predict_plain"].p_ms(1, 50), service["predict"].p_ms(1, 50)
-    chosen_explain = service["predict_explain"].p_ms(1, 50)
-    ratio = explained / bare["predict"].p_ms(1, 50)
-    ratio_plain = plain / bare["predict_plain"].p_ms(1, 50)
+    full = service["predict"].p_ms(1, 50)
+    rows = []
+    if "p50_full_ms" in goals:
+        rows.append((f"{source}: full answer p50 at c=1 ≤ {goals['p50_full_ms']:g} ms",
+                     f"{_ms(full)} ms (`/predict`: contributions, intervals)", _at_most(full, goals["p50_full_ms"])))
+    if "bare_ratio" in goals:
+        ratio = full / bare["predict"].p_ms(1, 50)
+        ratio_plain = service["predict_plain"].p_ms(1, 50) / bare["predict_plain"].p_ms(1, 50)
+        rows += [(f"{source}: full answer p50 within {goals['bare_ratio']:g}× the bare FastAPI app",
+                  f"{ratio:.2f}× (`/predict`)", _at_most(ratio, goals["bare_ratio"])),
+                 (f"{source}: p50 within {goals['bare_ratio']:g}× the bare FastAPI app, no explanations",
+                  f"{ratio_plain:.2f}× (`?contributions=false` on both)", _at_most(ratio_plain, goals["bare_ratio"]))]
     throughput = service["predict"].throughput(8) / mlflow.throughput(8)
     throughput_plain = service["predict_plain"].throughput(8) / mlflow.throughput(8)
+    rows += [(f"{source}: throughput ≥ {goals['mlflow_throughput_ratio']:g}× `mlflow models serve`",
+              f"{throughput:.2f}× (`/predict` at c=8)", _at_least(throughput, goals["mlflow_throughput_ratio"])),
+             (f"{source}: throughput ≥ {goals['mlflow_throughput_ratio']:g}× `mlflow models serve`, no explanations",
+              f"{throughput_plain:.2f}× (`/predict?contributions=false` at c=8)",
+              _at_least(throughput_plain, goals["mlflow_throughput_ratio"]))]
+    if "batch_model_ms" in goals:
+        rows.append((f"{source}: {BATCH_PATIENTS:,}-patient batch ≤ {goals['batch_model_ms']:g} ms of model time "
+                     "per patient", f"{batch_model_ms:.3f} ms (in process; over HTTP "
+                                    f"{_ms(service['batch_plain'].p_ms(1, 50))} ms at c=1)",
+                     _at_most(batch_model_ms, goals["batch_model_ms"])))
+    return rows
+
+
+def service_goal_rows(measured: dict[str, Measured]) -> list[tuple[str, str, bool | None]]:
+    service = {c.key: c for c in measured["service"].cases}
+    plain, explained = service["predict_plain"].p_ms(1, 50), service["predict"].p_ms(1, 50)
+    chosen_explain = service["predict_explain"].p_ms(1, 50)
     cold, worker = measured["service"].cold_start_s, measured["service"].memory["largest_mib"]
     worker_single = measured["service"].single_patient_worker_mib
-    rows = [
-        (f"p50 at c=1 without explanations ≤ {GOALS['p50_plain_ms']:g} ms",
-         f"{_ms(plain)} ms (`/predict?contributions=false`)",
-         _at_most(plain, GOALS["p50_plain_ms"])),
-        (f"p50 at c=1 with explanations and intervals ≤ {GOALS['p50_explained_ms']:g} ms",
+    return [
+        (f"service-wide: p50 at c=1 without explanations ≤ {GOALS['p50_plain_ms']:g} ms",
+         f"{_ms(plain)} ms (`/predict?contributions=false`)", _at_most(plain, GOALS["p50_plain_ms"])),
+        (f"service-wide: p50 at c=1 with explanations and intervals ≤ {GOALS['p50_explained_ms']:g} ms",
          f"{_ms(explained)} ms (`/predict`, default explanation)", _at_most(explained, GOALS["p50_explained_ms"])),
-        (f"p50 at c=1 with a chosen explanation ≤ {GOALS['p50_explained_ms']:g} ms",
+        (f"service-wide: p50 at c=1 with a chosen explanation ≤ {GOALS['p50_explained_ms']:g} ms",
          f"{_ms(chosen_explain)} ms (`/predict` with `explain`)", _at_most(chosen_explain, GOALS["p50_explained_ms"])),
-        (f"p50 within {GOALS['bare_ratio']:g}× the bare FastAPI app", f"{ratio:.2f}× (`/predict`)",
-         _at_most(ratio, GOALS["bare_ratio"])),
-        (f"p50 within {GOALS['bare_ratio']:g}× the bare FastAPI app, no explanations",
-         f"{ratio_plain:.2f}× (`?contributions=false` on both)", _at_most(ratio_plain, GOALS["bare_ratio"])),
-        (f"throughput ≥ {GOALS['mlflow_throughput_ratio']:g}× `mlflow models serve`",
-         f"{throughput:.2f}× (`/predict` at c=8)", _at_least(throughput, GOALS["mlflow_throughput_ratio"])),
-        (f"throughput ≥ {GOALS['mlflow_throughput_ratio']:g}× `mlflow models serve`, no explanations",
-         f"{throughput_plain:.2f}× (`/predict?contributions=false` at c=8)",
-         _at_least(throughput_plain, GOALS["mlflow_throughput_ratio"])),
-        (f"cold start ≤ {GOALS['cold_start_s']:g} s", f"{cold:.1f} s", _at_most(cold, GOALS["cold_start_s"])),
-        (f"≤ {GOALS['worker_mib']:g} MiB per worker", f"{worker:.0f} MiB at the end, after the batch cases "
-                                                      f"({worker_single:.0f} MiB after the one-patient cases)",
+        (f"service-wide: cold start ≤ {GOALS['cold_start_s']:g} s", f"{cold:.1f} s",
+         _at_most(cold, GOALS["cold_start_s"])),
+        (f"service-wide: ≤ {GOALS['worker_mib']:g} MiB per worker",
+         f"{worker:.0f} MiB at the end, after the batch cases ({worker_single:.0f} MiB after the one-patient cases)",
          _at_most(worker, GOALS["worker_mib"])),
     ]
-    return ["| goal (clarifications §6) | figure | status |", "|---|---|---|",
-            *(f"| {goal} | {figure} | {_status(met)} |" for goal, figure, met in rows)]
 
 
 def machine_line() -> str:
