@@ -303,7 +303,11 @@ class ModelBundle:
                                ) -> dict[str, np.ndarray]:
         """Every endpoint (patients x months), in chunks of patients: with competing causes each patient carries
         one value per event time, and all_hsct's 45,000 held-out patients of a 180,000 cohort at once took 8.9 GB."""
-        margins = self.margins(frame)
+        return self.endpoints_in_chunks(self.margins(frame), months, only)
+
+    def endpoints_in_chunks(self, margins: dict[str, np.ndarray], months: np.ndarray, only: str | None = None
+                            ) -> dict[str, np.ndarray]:
+        """`endpoints_from_margins` of the bundle's own margins (1-D), ENSEMBLE_ROWS patients at a time."""
         n = len(next(iter(margins.values())))
         if n <= ENSEMBLE_ROWS:
             return self.endpoints_from_margins(margins, months, only)
@@ -315,13 +319,18 @@ class ModelBundle:
                            ) -> dict[str, np.ndarray]:
         """Every endpoint for every member (members x patients x months; member 0 is the bundle's own model), in
         one vectorised pass per chunk of patients (chunks bound the memory of members x patients x event times)."""
-        encoded = self.encode(patients)
+        # Margins of all patients at once (members x patients is small): a booster pays a fixed cost per call.
+        return self.ensemble_from_margins(self.member_margins(self.encode(patients), with_replicates=True), months,
+                                          only)
+
+    def ensemble_from_margins(self, margins: dict[str, np.ndarray], months: np.ndarray, only: str | None = None
+                              ) -> dict[str, np.ndarray]:
+        """`ensemble_endpoints` of every member's margins (members x patients, as `member_margins` gives them)."""
         members = self._ensemble()["members"]
         chunk = max(1, ENSEMBLE_ROWS // len(members))
-        # Margins of all patients at once (members x patients is small): a booster pays a fixed cost per call.
-        margins = self.member_margins(encoded, with_replicates=True)
+        n = len(next(iter(margins.values()))[0])
         parts = [self.endpoints_from_margins({c: m[:, i:i + chunk] for c, m in margins.items()}, months, only,
-                                             members) for i in range(0, len(encoded), chunk)]
+                                             members) for i in range(0, n, chunk)]
         return {name: np.concatenate([part[name] for part in parts], axis=1) for name in parts[0]}
 
     def event_probability(self, frame: pd.DataFrame | np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -675,6 +684,8 @@ def _product_limit(increments: list[np.ndarray], needed: set[int] | None = None
     else:  # no step capped: scaling by 1.0 changes no bit, so it is skipped
         scale, factors = None, 1.0 - total
     survival_after = np.cumprod(factors, axis=-1)
+    if needed is not None and not needed:  # event-free probability only (GRFS): no increment is read
+        return survival_after, [None] * len(increments)
     survival_before = np.concatenate([np.ones((*total.shape[:-1], 1)), survival_after[..., :-1]], axis=-1)
     return survival_after, [
         None if needed is not None and k not in needed

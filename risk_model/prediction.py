@@ -170,14 +170,15 @@ def predict_patients(
 
 def _probabilities_and_intervals(bundle: ModelBundle, encoded: np.ndarray, months: np.ndarray
                                  ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-    """Every endpoint at the horizons then the curve months, and the intervals at the horizons. The replicates
-    are asked for the horizons only (all members in one vectorised pass), and the curve comes from the bundle's
+    """Every endpoint at the horizons then the curve months, and the intervals at the horizons, from one pass over
+    every member's margins. The replicates are asked for the horizons only, and the curve comes from the bundle's
     own model alone: 30 replicates' curves, which no answer shows, were most of a boosted model's work."""
-    curves = bundle.endpoint_probabilities(encoded, CURVE_MONTHS)
+    margins = bundle.member_margins(encoded, with_replicates=bool(bundle.replicates))
+    curves = bundle.endpoints_in_chunks({cause: values[0] for cause, values in margins.items()}, CURVE_MONTHS)
     if not bundle.replicates:
-        at_horizons = bundle.endpoint_probabilities(encoded, months)
+        at_horizons = bundle.endpoints_in_chunks({cause: values[0] for cause, values in margins.items()}, months)
         return {name: np.concatenate([at_horizons[name], curves[name]], axis=1) for name in curves}, None
-    members = bundle.ensemble_endpoints(encoded, months)
+    members = bundle.ensemble_from_margins(margins, months)
     probabilities = {name: np.concatenate([values[0], curves[name]], axis=1) for name, values in members.items()}
     intervals = intervals_from_replicates(bundle, {name: values[1:] for name, values in members.items()},
                                           {name: values[0] for name, values in members.items()})
