@@ -642,17 +642,23 @@ def _member_hazards(bundle: ModelBundle, cause: str, members: list[dict[str, Cau
 
 
 def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[str, CauseModel]], upto: float
-                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The event times of the named causes over all members up to `upto`, and each cause's baseline hazard
-    increments there (members x strata x grid); cached, since serving asks for the same months every time."""
+    increments there (causes x members x strata x grid); cached, since serving asks for the same months every
+    time."""
     cache = _bounded(bundle._ensemble()["grids"])
     key = (names, tuple(id(m) for m in members), upto)
     if key not in cache:
         grid = _jump_grid([m[name] for m in members for name in names], upto)
-        steps = {name: np.diff(np.stack([m[name].baseline.hazards(grid) for m in members]), axis=-1,
-                               prepend=0.0) for name in names}
+        steps = np.stack([np.diff(np.stack([m[name].baseline.hazards(grid) for m in members]), axis=-1, prepend=0.0)
+                          for name in names])
         cache[key] = (grid, steps)
     return cache[key]
+
+
+def _rates(margins: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """exp(margin) of the named causes (causes x members x patients)."""
+    return np.exp(np.stack([margins[name] for name in names]))
 
 
 def _stratum_of(margins: dict[str, np.ndarray], member: int) -> dict[str, np.ndarray]:
@@ -666,38 +672,6 @@ def _per_patient(by_stratum: np.ndarray, stratum: np.ndarray | None) -> np.ndarr
         return by_stratum[:, :1, :]
     index = np.asarray(stratum, dtype=int)
     return by_stratum[np.arange(len(by_stratum))[:, None], index]
-
-
-def _product_limit(increments: list[np.ndarray], needed: set[int] | None = None
-                   ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """Event-free probability just after each grid time and each cause's incidence increments (grid last axis);
-    with `needed`, only those causes' increments (None for the others).
-
-    S(g) = S(g-) (1 - dH_total(g)); dF_k(g) = S(g-) dH_k(g). When dH_total > 1 (large relative hazards) the
-    increments are scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
-    """
-    total = np.sum(increments, axis=0)
-    capped = total > 1.0
-    if capped.any():
-        scale = np.where(capped, 1.0 / np.where(total > 0, total, 1.0), 1.0)
-        factors = 1.0 - total * scale
-    else:  # no step capped: scaling by 1.0 changes no bit, so it is skipped
-        scale, factors = None, 1.0 - total
-    survival_after = np.cumprod(factors, axis=-1)
-    if needed is not None and not needed:  # event-free probability only (GRFS): no increment is read
-        return survival_after, [None] * len(increments)
-    survival_before = np.concatenate([np.ones((*total.shape[:-1], 1)), survival_after[..., :-1]], axis=-1)
-    return survival_after, [
-        None if needed is not None and k not in needed
-        else survival_before * inc if scale is None else survival_before * inc * scale
-        for k, inc in enumerate(increments)]
-
-
-def _at_months(grid: np.ndarray, values: np.ndarray, months: np.ndarray, start: float) -> np.ndarray:
-    """Step function (value after each grid time, last axis) read at each month; `start` before the first."""
-    index = np.searchsorted(grid, months, side="right") - 1
-    padded = np.concatenate([np.full((*values.shape[:-1], 1), start), values], axis=-1)
-    return padded[..., index + 1]
 
 
 def main_causes(bundle: ModelBundle) -> list[str]:
@@ -727,20 +701,20 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     the declared ones are returned (or `only` and what it needs). Margins are (members x patients), one member
     per entry of `members` (default: the bundle's own causes); results add the month axis.
     """
+    # numba (about 0.3 s to import) only where a competing-risk model answers, not in the service's arbiter
+    from risk_model.product_limit import product_limit_at
+
     members = members or [bundle.causes]
     main = tuple(main_causes(bundle))
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
     upto = float(months.max())
     grid, steps = _grid_steps(bundle, main, members, upto)
     stratum = margins.get(STRATUM)
-    # Incidence increments only where an answer reads them: a wanted incidence, and the first cause for OS.
+    # Incidences only where an answer reads them: a wanted incidence, and the first cause's increments for OS.
     needed = {k for k, name in enumerate(main) if name in wanted} | ({0} if "os" in wanted else set())
-    free_after, increments = _product_limit(
-        [np.exp(margins[name])[:, :, None] * _per_patient(steps[name], stratum) for name in main], needed)
-    d_first = increments[0]
-    result = {name: _at_months(grid, np.cumsum(step, axis=-1), months, 0.0) for name, step in zip(
-        main, increments, strict=True) if name in wanted}
-    event_free = _at_months(grid, free_after, months, 1.0)
+    event_free, incidence, d_first = product_limit_at(_rates(margins, main), steps, stratum, grid, months, needed,
+                                                      keep_first="os" in wanted)
+    result = {name: incidence[k] for k, name in enumerate(main) if name in wanted}
     result["lfs"] = event_free
     for name, kind in bundle.endpoint_kinds.items():
         if kind == "survival" and name not in ("os", "grfs"):
@@ -755,9 +729,8 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
                                                          cache[key])
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
-        grfs_after, _ = _product_limit([np.exp(margins[name])[:, :, None] * _per_patient(grfs_steps[name], stratum)
-                                        for name in GRFS_CAUSES], set())
-        result["grfs"] = np.minimum(_at_months(grfs_grid, grfs_after, months, 1.0), result["lfs"])
+        grfs_free, _, _ = product_limit_at(_rates(margins, GRFS_CAUSES), grfs_steps, stratum, grfs_grid, months, set())
+        result["grfs"] = np.minimum(grfs_free, result["lfs"])
     if only is None:
         return {name: result[name] for name in bundle.endpoint_kinds}
     return result
