@@ -11,10 +11,12 @@ import numpy as np
 from risk_model.answers import (
     Contribution,
     Contributions,
+    Curve,
     Endpoint,
     ExplainedContribution,
     ExplanationAnswer,
     ExplanationBackground,
+    HorizonEstimate,
     ModelIdentity,
     PredictionAnswer,
     RiskGroup,
@@ -93,17 +95,19 @@ def answer_identity(bundle: ModelBundle, identity: dict[str, Any] | None = None)
 def _endpoint_answers(kind: str, at_horizons: np.ndarray, curves: np.ndarray, horizons: list[int],
                       reliable_until: float, bounds: tuple[np.ndarray, np.ndarray] | None) -> list[Endpoint]:
     """One endpoint's answer for every patient, from (patients x horizons) and (patients x curve months) arrays:
-    the numbers are clipped and hidden for all patients at once, then each answer is validated from plain lists."""
+    the numbers are clipped and hidden for all patients at once. The answer objects are built without validation
+    (`model_construct`): every value is a float in [0, 1], None or a month, as the types say, and checking each of
+    a curve's 61 points again cost more than computing them."""
     lower, upper = bounds if bounds is not None else (np.full(at_horizons.shape, np.nan),) * 2
     hidden = np.asarray(horizons, dtype=float) > reliable_until
     # Probabilities lie in [0, 1]; clipping only removes floating-point excursions (e.g. 1 + 2e-16).
     shown = [_shown(np.clip(values, 0.0, 1.0), hidden) for values in (at_horizons, lower, upper)]
-    months = CURVE_MONTHS.astype(int).tolist()
-    return [Endpoint.model_validate({
-        "kind": kind,
-        "horizons": [{"months": int(m), "probability": p, "lower": lo, "upper": hi}
-                     for m, p, lo, hi in zip(horizons, probability, low, high, strict=True)],
-        "curve": {"months": months, "probability": curve}})
+    months, horizon_months = CURVE_MONTHS.astype(int).tolist(), [int(m) for m in horizons]
+    return [Endpoint.model_construct(
+        kind=kind,
+        horizons=[HorizonEstimate.model_construct(months=m, probability=p, lower=lo, upper=hi)
+                  for m, p, lo, hi in zip(horizon_months, probability, low, high, strict=True)],
+        curve=Curve.model_construct(months=months, probability=curve))
         for probability, low, high, curve in zip(*shown, np.clip(curves, 0.0, 1.0).tolist(), strict=True)]
 
 
