@@ -21,7 +21,7 @@ from features.tasks import get_task
 from risk_model.bundle import ModelBundle
 from risk_model.prediction import predict_patients
 from serving.api import prepare_patients
-from serving.champions import one_blas_thread
+from serving.champions import few_malloc_arenas, one_blas_thread
 from serving.request_models import patient_request_model
 
 
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=3001)
     args = parser.parse_args(argv)
     one_blas_thread()  # as the service's worker does
+    few_malloc_arenas()
     app = create_app(load_champion(Path(args.models_dir), args.task), args.task)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

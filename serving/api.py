@@ -7,6 +7,7 @@ Answers come from `risk_model.prediction.predict_patients`, the one prediction p
 
 
 import os
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,7 +42,7 @@ from serving.answers import (
     error,
 )
 from serving.audit import AuditTrail
-from serving.champions import ChampionRegistry, LoadedChampion
+from serving.champions import ChampionRegistry, LoadedChampion, release_free_memory
 from serving.metrics import exposition, service_metrics
 from serving.middleware import METRICS_PATH, NOT_FOUND, PROTECTED_PREFIXES, AccessSettings, ServiceMiddleware
 from serving.page import add_page
@@ -209,6 +210,10 @@ def create_app(champions: ChampionRegistry, keys: dict[str, str], audit: AuditTr
                                 {"name": "admin", "description": "operations (API key needed)"},
                                 *({"name": t.schema.task, "description": t.schema.title} for t in TASKS.values())])
     app.state.champions = champions
+    # One batch computes at a time in a worker: its arrays (members x patients x event times) and its answer
+    # objects are the largest the service makes, and eight 1,000-patient all_hsct batches at once took the worker
+    # to 822 MiB. The others wait their turn; the CPU they would share is the same.
+    app.state.batch_slot = threading.Semaphore(1)
     app.add_middleware(ServiceMiddleware, keys=keys, routes=app.router.routes, audit=audit, roles=roles,
                        settings=settings)
 
@@ -376,6 +381,12 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
                          f"include_contributions (at most {MAX_BATCH_PATIENTS} without)",
                          [{"location": "body.patients", "reason": f"more than "
                                                                   f"{MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} patients"}])
+        with request.app.state.batch_slot:  # the answers live only inside: what leaves is their JSON
+            response = batch_answer(batch, request, loaded)
+        release_free_memory()
+        return response
+
+    def batch_answer(batch: BaseModel, request: Request, loaded: LoadedChampion) -> Response:
         results, valid = _validate_batch(schema, request_model, batch.patients, loaded.bundle)
         answers = predict_patients(loaded.bundle, [v[1] for v in valid], explain=[v[2] for v in valid],
                                    with_contributions=batch.include_contributions, model_identity=loaded.identity)

@@ -22,7 +22,7 @@ from serving.answers import REQUEST_TIMEOUT_SECONDS
 from serving.api import create_app
 from serving.audit import AuditTrail
 from serving.auth import keys_file, parse_key_lines
-from serving.champions import ChampionRegistry, one_blas_thread
+from serving.champions import ChampionRegistry, few_malloc_arenas, one_blas_thread
 from serving.middleware import AccessSettings, AppFirst
 
 champions = ChampionRegistry(os.environ.get("MODELS_DIR", "models"), list(TASKS))
@@ -38,6 +38,7 @@ app = create_app(champions, api_keys, audit, key_roles, AccessSettings.from_env(
 class RelapseRiskService:
     def __init__(self) -> None:
         one_blas_thread()
+        few_malloc_arenas()
         for key_id, key, roles in parse_key_lines(keys_file().read_text()):
             api_keys[key_id], key_roles[key_id] = key, roles
         audit.prepare()

@@ -143,6 +143,40 @@ def test_batch_keeps_good_patients_when_one_is_bad(client):
     assert_close(explained["contributions"], single["contributions"])
 
 
+def test_batches_sent_together_compute_one_at_a_time(client, monkeypatch):
+    """A batch's arrays are the largest the service makes: concurrent batches wait their turn, and all answer."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import serving.api
+
+    inside, most, lock = [0], [0], threading.Lock()
+    original = serving.api.predict_patients
+
+    def counted(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)  # long enough for the other requests to arrive while this one computes
+        try:
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    # The champion loads at the first request (the service loads it at start); then the batches come together.
+    client.post(f"{SINGLE_ROUTE}/predict-batch", json={"patients": [PATIENT]}, headers=HEADERS)
+    monkeypatch.setattr(serving.api, "predict_patients", counted)
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: client.post(f"{SINGLE_ROUTE}/predict-batch",
+                                                        json={"patients": [PATIENT] * 20}, headers=HEADERS),
+                                  range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert all(r.json()["succeeded"] == 20 for r in responses)
+    assert most[0] == 1
+
+
 def test_batch_of_competing_risk_patients(client):
     patients = [COMPETING_PATIENT, {**COMPETING_PATIENT, "donor_type": "cousin"}]
     body = client.post(f"{COMPETING_ROUTE}/predict-batch", json={"patients": patients}, headers=HEADERS).json()
@@ -348,3 +382,15 @@ def test_openapi_documents_every_route_field_and_error(client):
     page = client.get("/docs").text
     assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn." not in page
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_a_worker_keeps_few_malloc_arenas():
+    """glibc takes the setting (so request threads share two arenas); run in a fresh process, as a worker starts."""
+    import platform
+    import subprocess
+    import sys
+
+    script = "from serving.champions import few_malloc_arenas; print(few_malloc_arenas())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
