@@ -11,6 +11,12 @@ middleware and labels every request with the raw path, so each distinct URL a st
 the worker's memory and to `/metrics` for good, and no middleware of ours runs early enough to bound that label.
 `/metrics` is then the app's, with the service's bounded series (route template or `unmatched`), served as
 METRICS_ACCESS says.
+
+BentoML's OpenTelemetry middleware is the outermost too and built spans for every request (and for each message
+of it) though no exporter sends them anywhere: a third of a one-patient request's Python calls. Every route is
+excluded from tracing (`TRACE_NO_ROUTE`); a deployment that exports traces sets its own `exporter_type` and
+`excluded_urls` under `services: relapse_risk: tracing:` in a BentoML configuration file (`BENTOML_CONFIG`), which
+takes precedence (checked by hand: the spans come back).
 """
 
 import os
@@ -25,6 +31,8 @@ from serving.auth import keys_file, parse_key_lines
 from serving.champions import ChampionRegistry, few_malloc_arenas, one_blas_thread
 from serving.middleware import AccessSettings, AppFirst
 
+TRACE_NO_ROUTE = ".*"  # a regular expression every URL matches
+
 champions = ChampionRegistry(os.environ.get("MODELS_DIR", "models"), list(TASKS))
 api_keys: dict[str, str] = {}
 key_roles: dict[str, frozenset[str]] = {}
@@ -33,7 +41,7 @@ app = create_app(champions, api_keys, audit, key_roles, AccessSettings.from_env(
 
 
 @bentoml.service(name="relapse_risk", workers=1, traffic={"timeout": REQUEST_TIMEOUT_SECONDS},
-                 metrics={"enabled": False})
+                 metrics={"enabled": False}, tracing={"excluded_urls": TRACE_NO_ROUTE})
 @bentoml.asgi_app(app, path="/")
 class RelapseRiskService:
     def __init__(self) -> None:
