@@ -6,8 +6,9 @@ scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
 
 numpy computed this as whole arrays (members x patients x event times): each cause's increments, their sum, a
 running product and a running sum per cause, every one written out and read back, and numpy's running products
-and sums cost about 4 ns a cell. Here one loop per (member, patient) walks the event times and stores only what an
-answer reads: the values at the months, and the first cause's increments when overall survival needs them. The
+and sums cost about 4 ns a cell. Here each (member, patient) is walked over the event times on its own (`_walk`)
+and only what an answer reads is stored: the values at the months, and the first cause's increments when overall
+survival needs them. The
 operations and their order are numpy's (one product per increment, causes summed in order, products and sums
 running forward), so the results are the same bits.
 """
