@@ -505,6 +505,15 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def default_out(started: datetime, quick: bool) -> Path:
+    """benchmarks/results/<date>[-quick].md, or with the start time when that day already has one: a second run
+    the same day must not overwrite the first (they may hold other code or champions)."""
+    folder = REPO / "benchmarks" / "results"
+    suffix = "-quick" if quick else ""
+    out = folder / f"{started:%Y-%m-%d}{suffix}.md"
+    return folder / f"{started:%Y-%m-%d-%H%M}{suffix}.md" if out.exists() else out
+
+
 def main(argv: list[str] | None = None) -> int:
     from features.tasks import TASKS
 
@@ -516,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="at most this many seconds per case and concurrency")
     parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR", REPO / "models")))
     parser.add_argument("--out", type=Path, help="markdown file to write (default benchmarks/results/<date>.md, "
-                                                 "<date>-quick.md with --quick)")
+                                                 "<date>-quick.md with --quick; with the start time when that "
+                                                 "file exists)")
     args = parser.parse_args(argv)
     settings = Settings(requests=args.requests or (200 if args.quick else 5000),
                         seconds=args.seconds or (3.0 if args.quick else 20.0),
@@ -532,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = [bench_task(task, args.models_dir, settings) for task in tasks]
     text = render(reports, settings, started)
     print(text)
-    out = args.out or REPO / "benchmarks" / "results" / f"{started:%Y-%m-%d}{'-quick' if args.quick else ''}.md"
+    out = args.out or default_out(started, args.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     print(f"\nwritten to {out}", file=sys.stderr)
