@@ -189,15 +189,14 @@ def batch_model_ms(task: str, models_dir: Path, patients: list[dict[str, Any]]) 
     process on the champion bundle: the model's share of a batch answer, without HTTP or JSON."""
     import time
 
+    from benchmarks.bare_fastapi_app import load_champion
     from features.tasks import get_task
-    from risk_model.bundle import ModelBundle
     from risk_model.prediction import predict_patients
     from serving.api import prepare_patients
     from serving.champions import one_blas_thread
 
     one_blas_thread()  # as the service's worker runs
-    pointer = json.loads((models_dir / task / "champion.json").read_text())
-    bundle = ModelBundle.load(models_dir / task / str(pointer["path"]))
+    bundle = load_champion(models_dir, task)
     predictors = [p for p, _ in prepare_patients(get_task(task).schema, batch_of(patients))]
     predict_patients(bundle, predictors[:10], with_contributions=False)  # warm the bundle's caches
     best = math.inf

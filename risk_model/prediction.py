@@ -178,9 +178,10 @@ def _probabilities_and_intervals(bundle: ModelBundle, encoded: np.ndarray, month
     every member's margins. The replicates are asked for the horizons only, and the curve comes from the bundle's
     own model alone: 30 replicates' curves, which no answer shows, were most of a boosted model's work."""
     margins = bundle.member_margins(encoded, with_replicates=bool(bundle.replicates))
-    curves = bundle.endpoints_in_chunks({cause: values[0] for cause, values in margins.items()}, CURVE_MONTHS)
+    own = {cause: values[0] for cause, values in margins.items()}
+    curves = bundle.endpoints_in_chunks(own, CURVE_MONTHS)
     if not bundle.replicates:
-        at_horizons = bundle.endpoints_in_chunks({cause: values[0] for cause, values in margins.items()}, months)
+        at_horizons = bundle.endpoints_in_chunks(own, months)
         return {name: np.concatenate([at_horizons[name], curves[name]], axis=1) for name in curves}, None
     members = bundle.ensemble_from_margins(margins, months)
     probabilities = {name: np.concatenate([values[0], curves[name]], axis=1) for name, values in members.items()}

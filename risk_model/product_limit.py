@@ -6,11 +6,11 @@ scaled to 1, so S stays in [0, 1] and S + sum F_k = 1 holds exactly.
 
 numpy computed this as whole arrays (members x patients x event times): each cause's increments, their sum, a
 running product and a running sum per cause, every one written out and read back, and numpy's running products
-and sums cost about 4 ns a cell. Here each (member, patient) is walked over the event times on its own (`_walk`)
-and only what an answer reads is stored: the values at the months, and the first cause's increments when overall
-survival needs them. The
-operations and their order are numpy's (one product per increment, causes summed in order, products and sums
-running forward), so the results are the same bits.
+and sums are several times slower per cell than its elementwise products. Here each (member, patient) is walked
+over the event times on its own (`_walk`) and only what an answer reads is stored: the values at the months, and
+the first cause's increments when overall survival needs them. The operations and their order are numpy's (one
+product per increment, causes summed in order, products and sums running forward), so the results are the same
+bits.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _walk(rates: np.ndarray, steps: np.ndarray, stratum: np.ndarray, positions: 
           needed: np.ndarray, free_out: np.ndarray, incidence_out: np.ndarray, first_out: np.ndarray) -> None:
     """Per (member, patient), three short loops over the event times, each carrying one running value: the
     causes' total hazard step, then the event-free probability (kept before each step), then each needed cause's
-    incidence. One loop carrying every cause's running sum in an array was twice as slow. `order` sorts the months
+    incidence. One loop carrying every cause's running sum in an array was much slower. `order` sorts the months
     by `positions`, their last grid time (-1: before the first), so each loop writes them as it passes."""
     causes, members, patients = rates.shape
     grid = steps.shape[3]

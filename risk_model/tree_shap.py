@@ -84,10 +84,6 @@ def _per_leaf(conditions: LeafConditions, counts: np.ndarray) -> np.ndarray:
     return total
 
 
-def _leaf_sizes(conditions: LeafConditions) -> np.ndarray:
-    return _sizes(conditions.leaf_start, len(conditions.leaf_of))
-
-
 def _sizes(leaf_start: np.ndarray, n_conditions: int) -> np.ndarray:
     return np.diff(np.append(leaf_start, n_conditions))
 
@@ -134,7 +130,7 @@ def references(conditions: LeafConditions, matrix: np.ndarray) -> References:
     sat = np.ascontiguousarray(satisfied(conditions, matrix).T.astype(float))
     from_column = np.zeros((conditions.n_columns, len(conditions.feature)))
     from_column[conditions.feature, np.arange(len(conditions.feature))] = 1.0
-    sizes = _leaf_sizes(conditions)
+    sizes = _sizes(conditions.leaf_start, len(conditions.leaf_of))
     depth = int(sizes.max(initial=0))
     to_x, to_reference = _shapley_weights(depth)
     return References(satisfied=sat, unsatisfied=1.0 - sat, per_leaf=_per_leaf(conditions, sat),

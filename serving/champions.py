@@ -68,9 +68,9 @@ def _glibc() -> Any:
 
 def few_malloc_arenas(count: int = 2) -> bool:
     """Let glibc keep at most `count` malloc arenas in this worker (False where there is no glibc). Each thread
-    that serves a batch otherwise gets an arena of its own and keeps what it freed: eight 1,000-patient all_hsct
-    batches on eight threads left the process at 826 MiB, against 443 MiB with two arenas (and 367 MiB one after
-    another). Set before the request threads start, so it is called when a worker starts."""
+    that serves a batch otherwise gets an arena of its own and keeps what it freed, so concurrent batches left a
+    worker far above the 450 MiB goal (make bench's batch case, `benchmarks/results/`). Set before the request
+    threads start, so it is called when a worker starts."""
     libc = _glibc()
     return bool(libc and libc.mallopt(M_ARENA_MAX, count))
 
