@@ -37,7 +37,6 @@ from risk_model.after_event import (
     post_event_margin,
 )
 from risk_model.breslow import BreslowBaseline
-from risk_model.forest import compile_forest, forest_margins
 from risk_model.preprocessing import PatientEncoding, Preprocessor, encoded_to_matrix
 from risk_model.strata import STRATUM, StratifiedBaseline, baseline_from_json, encoded_strata, stratum_codes
 
@@ -57,7 +56,6 @@ ENSEMBLE_ROWS = 256
 # it xgboost's own walk, one call per member, is cheaper per patient. Measured on cml_tfr's champion (31 boosters of
 # 295 stumps, load ~7): 1 patient 0.6 vs 40 ms, 32 patients 24 vs 44 ms, 256 patients 131 vs 79 ms. Both give the
 # same margins, bit for bit.
-FOREST_ROWS = 32
 CONTRIBUTION_ROWS = 512
 GRADIENT_STEP = 1e-4
 
@@ -249,11 +247,8 @@ class ModelBundle:
         for name in self.causes:
             if name in ensemble["weights"]:
                 margins[name] = ensemble["weights"][name][:count] @ encoded.T
-            elif len(encoded) <= FOREST_ROWS:
+            else:
                 margins[name] = self._forest_margins(name, count, encoded)
-            else:  # many rows: xgboost's own walk is cheaper per row than numpy's, and gives the same bits
-                margins[name] = np.stack([m[name].margin_encoded(encoded, ensemble["encoding"])
-                                          for m in ensemble["members"][:count]])
         if has_model(self.post_relapse_survival):  # one post-relapse model shared by every member
             after = post_event_margin(self.post_relapse_survival, ensemble["encoding"], encoded)
             margins[AFTER_EVENT] = np.repeat(after[None, :], count, axis=0)
@@ -268,6 +263,9 @@ class ModelBundle:
         Members whose preprocessors differ (a category absent from a bootstrap resample has no column) read their
         own columns, side by side in one stacked model matrix."""
         ensemble = self._ensemble()
+        # numba (about 0.3 s to import) only where a boosted model answers, not in the service's arbiter
+        from risk_model.forest import compile_forest, forest_margins
+
         forests = ensemble.setdefault("forests", {})
         if cause not in forests:
             offsets, stacked = _stacked_maps([m[cause] for m in ensemble["members"]], ensemble["encoding"])

@@ -1,9 +1,9 @@
-"""Every member's trees of one cause in flat arrays, evaluated for many patients in one vectorised pass.
+"""Every member's trees of one cause in flat arrays, walked for all patients in one compiled pass.
 
-A boosted bundle answers with its own booster and its bootstrap replicates (31 boosters per cause), and each
-`inplace_predict` call costs a fixed ~0.3 ms whatever the model size. Here all members' trees are read once from
-xgboost's JSON model and walked together, one step per tree level for every (patient, tree) pair at once, so a
-one-patient answer pays numpy's per-call cost a few times instead of xgboost's 31 times.
+A boosted bundle answers with its own booster and its bootstrap replicates (31 boosters per cause). Through
+xgboost each member is an `inplace_predict` call with a fixed cost whatever the model size, and a batch pays
+xgboost's per-row set-up 31 times. Here all members' trees are read once from xgboost's JSON model and walked in
+one numba loop (`_walk`) for every patient, member and tree, for one patient and for a batch alike.
 
 The margins equal xgboost's own (`predict_type="margin"`) bit for bit: features and thresholds are compared in
 float32 (`x < threshold` goes left, NaN follows the node's default child), each member's base margin is
@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from numba import njit
 
-ROWS_PER_PASS = 256  # as the bundle's ENSEMBLE_ROWS: (patients x trees) index arrays of one pass stay small
 _LIBM = ctypes.CDLL(ctypes.util.find_library("m") or None)
 _LIBM.logf.restype = ctypes.c_float
 _LIBM.logf.argtypes = [ctypes.c_float]
@@ -46,9 +46,9 @@ class CompiledForest:
     base_margin: np.ndarray  # member -> float32 base margin
     depth: int  # the deepest tree's number of split levels
     n_columns: int  # width of the model matrix the features index
-    # node -> column of the matrix `_doubled` builds: the NaN-as--inf copy for a default-left split, the NaN-as-+inf
-    # copy for a default-right one, the last (all -inf) column for a leaf, which so never moves on.
-    gather: np.ndarray
+    # node -> row of `_by_column`'s array: the feature's NaN-as--inf copy for a default-left split, its NaN-as-+inf
+    # copy for a default-right one
+    reads: np.ndarray
 
     @property
     def members(self) -> int:
@@ -86,9 +86,6 @@ def compile_forest(
     for member, member_trees in enumerate(trees):
         roots[member, : len(member_trees)] = starts[position : position + len(member_trees)]
         position += len(member_trees)
-    split = np.flatnonzero(nodes["left"] != np.arange(len(nodes["left"])))
-    gather = np.full(len(nodes["left"]), 2 * width, np.int64)
-    gather[split] = nodes["feature"][split] + np.where(nodes["default_left"][split], 0, width)
     return CompiledForest(
         **nodes,
         roots=roots.ravel(),
@@ -96,7 +93,7 @@ def compile_forest(
         base_margin=np.array([_base_margin(m) for m in models], np.float32),
         depth=_depth(nodes["left"], nodes["right"], roots.ravel()),
         n_columns=width,
-        gather=gather,
+        reads=nodes["feature"] + np.where(nodes["default_left"], 0, width),
     )
 
 
@@ -195,36 +192,49 @@ def _depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
         frontier, depth = np.concatenate([left[split], right[split]]), depth + 1
 
 
-def forest_margins(forest: CompiledForest, matrix: np.ndarray, rows_per_pass: int = ROWS_PER_PASS) -> np.ndarray:
+def forest_margins(forest: CompiledForest, matrix: np.ndarray) -> np.ndarray:
     """Every member's margin for every row of the model matrix: (members x rows), float32 like xgboost's."""
     result = np.empty((forest.members, len(matrix)), np.float32)
-    for first in range(0, len(matrix), rows_per_pass):
-        part = matrix[first : first + rows_per_pass]
-        result[:, first : first + len(part)] = _pass(forest, part).T
+    per_member = len(forest.roots) // max(forest.members, 1)
+    _walk(_by_column(matrix), forest.reads, forest.threshold, forest.left, forest.leaf_value, forest.roots,
+          per_member, forest.base_margin, result)
     return result
 
 
-def _doubled(matrix: np.ndarray) -> np.ndarray:
-    """The matrix in float32 twice, NaN as -inf (goes left: -inf < any threshold) then NaN as +inf (goes right),
-    and a column of -inf for the leaves: a node reads the copy of its default direction, so no NaN test is needed
-    while walking."""
-    values = np.asarray(matrix, np.float32)
+def _by_column(matrix: np.ndarray) -> np.ndarray:
+    """The model matrix in float32 as columns (a split reads one column for all rows), twice: NaN as -inf (goes
+    left: -inf < any threshold), then NaN as +inf (goes right), so a split reads the copy of its default
+    direction and walking needs no test for missing values."""
+    values = np.asarray(matrix, np.float32).T
     missing = np.isnan(values)
-    return np.concatenate(
-        [np.where(missing, -np.inf, values), np.where(missing, np.inf, values), np.full((len(values), 1), -np.inf)],
-        axis=1,
-    ).astype(np.float32)
+    return np.ascontiguousarray(np.concatenate([np.where(missing, -np.inf, values),
+                                                np.where(missing, np.inf, values)]), dtype=np.float32)
 
 
-def _pass(forest: CompiledForest, matrix: np.ndarray) -> np.ndarray:
-    """(rows x members) margins: walk every tree one level at a time for all rows, then sum each member's leaves
-    after its base margin, sequentially in float32 (np.cumsum accumulates in order, as xgboost does)."""
-    doubled = _doubled(matrix)
-    flat = doubled.ravel()
-    row_start = (np.arange(len(matrix)) * doubled.shape[1])[:, None]
-    node = np.broadcast_to(forest.roots, (len(matrix), len(forest.roots)))
-    for _ in range(forest.depth):  # not (x < threshold) is x >= threshold: no NaN is left
-        node = forest.left[node] + (flat[row_start + forest.gather[node]] >= forest.threshold[node])
-    leaves = forest.leaf_value[node].reshape(len(matrix), forest.members, -1)
-    base = np.broadcast_to(forest.base_margin[None, :, None], (len(matrix), forest.members, 1))
-    return np.cumsum(np.concatenate([base, leaves], axis=2), axis=2, dtype=np.float32)[..., -1]
+@njit(cache=True)
+def _walk(by_column: np.ndarray, reads: np.ndarray, threshold: np.ndarray, left: np.ndarray,
+          leaf_value: np.ndarray, roots: np.ndarray, per_member: int, base_margin: np.ndarray, out: np.ndarray
+          ) -> None:
+    """Each member's trees in order, each tree for all rows at once: a row walks from the root to its leaf
+    (x < threshold goes left, the right child is the left one + 1) and the leaf is added to the row's float32
+    sum. Every row's sum runs in tree order after the base margin, xgboost's own order, so its bits; a tree's
+    loop over the rows carries no sum from one row to the next and takes no branch on a value, so it runs at the
+    processor's pace whichever way the rows go."""
+    rows = by_column.shape[1]
+    for member in range(base_margin.shape[0]):
+        total = out[member]
+        total[:] = base_margin[member]
+        for tree in range(member * per_member, (member + 1) * per_member):
+            root = roots[tree]
+            first = left[root]
+            if first != root and left[first] == first and left[first + 1] == first + 1:  # a stump
+                column, cut = by_column[reads[root]], threshold[root]
+                below, above = leaf_value[first], leaf_value[first + 1]
+                for row in range(rows):
+                    total[row] += above if column[row] >= cut else below
+                continue
+            for row in range(rows):
+                node = root
+                while left[node] != node:
+                    node = left[node] + (by_column[reads[node], row] >= threshold[node])
+                total[row] += leaf_value[node]
