@@ -177,6 +177,64 @@ def test_batches_sent_together_compute_one_at_a_time(client, monkeypatch):
     assert most[0] == 1
 
 
+def test_answers_are_computed_with_the_collector_paused(client, monkeypatch):
+    """Python's cyclic collector is off while answers are computed (their containers hold no cycles) and on again
+    afterwards, also when requests overlap; a caller that had it off keeps it off."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    import risk_model.prediction as prediction
+
+    seen, original = [], prediction._answers
+
+    def watched(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS)  # the champion loads at the first request
+    monkeypatch.setattr(prediction, "_answers", watched)
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS),
+                                  range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert seen == [False] * 8
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert client.post(f"{SINGLE_ROUTE}/predict", json=PATIENT, headers=HEADERS).status_code == 200
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_pauses_of_the_collector_end_with_the_last():
+    import gc
+    import threading
+
+    from risk_model.prediction import _collector_paused
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    states = []
+
+    def first():
+        with _collector_paused():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    with _collector_paused():
+        thread.start()
+        first_in.wait(5)
+        second_in.set()
+        first_out.wait(5)
+        states.append(gc.isenabled())  # the first caller left; this one still computes
+    thread.join(5)
+    assert states == [False]
+    assert gc.isenabled()
+
+
 def test_batch_of_competing_risk_patients(client):
     patients = [COMPETING_PATIENT, {**COMPETING_PATIENT, "donor_type": "cousin"}]
     body = client.post(f"{COMPETING_ROUTE}/predict-batch", json={"patients": patients}, headers=HEADERS).json()
