@@ -502,8 +502,7 @@ class ModelBundle:
 
         conditions = self.causes[cause]._conditions
         patients = encoded_to_matrix(encoded, *reference["map"])
-        by_column = np.stack([reference_shapley(conditions, row, reference["references"]) for row in patients])
-        return by_column @ reference["to_predictor"]
+        return reference_shapley(conditions, patients, reference["references"]) @ reference["to_predictor"]
 
     # --- persistence ----------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Interventional TreeSHAP against one reference row at a time, for xgboost boosters, in numpy.
+"""Interventional TreeSHAP against one reference row at a time, for xgboost boosters, in one compiled loop.
 
 For a patient x and a background row b, the game v(S) = margin(x_S, b_rest) decomposes over leaves: a leaf is
 reached by a hybrid row when, for each feature on its path, the feature comes from whichever of x or b satisfies
@@ -15,6 +15,7 @@ from math import factorial
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 FACTORIAL = np.array([factorial(i) for i in range(64)], dtype=float)
 
@@ -31,7 +32,6 @@ class LeafConditions:
     leaf_value: np.ndarray  # leaf index -> value
     leaf_start: np.ndarray  # first condition of each leaf
     n_columns: int
-    slots: np.ndarray  # `_slots`: each leaf's conditions by position, for per-leaf sums
 
 
 def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
@@ -62,8 +62,7 @@ def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
     starts = np.searchsorted(leaf_of, np.arange(len(values)))
     return LeafConditions(leaf_of=leaf_of, feature=table[:, 1].astype(int), lower=table[:, 2].astype(np.float32),
                           upper=table[:, 3].astype(np.float32), missing_ok=table[:, 4].astype(bool),
-                          leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns,
-                          slots=_slots(starts, len(leaf_of)))
+                          leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns)
 
 
 def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
@@ -74,26 +73,8 @@ def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:
     return np.where(missing, conditions.missing_ok, inside)
 
 
-def _per_leaf(conditions: LeafConditions, counts: np.ndarray) -> np.ndarray:
-    """Sum condition-level counts per leaf (conditions [x columns] -> leaves [x columns]; a leaf without conditions
-    gets 0): one gather per condition slot of the deepest leaf, where a sum per leaf would cost a call."""
-    padded = np.concatenate([counts, np.zeros((1, *counts.shape[1:]))])
-    total = np.zeros((len(conditions.leaf_value), *counts.shape[1:]))
-    for slot in conditions.slots:
-        total += padded[slot]
-    return total
-
-
 def _sizes(leaf_start: np.ndarray, n_conditions: int) -> np.ndarray:
     return np.diff(np.append(leaf_start, n_conditions))
-
-
-def _slots(leaf_start: np.ndarray, n_conditions: int) -> np.ndarray:
-    """(deepest leaf's conditions x leaves): the k-th condition of each leaf, or n_conditions (a zero row) when the
-    leaf has fewer."""
-    sizes = _sizes(leaf_start, n_conditions)
-    k = np.arange(int(sizes.max(initial=0)))[:, None]
-    return np.where(k < sizes[None, :], leaf_start[None, :] + k, n_conditions)
 
 
 def _shapley_weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,13 +94,9 @@ def _shapley_weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class References:
-    """The reference rows' side of the game, which no patient changes (a bundle keeps it per cause). Conditions
-    and leaves run down the first axis, reference rows across."""
+    """The reference rows' side of the game, which no patient changes (a bundle keeps it per cause)."""
 
-    satisfied: np.ndarray  # conditions x references, 1.0 where the reference satisfies the condition
-    unsatisfied: np.ndarray  # 1 - satisfied
-    per_leaf: np.ndarray  # leaves x references: how many of the leaf's conditions the reference satisfies
-    from_column: np.ndarray  # matrix columns x conditions: 1 at each condition's feature
+    satisfied: np.ndarray  # conditions x references: does the reference satisfy the condition
     leaf_size: np.ndarray  # leaf -> its number of conditions
     to_x: np.ndarray  # `_shapley_weights` of the deepest leaf, indexed by a * width + b
     to_reference: np.ndarray
@@ -127,34 +104,53 @@ class References:
 
 
 def references(conditions: LeafConditions, matrix: np.ndarray) -> References:
-    sat = np.ascontiguousarray(satisfied(conditions, matrix).T.astype(float))
-    from_column = np.zeros((conditions.n_columns, len(conditions.feature)))
-    from_column[conditions.feature, np.arange(len(conditions.feature))] = 1.0
     sizes = _sizes(conditions.leaf_start, len(conditions.leaf_of))
     depth = int(sizes.max(initial=0))
     to_x, to_reference = _shapley_weights(depth)
-    return References(satisfied=sat, unsatisfied=1.0 - sat, per_leaf=_per_leaf(conditions, sat),
-                      from_column=from_column, leaf_size=sizes.astype(float), to_x=to_x, to_reference=to_reference,
-                      width=depth + 1)
+    return References(satisfied=np.ascontiguousarray(satisfied(conditions, matrix).T), leaf_size=sizes,
+                      to_x=to_x, to_reference=to_reference, width=depth + 1)
 
 
-def reference_shapley(conditions: LeafConditions, patient: np.ndarray, refs: References) -> np.ndarray:
-    """Shapley values of the margin for one patient against each reference row (references x columns).
+def reference_shapley(conditions: LeafConditions, patients: np.ndarray, refs: References) -> np.ndarray:
+    """Shapley values of the margin for each patient against each reference row (patients x references x
+    columns; one patient as a 1-D row gives references x columns).
 
-    Per leaf, A (conditions only x satisfies), B (only the reference) and the conditions neither satisfies are
-    counted from one sum: the conditions both satisfy, beside the patient's and the reference's own counts. A
-    leaf is reached only when neither-satisfies is empty; its value then goes to the A and B features with the
-    weights of `_shapley_weights`.
+    Per leaf and reference, a condition belongs to A (only the patient satisfies it), B (only the reference) or
+    to neither; the leaf is reached only when no condition is satisfied by neither, and its value then goes to the
+    A and B features with the weights of `_shapley_weights`.
     """
-    x = satisfied(conditions, patient.reshape(1, -1))[0]  # conditions
-    x_count = _per_leaf(conditions, x.astype(float))
-    both = _per_leaf(conditions, refs.satisfied * x[:, None])  # leaves x references
-    a = x_count[:, None] - both
-    b = refs.per_leaf - both
-    reached = (refs.leaf_size[:, None] - x_count[:, None] - b) == 0
-    cell = (a * refs.width + b).astype(np.intp)
-    value = conditions.leaf_value[:, None] * reached
-    to_x, to_reference = (value * table[cell] for table in (refs.to_x, refs.to_reference))
-    leaf = conditions.leaf_of
-    per_condition = np.where(x[:, None], refs.unsatisfied * to_x[leaf], refs.satisfied * to_reference[leaf])
-    return (refs.from_column @ per_condition).T
+    rows = np.atleast_2d(patients)
+    out = np.zeros((len(rows), refs.satisfied.shape[1], conditions.n_columns))
+    _shapley(np.ascontiguousarray(satisfied(conditions, rows)), refs.satisfied, conditions.leaf_start,
+             refs.leaf_size, conditions.feature, conditions.leaf_value, refs.to_x, refs.to_reference, refs.width,
+             out)
+    return out if np.ndim(patients) > 1 else out[0]
+
+
+@njit(cache=True)
+def _shapley(by_patient: np.ndarray, by_reference: np.ndarray, leaf_start: np.ndarray, leaf_size: np.ndarray,
+             feature: np.ndarray, leaf_value: np.ndarray, to_x: np.ndarray, to_reference: np.ndarray, width: int,
+             out: np.ndarray) -> None:
+    """by_patient: patients x conditions, by_reference: conditions x references, both satisfied-or-not; out:
+    patients x references x columns, added to."""
+    for p in range(by_patient.shape[0]):
+        x = by_patient[p]
+        for leaf in range(leaf_value.shape[0]):
+            first, last = leaf_start[leaf], leaf_start[leaf] + leaf_size[leaf]
+            for r in range(by_reference.shape[1]):
+                a, b, reached = 0, 0, True
+                for c in range(first, last):
+                    if x[c]:
+                        a += not by_reference[c, r]
+                    elif by_reference[c, r]:
+                        b += 1
+                    else:
+                        reached = False
+                        break
+                if not reached:
+                    continue
+                share_x = leaf_value[leaf] * to_x[a * width + b]
+                share_reference = leaf_value[leaf] * to_reference[a * width + b]
+                for c in range(first, last):
+                    if x[c] != by_reference[c, r]:
+                        out[p, r, feature[c]] += share_x if x[c] else share_reference
