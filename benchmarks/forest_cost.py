@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             args.batch,
         ),
     ]
-    boosters = [m[c].booster for m in new._ensemble()["members"] for c in new.causes]
+    boosters = [m[c].loaded_booster() for m in new._ensemble()["members"] for c in new.causes]
     trees = sum(int(b.num_boosted_rounds()) for b in boosters)
     print(
         f"{args.task} champion ({new.family}, {len(new.replicates)} replicates, {len(boosters)} boosters, "

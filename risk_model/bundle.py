@@ -15,7 +15,10 @@ stratum index travels with the margins (key `STRATUM`) and picks its baseline, i
 contributions (where the stratum's baseline is a player of its own, given to the stratum column).
 A bundle is a folder: `bundle.json` (preprocessing, baselines, coefficients or booster file names, horizons,
 risk-group cut-points, training summary, explanation background of cluster summaries (no patient rows),
-metrics, lineage) and one `<cause>.ubj` per boosted cause. Only numpy, pandas and xgboost are needed here.
+metrics, lineage) and one `<cause>.json` per boosted cause (xgboost's JSON model; `.ubj` in bundles saved before
+it). Answering needs numpy, pandas and numba: the trees are read from the JSON model and walked in compiled loops
+(risk_model/forest.py, risk_model/tree_shap.py), so xgboost, and the scikit-learn it imports, load only where a
+booster itself is used (training, `margin_contributions`, a bundle with `.ubj` boosters).
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class CauseModel:
     preprocessor: Preprocessor
     baseline: BreslowBaseline | StratifiedBaseline  # one per stratum when the spec declares strata
     coefficients: list[float] | None = None
-    booster: Any = None
+    booster: Any = None  # xgboost_cox: the booster, or None until `loaded_booster` reads `model_file`
+    model_file: Path | None = None  # xgboost_cox in a loaded bundle: the booster's file
     _conditions: Any = field(default=None, repr=False)  # xgboost leaf table, built on first explanation
     _matrix_map: Any = field(default=None, repr=False)  # xgboost: the preprocessor's map from the encoding
 
@@ -82,7 +86,7 @@ class CauseModel:
         if self._matrix_map is None:  # once per loaded bundle, not per request
             self._matrix_map = self.preprocessor.linear_map(encoding)
         matrix = encoded_to_matrix(encoded, *self._matrix_map)
-        margin = self.booster.inplace_predict(matrix, predict_type="margin", missing=np.nan)
+        margin = self.loaded_booster().inplace_predict(matrix, predict_type="margin", missing=np.nan)
         return np.asarray(margin, dtype=float)
 
     def linear_weights(self, encoding: PatientEncoding) -> np.ndarray:
@@ -101,31 +105,45 @@ class CauseModel:
         else:
             import xgboost as xgb
 
-            contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
+            contribs = self.loaded_booster().predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)
             by_column = np.asarray(contribs[:, :-1], dtype=float)
         sources = np.array(self.preprocessor.sources)
         return np.column_stack([by_column[:, sources == name].sum(axis=1)
                                 for name in self.preprocessor.feature_names])
 
+    def loaded_booster(self) -> Any:
+        """The xgboost booster, read from the bundle's file on first use: serving walks the trees of the JSON
+        model (`tree_model`) and never needs it, nor xgboost and the scikit-learn it imports."""
+        if self.booster is None and self.model_file is not None:
+            import xgboost as xgb
+
+            self.booster = xgb.Booster(params={"nthread": 1})
+            self.booster.load_model(str(self.model_file))
+        return self.booster
+
+    def tree_model(self) -> dict[str, Any]:
+        """xgboost's JSON model of the booster (its trees and base score): the bundle's file itself when it is
+        JSON, else the booster's own JSON."""
+        if self.booster is None and self.model_file is not None and self.model_file.suffix == ".json":
+            return json.loads(self.model_file.read_text())
+        return json.loads(bytes(self.loaded_booster().save_raw("json")))
+
     def to_json(self, folder: Path, name: str) -> dict[str, Any]:
         spec = {"family": self.family, "preprocessor": self.preprocessor.to_json(),
                 "baseline": self.baseline.to_json(), "coefficients": self.coefficients}
-        if self.family == "xgboost_cox":
-            spec["booster_file"] = f"{name}.ubj"
-            self.booster.save_model(str(folder / spec["booster_file"]))
+        if self.family == "xgboost_cox":  # xgboost's JSON model format: serving reads its trees without xgboost
+            spec["booster_file"] = f"{name}.json"
+            self.loaded_booster().save_model(str(folder / spec["booster_file"]))
         return spec
 
     @classmethod
     def from_json(cls, spec: dict[str, Any], folder: Path) -> CauseModel:
-        booster = None
-        if spec["family"] == "xgboost_cox":
-            import xgboost as xgb
-
-            booster = xgb.Booster(params={"nthread": 1})
-            booster.load_model(str(folder / spec["booster_file"]))
+        """A bundle's cause model; a booster stays on disk until something asks for it (`loaded_booster`).
+        Bundles saved before the JSON model format hold `.ubj` boosters, which xgboost reads."""
+        model_file = folder / spec["booster_file"] if spec["family"] == "xgboost_cox" else None
         return cls(family=spec["family"], preprocessor=Preprocessor.from_json(spec["preprocessor"]),
                    baseline=baseline_from_json(spec["baseline"]), coefficients=spec["coefficients"],
-                   booster=booster)
+                   model_file=model_file)
 
 
 @dataclass
@@ -269,7 +287,7 @@ class ModelBundle:
         forests = ensemble.setdefault("forests", {})
         if cause not in forests:
             offsets, stacked = _stacked_maps([m[cause] for m in ensemble["members"]], ensemble["encoding"])
-            forests[cause] = (compile_forest([m[cause].booster for m in ensemble["members"]], offsets,
+            forests[cause] = (compile_forest([m[cause].tree_model() for m in ensemble["members"]], offsets,
                                              len(stacked[1])), stacked)
         forest, stacked = forests[cause]
         return forest_margins(forest.first(count), encoded_to_matrix(encoded, *stacked)).astype(float)
@@ -366,7 +384,7 @@ class ModelBundle:
 
         preprocessor = model.preprocessor
         if model._conditions is None:
-            model._conditions = leaf_conditions(model.booster, len(preprocessor.columns))
+            model._conditions = leaf_conditions(model.tree_model(), len(preprocessor.columns))
         sources = np.array(preprocessor.sources)
         return {"map": preprocessor.linear_map(ensemble["encoding"]),
                 "references": references(model._conditions, preprocessor.transform_encoded(background,

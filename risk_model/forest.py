@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,12 +65,11 @@ class CompiledForest:
 
 
 def compile_forest(
-    boosters: list[Any], column_offsets: list[int] | None = None, n_columns: int | None = None
+    models: list[dict[str, Any]], column_offsets: list[int] | None = None, n_columns: int | None = None
 ) -> CompiledForest:
-    """Read each booster's trees once. `column_offsets[m]`: where member m's columns start in the stacked model
-    matrix the margins will be asked for (members fitted on other column sets sit side by side); by default every
-    member reads the same matrix."""
-    models = [json.loads(bytes(booster.save_raw("json"))) for booster in boosters]
+    """Read each member's trees once from xgboost's JSON model (`booster.save_raw("json")`, or a model saved as
+    JSON). `column_offsets[m]`: where member m's columns start in the stacked model matrix the margins will be asked
+    for (members fitted on other column sets sit side by side); by default every member reads the same matrix."""
     offsets = column_offsets or [0] * len(models)
     width = (
         n_columns

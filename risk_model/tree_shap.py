@@ -34,35 +34,35 @@ class LeafConditions:
     n_columns: int
 
 
-def leaf_conditions(booster: Any, n_columns: int) -> LeafConditions:
-    """Walk every tree of the booster once and merge each leaf's conditions per feature."""
-    trees = booster.trees_to_dataframe()
-    nodes = {row.ID: row for row in trees.itertuples(index=False)}
+def leaf_conditions(model: dict[str, Any], n_columns: int) -> LeafConditions:
+    """Walk every tree of xgboost's JSON model once (`CauseModel.tree_model`) and merge each leaf's conditions
+    per feature. A split sends x < threshold to its left child and a missing value to its default child; a leaf's
+    value is stored as its split condition."""
     rows: list[tuple[int, int, float, float, bool]] = []
     values: list[float] = []
 
-    def walk(node_id: str, bounds: dict[int, tuple[float, float, bool]]) -> None:
-        node = nodes[node_id]
-        if node.Feature == "Leaf":
+    def walk(tree: dict[str, Any], node: int, bounds: dict[int, tuple[float, float, bool]]) -> None:
+        left, right = tree["left_children"][node], tree["right_children"][node]
+        if left == -1:
             leaf = len(values)
-            values.append(float(node.Gain))
+            values.append(float(tree["split_conditions"][node]))
             for feature, (low, high, missing) in sorted(bounds.items()):
                 rows.append((leaf, feature, low, high, missing))
             return
-        feature = int(str(node.Feature).lstrip("f"))
+        feature, split = int(tree["split_indices"][node]), float(tree["split_conditions"][node])
         low, high, missing = bounds.get(feature, (-np.inf, np.inf, True))
-        for child, goes_left in ((node.Yes, True), (node.No, False)):
-            new_low, new_high = (low, min(high, node.Split)) if goes_left else (max(low, node.Split), high)
-            walk(child, {**bounds, feature: (new_low, new_high, missing and node.Missing == child)})
+        missing_left = bool(tree["default_left"][node])
+        walk(tree, left, {**bounds, feature: (low, min(high, split), missing and missing_left)})
+        walk(tree, right, {**bounds, feature: (max(low, split), high, missing and not missing_left)})
 
-    for tree in sorted(trees["Tree"].unique()):
-        walk(f"{tree}-0", {})
+    for tree in model["learner"]["gradient_booster"]["model"]["trees"]:
+        walk(tree, 0, {})
     table = np.array(rows, dtype=object) if rows else np.empty((0, 5), dtype=object)
     leaf_of = table[:, 0].astype(int)
-    starts = np.searchsorted(leaf_of, np.arange(len(values)))
     return LeafConditions(leaf_of=leaf_of, feature=table[:, 1].astype(int), lower=table[:, 2].astype(np.float32),
                           upper=table[:, 3].astype(np.float32), missing_ok=table[:, 4].astype(bool),
-                          leaf_value=np.array(values), leaf_start=starts, n_columns=n_columns)
+                          leaf_value=np.array(values), leaf_start=np.searchsorted(leaf_of, np.arange(len(values))),
+                          n_columns=n_columns)
 
 
 def satisfied(conditions: LeafConditions, matrix: np.ndarray) -> np.ndarray:

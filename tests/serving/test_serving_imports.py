@@ -51,3 +51,25 @@ def test_no_import_anywhere_in_serving_or_the_model_package_reaches_training():
              for folder in ("serving", "risk_model") for path in sorted((REPO / folder).rglob("*.py"))
              for root in _imported_roots(path) if root in FORBIDDEN}
     assert found - ALLOWED_LATE_IMPORTS == set()
+
+
+def test_a_boosted_champion_answers_without_xgboost(served_models):
+    """A boosted champion's trees are read from its JSON model and walked in compiled loops: loading it and
+    answering with contributions imports neither xgboost nor the scikit-learn xgboost would import (together
+    about 80 MiB of every worker)."""
+    boosted = [task for task, family in served_models.families.items() if family == "xgboost_cox"]
+    assert boosted, "the served champions include a boosted one"
+    code = ("import json, sys\nfrom pathlib import Path\nfrom serving.champions import ChampionRegistry\n"
+            f"registry = ChampionRegistry(Path({str(served_models.models_dir)!r}), {boosted!r})\n"
+            "registry.refresh()\n"
+            f"loaded = [registry.get(task) for task in {boosted!r}]\n"
+            "from risk_model.prediction import predict_patient\n"
+            "for champion in loaded:\n"
+            "    patient = {p['name']: p['example'] for p in champion.bundle.schema['predictors']}\n"
+            "    assert predict_patient(champion.bundle, patient).contributions.items\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('xgboost', 'sklearn'))))")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

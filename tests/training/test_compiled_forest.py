@@ -51,6 +51,11 @@ def _boosters(depth: int, rounds: list[int]) -> tuple[list[xgb.Booster], np.ndar
     return members, matrix
 
 
+def _json_models(boosters: list[xgb.Booster]) -> list[dict]:
+    """xgboost's JSON model of each booster, as the bundle's cause models hand it to the compiler."""
+    return [json.loads(bytes(booster.save_raw("json"))) for booster in boosters]
+
+
 def _edge_rows(forest_threshold: np.ndarray, width: int, rng: np.random.Generator) -> np.ndarray:
     """Rows whose values sit exactly on split thresholds, or a float64 hair off them (the same float32): the tie
     `x < threshold` and xgboost's float32 comparison decide them."""
@@ -64,7 +69,7 @@ def _edge_rows(forest_threshold: np.ndarray, width: int, rng: np.random.Generato
 @pytest.mark.parametrize("depth", [1, 6])
 def test_margins_equal_xgboost_bit_for_bit(depth):
     members, matrix = _boosters(depth, [40, 40, 25, 40])
-    forest = compile_forest(members)
+    forest = compile_forest(_json_models(members))
     assert forest.depth == depth
     rng = np.random.default_rng(7)
     rows = np.vstack(
@@ -91,7 +96,8 @@ def test_members_on_their_own_columns():
         ),
         30,
     )
-    forest = compile_forest([members[0], flipped], column_offsets=[0, matrix.shape[1]], n_columns=wide.shape[1])
+    forest = compile_forest(_json_models([members[0], flipped]), column_offsets=[0, matrix.shape[1]],
+                            n_columns=wide.shape[1])
     got = forest_margins(forest, wide[:50])
     np.testing.assert_array_equal(got[0], members[0].inplace_predict(matrix[:50], predict_type="margin"))
     np.testing.assert_array_equal(got[1], flipped.inplace_predict(matrix[:50, ::-1], predict_type="margin"))
@@ -105,7 +111,7 @@ def test_categorical_splits_are_refused():
         3,
     )
     with pytest.raises(ValueError, match="categorical split"):
-        compile_forest([booster])
+        compile_forest(_json_models([booster]))
 
 
 def _patients(task_name: str, names: list[str], n: int) -> list[dict]:
@@ -137,17 +143,6 @@ def test_served_boosted_champion_margins_equal_its_boosters(served_models, sampl
         assert ensemble["forests"], "the compiled forests answered"
 
 
-class _JsonModel:
-    """A stand-in booster that hands the compiler a given JSON model."""
-
-    def __init__(self, model: dict):
-        self.text = json.dumps(model).encode()
-
-    def save_raw(self, raw_format: str) -> bytes:
-        assert raw_format == "json"
-        return self.text
-
-
 def test_trees_whose_children_are_not_in_pairs_are_renumbered():
     """xgboost reuses a pruned node's slot, so a right child need not follow its left one: such a tree (here the
     same trees with their nodes in reverse order) is renumbered and gives the same margins."""
@@ -161,7 +156,7 @@ def test_trees_whose_children_are_not_in_pairs_are_renumbered():
             tree[key] = [tree[key][old] for old in order]
         for key in ("left_children", "right_children"):
             tree[key] = [-1 if tree[key][old] == -1 else new_id[tree[key][old]] for old in order]
-    forest = compile_forest([_JsonModel(model)])
+    forest = compile_forest([model])
     np.testing.assert_array_equal(
         forest_margins(forest, matrix[:100])[0], booster.inplace_predict(matrix[:100], predict_type="margin")
     )

@@ -135,7 +135,7 @@ def test_xgboost_margin_contributions_sum_to_margin(bundles, patients):
     constant = margin - parts.sum(axis=1)
     # Same constant for every patient (xgboost's bias term), up to float32 rounding of the booster output.
     assert np.ptp(constant) < 1e-5
-    bias = bundle.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, -1]
+    bias = bundle.loaded_booster().predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, -1]
     np.testing.assert_allclose(constant, bias, atol=1e-5)
     assert parts.shape[1] == len(SAMPLE_SCHEMA.predictor_names)
 

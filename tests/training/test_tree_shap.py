@@ -1,5 +1,6 @@
 """Interventional TreeSHAP with one reference row against brute-force Shapley values of the booster itself."""
 
+import json
 from itertools import product
 from math import factorial
 
@@ -22,7 +23,7 @@ def test_reference_shapley_is_exact_and_adds_up(depth):
     def margin(rows: np.ndarray) -> np.ndarray:
         return booster.predict(xgb.DMatrix(rows, missing=np.nan), output_margin=True).astype(float)
 
-    conditions = leaf_conditions(booster, 5)
+    conditions = leaf_conditions(json.loads(bytes(booster.save_raw("json"))), 5)
     patient, reference_rows = x[0], x[1:31]
     reference_side = references(conditions, reference_rows)
     shapley = reference_shapley(conditions, patient, reference_side)
