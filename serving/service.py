@@ -1,7 +1,8 @@
 """The BentoML service: loads every task's champion from models/ once per worker and mounts the HTTP app.
 
-xgboost is imported only when a worker loads a bundle (in `__init__`), not at module level, because BentoML's
-arbiter imports this module too. BentoML answers GET `/livez`, `/healthz` and `/readyz` itself, before the mounted
+Champions load in a worker (`__init__`), not at module level, because BentoML's arbiter imports this module too;
+numba, which the compiled loops of the model package need, is imported there as well, and xgboost only for a
+bundle saved before boosters were stored as JSON. BentoML answers GET `/livez`, `/healthz` and `/readyz` itself, before the mounted
 app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded".
 
 Everything else goes to the app (`AppFirst`, serving/middleware.py): BentoML's router would answer `/` with its own
