@@ -429,8 +429,13 @@ class ModelBundle:
 
         background = self._background_terms()
         causes = self.causes_of(endpoint)
-        f_background = f({**{c: background["margins"][c] for c in causes},
-                          **_stratum_of({k: v[None] for k, v in background["margins"].items()}, 0)})
+        # The background's own probabilities depend on no patient: once per endpoint and horizons
+        cached = _bounded(background.setdefault("f", {}))
+        key = (endpoint, months.tobytes())
+        if key not in cached:
+            cached[key] = f({**{c: background["margins"][c] for c in causes},
+                             **_stratum_of({k: v[None] for k, v in background["margins"].items()}, 0)})
+        f_background = cached[key]
         encoded = self.encode(patients)
         chunk = max(1, CONTRIBUTION_ROWS // (len(f_background) * len(causes) * len(months)))
         values = [self._contribution_chunk(encoded[i:i + chunk], f, f_background, causes)
@@ -448,13 +453,11 @@ class ModelBundle:
         own = self.member_margins(encoded)
         at_x = {c: own[c][0] for c in causes}
         pairs = self._pair_strata(own, n, k)
-        middle = {c: 0.5 * (at_x[c][:, None] + background["margins"][c][None, :]) for c in causes}
+        gradients, by_stratum = self._paired_terms(f, at_x, pairs, f_background, causes)
         share = np.zeros((n, k, horizons, len(self.feature_names)))
         for cause in causes:
-            share += self._midpoint_gradient(f, middle, cause, causes, pairs)[..., None] * self._reference_gaps(
-                cause, encoded)[:, :, None, :]
+            share += gradients[cause][..., None] * self._reference_gaps(cause, encoded)[:, :, None, :]
         gap_f = f({**at_x, **_stratum_of(own, 0)})[:, None] - f_background[None, :]
-        by_stratum = self._stratum_part(f, at_x, pairs, f_background)
         scaled = _rescale(share.reshape(n * k * horizons, -1), (gap_f - by_stratum).reshape(-1)).reshape(share.shape)
         if pairs is not None:
             scaled += by_stratum[..., None] * self._stratum_columns(pairs)[:, :, None, :]
@@ -469,32 +472,41 @@ class ModelBundle:
         background = self._background_terms()["margins"][STRATUM]
         return (np.broadcast_to(own[STRATUM][0][:, None], (n, k)), np.broadcast_to(background[None, :], (n, k)))
 
-    def _midpoint_gradient(self, f: Any, middle: dict[str, np.ndarray], cause: str, causes: list[str],
-                           pairs: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-        """d f / d margin(cause) at the midpoint (central difference); with strata, the mean over the patient's
-        and the background row's stratum (a category has no midpoint)."""
-        total: Any = 0.0  # (patients x background x horizons) after the first stratum
-        for stratum in pairs if pairs is not None else (None,):
-            extra = {} if stratum is None else {STRATUM: np.stack([stratum, stratum]).astype(float)}
-            moved = f({**{c: np.stack([middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0) for sign in (1, -1)])
-                          for c in causes}, **extra})
-            total = total + (moved[0] - moved[1]) / (2 * GRADIENT_STEP)
-        return total / (1 if pairs is None else len(pairs))
+    def _paired_terms(self, f: Any, at_x: dict[str, np.ndarray], pairs: tuple[np.ndarray, np.ndarray] | None,
+                      f_background: np.ndarray, causes: list[str]
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """What each (patient, background row) pair needs of `f`, evaluated in one call (each evaluation is a
+        member of one pass; one call per evaluation cost more in Python than the product-limit itself):
 
-    def _stratum_part(self, f: Any, at_x: dict[str, np.ndarray], pairs: tuple[np.ndarray, np.ndarray] | None,
-                      f_background: np.ndarray) -> np.ndarray:
-        """The stratum's baseline as a player of its own (Shapley value of the two-player game baseline x
-        margins): half of f(x) - f(x in b's stratum) plus half of f(b in x's stratum) - f(b); 0 unstratified."""
-        if pairs is None:
-            return np.zeros((len(next(iter(at_x.values()))), *f_background.shape))
-        own_stratum, other = (p.astype(float) for p in pairs)
+        - d f / d margin(cause) at the midpoint of patient and row, by central difference; with strata, the mean
+          over the patient's and the row's stratum (a category has no midpoint);
+        - the stratum's baseline as a player of its own (Shapley value of the two-player game baseline x
+          margins): half of f(x) - f(x in b's stratum) plus half of f(b in x's stratum) - f(b); 0 unstratified.
+        """
         background = {c: self._background_terms()["margins"][c] for c in at_x}
-        shape = own_stratum.shape
-        x = {c: np.broadcast_to(m[:, None], shape) for c, m in at_x.items()}
-        b = {c: np.broadcast_to(m[None, :], shape) for c, m in background.items()}
-        swapped_x = f({**x, STRATUM: own_stratum}) - f({**x, STRATUM: other})
-        swapped_b = f({**b, STRATUM: own_stratum}) - f_background[None, :]
-        return 0.5 * (swapped_x + swapped_b)
+        n, k = len(next(iter(at_x.values()))), len(f_background)
+        shape = (n, k)
+        middle = {c: 0.5 * (at_x[c][:, None] + background[c][None, :]) for c in causes}
+        strata = (None,) if pairs is None else tuple(p.astype(float) for p in pairs)
+        evaluations = [{**{c: middle[c] + (sign * GRADIENT_STEP if c == cause else 0.0) for c in causes},
+                        **({} if stratum is None else {STRATUM: stratum})}
+                       for cause in causes for stratum in strata for sign in (1, -1)]
+        if pairs is not None:
+            x = {c: np.broadcast_to(m[:, None], shape) for c, m in at_x.items()}
+            b = {c: np.broadcast_to(m[None, :], shape) for c, m in background.items()}
+            evaluations += [{**x, STRATUM: strata[0]}, {**x, STRATUM: strata[1]}, {**b, STRATUM: strata[0]}]
+        values = f({name: np.stack([np.broadcast_to(e[name], shape) for e in evaluations]) for name in evaluations[0]})
+        gradients, position = {}, 0
+        for cause in causes:
+            total: Any = 0.0  # (patients x background x horizons) after the first stratum
+            for _ in strata:
+                total = total + (values[position] - values[position + 1]) / (2 * GRADIENT_STEP)
+                position += 2
+            gradients[cause] = total / (1 if pairs is None else len(pairs))
+        if pairs is None:
+            return gradients, np.zeros((n, *f_background.shape))
+        own_x, other_x, own_b = values[position:position + 3]
+        return gradients, 0.5 * ((own_x - other_x) + (own_b - f_background[None, :]))
 
     def _stratum_columns(self, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """(patients x background x predictors) weights giving the stratum part to the stratum columns whose
