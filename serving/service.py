@@ -2,8 +2,8 @@
 
 Champions load in a worker (`__init__`), not at module level, because BentoML's arbiter imports this module too;
 numba, which the compiled loops of the model package need, is imported there as well, and xgboost only for a
-bundle saved before boosters were stored as JSON. BentoML answers GET `/livez`, `/healthz` and `/readyz` itself, before the mounted
-app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded".
+bundle saved before boosters were stored as JSON. BentoML answers GET `/livez`, `/healthz` and `/readyz` itself,
+before the mounted app: `__is_ready__` makes its `/readyz` mean "every task that has a champion has it loaded".
 
 Everything else goes to the app (`AppFirst`, serving/middleware.py): BentoML's router would answer `/` with its own
 index page (with a Google Tag Manager snippet), and unknown paths and wrong methods in plain text without a request
