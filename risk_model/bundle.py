@@ -739,8 +739,11 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     stratum = margins.get(STRATUM)
     # Incidences only where an answer reads them: a wanted incidence, and the first cause's increments for OS.
     needed = {k for k, name in enumerate(main) if name in wanted} | ({0} if "os" in wanted else set())
+    # OS reads the first cause's increments only where it has a baseline step (elsewhere they are 0): at the other
+    # causes' event times the post-event survival powers would be computed to be multiplied by 0.
+    first_at = np.flatnonzero(np.any(steps[0] != 0, axis=(0, 1))) if "os" in wanted else None
     event_free, incidence, d_first = product_limit_at(_rates(margins, main), steps, stratum, grid, months, needed,
-                                                      keep_first="os" in wanted)
+                                                      keep_first="os" in wanted, first_at=first_at)
     result = {name: incidence[k] for k, name in enumerate(main) if name in wanted}
     result["lfs"] = event_free
     for name, kind in bundle.endpoint_kinds.items():
@@ -751,9 +754,9 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
         cache = _bounded(bundle._ensemble()["grids"])  # the tables are a grid x months array each
         key = ("after_event", main, tuple(id(m) for m in members), upto, months.tobytes())
         if key not in cache:
-            cache[key] = baseline_tables(post, grid, months)
-        result["os"] = result["lfs"] + alive_after_event(post, grid, months, d_first, margins.get(AFTER_EVENT),
-                                                         cache[key])
+            cache[key] = baseline_tables(post, grid[first_at], months)
+        result["os"] = result["lfs"] + alive_after_event(post, grid[first_at], months, d_first,
+                                                         margins.get(AFTER_EVENT), cache[key])
     if "grfs" in wanted:
         grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
         grfs_free, _, _ = product_limit_at(_rates(margins, GRFS_CAUSES), grfs_steps, stratum, grfs_grid, months, set())

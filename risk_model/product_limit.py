@@ -21,7 +21,8 @@ from numba import njit
 
 @njit(cache=True, error_model="numpy")
 def _walk(rates: np.ndarray, steps: np.ndarray, stratum: np.ndarray, positions: np.ndarray, order: np.ndarray,
-          needed: np.ndarray, free_out: np.ndarray, incidence_out: np.ndarray, first_out: np.ndarray) -> None:
+          needed: np.ndarray, first_slot: np.ndarray, free_out: np.ndarray, incidence_out: np.ndarray,
+          first_out: np.ndarray) -> None:
     """Per (member, patient), three short loops over the event times, each carrying one running value: the
     causes' total hazard step, then the event-free probability (kept before each step), then each needed cause's
     incidence. One loop carrying every cause's running sum in an array was much slower. `order` sorts the months
@@ -62,19 +63,20 @@ def _walk(rates: np.ndarray, steps: np.ndarray, stratum: np.ndarray, positions: 
                     if capped:
                         increment = increment * scale[g]
                     running += increment
-                    if k == 0 and keep_first:
-                        first_out[m, p, g] = increment
+                    if k == 0 and keep_first and first_slot[g] >= 0:
+                        first_out[m, p, first_slot[g]] = increment
                     while j < order.size and positions[order[j]] == g:
                         incidence_out[k, m, p, order[j]] = running
                         j += 1
 
 
 def product_limit_at(rates: np.ndarray, steps: np.ndarray, stratum: np.ndarray | None, grid: np.ndarray,
-                     months: np.ndarray, needed: set[int], keep_first: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                     months: np.ndarray, needed: set[int], keep_first: bool = False,
+                     first_at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Event-free probability and each needed cause's cumulative incidence at each month (members x patients x
     months; incidence: causes x ..., 0 for a cause not needed), and with `keep_first` the first cause's incidence
-    increments at every grid time (members x patients x grid), which overall survival reads.
+    increments at the grid positions `first_at` (default: every grid time; members x patients x positions), which
+    overall survival reads.
 
     rates: exp(margin) per cause (causes x members x patients); steps: each member's baseline hazard increments per
     stratum on the grid (causes x members x strata x grid); stratum: each patient's row of `steps` (members x
@@ -84,10 +86,13 @@ def product_limit_at(rates: np.ndarray, steps: np.ndarray, stratum: np.ndarray |
     positions = np.searchsorted(grid, months, side="right") - 1
     free = np.empty((members, patients, len(months)))
     incidence = np.zeros((causes, members, patients, len(months)))
-    first = np.empty((members, patients, len(grid) if keep_first else 0))
+    kept = np.arange(len(grid)) if first_at is None else np.asarray(first_at, dtype=np.int64)
+    first = np.empty((members, patients, len(kept) if keep_first else 0))
+    first_slot = np.full(len(grid), -1, np.int64)
+    first_slot[kept] = np.arange(len(kept))
     rows = np.zeros((members, patients), np.int64) if stratum is None else np.asarray(stratum).astype(np.int64)
     flags = np.array([k in needed or (k == 0 and keep_first) for k in range(causes)])
     _walk(np.ascontiguousarray(rates, dtype=float), np.ascontiguousarray(steps, dtype=float),
           np.ascontiguousarray(np.broadcast_to(rows, (members, patients))), positions.astype(np.int64),
-          np.argsort(positions, kind="stable").astype(np.int64), flags, free, incidence, first)
+          np.argsort(positions, kind="stable").astype(np.int64), flags, first_slot, free, incidence, first)
     return free, incidence, first if keep_first else None

@@ -53,6 +53,11 @@ def test_equals_the_numpy_formulation_bit_for_bit(causes: int, members: int, pat
         assert np.array_equal(incidence[k], at_months(grid, np.cumsum(expected[k], axis=-1), months, 0.0))
     assert np.array_equal(first, expected[0])
     np.testing.assert_allclose(free + incidence.sum(axis=0), 1.0, atol=1e-12)
+    # Kept at some grid times only (overall survival keeps the first cause's event times): the same increments.
+    some = np.sort(rng.choice(len(grid), len(grid) // 3, replace=False))
+    same_free, _, first_some = product_limit_at(rates, steps, stratum, grid, months, needed, keep_first=True,
+                                                first_at=some)
+    assert np.array_equal(first_some, expected[0][..., some]) and np.array_equal(same_free, free)
     assert np.all((free >= 0) & (free <= 1))
 
 
