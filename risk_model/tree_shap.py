@@ -24,7 +24,7 @@ FACTORIAL = np.array([factorial(i) for i in range(64)], dtype=float)
 class LeafConditions:
     """One row per (leaf, feature) on the leaf's path: the interval and whether a missing value goes there."""
 
-    leaf_of: np.ndarray  # condition -> leaf index (sorted, so reduceat works)
+    leaf_of: np.ndarray  # condition -> leaf index (sorted: a leaf's conditions are contiguous from leaf_start)
     feature: np.ndarray  # condition -> matrix column
     lower: np.ndarray
     upper: np.ndarray
