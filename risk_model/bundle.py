@@ -55,10 +55,6 @@ GRFS_CAUSES = ("grfs_relapse", "grfs_nrm", "grfs_agvhd", "grfs_cgvhd")
 # each row carries one value per event time (~10^3). Measured on all_hsct: a 100-patient batch peaks at +29 MiB
 # with 256 (+124 MiB with 1024, and no faster); 50 patients with contributions at +36 MiB with 512.
 ENSEMBLE_ROWS = 256
-# Up to this many patients a boosted cause's members are walked together in numpy (risk_model/forest.py); beyond
-# it xgboost's own walk, one call per member, is cheaper per patient. Measured on cml_tfr's champion (31 boosters of
-# 295 stumps, load ~7): 1 patient 0.6 vs 40 ms, 32 patients 24 vs 44 ms, 256 patients 131 vs 79 ms. Both give the
-# same margins, bit for bit.
 CONTRIBUTION_ROWS = 512
 GRADIENT_STEP = 1e-4
 

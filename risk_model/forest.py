@@ -217,7 +217,8 @@ def _walk(by_column: np.ndarray, reads: np.ndarray, threshold: np.ndarray, left:
     (x < threshold goes left, the right child is the left one + 1) and the leaf is added to the row's float32
     sum. Every row's sum runs in tree order after the base margin, xgboost's own order, so its bits; a tree's
     loop over the rows carries no sum from one row to the next and takes no branch on a value, so it runs at the
-    processor's pace whichever way the rows go."""
+    processor's pace whichever way the rows go. A depth-1 tree (a stump, all of cml_tfr's) reads its column once
+    and picks one of its two leaves per row."""
     rows = by_column.shape[1]
     for member in range(base_margin.shape[0]):
         total = out[member]
