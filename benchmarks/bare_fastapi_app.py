@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from features.tasks import get_task
 from risk_model.bundle import ModelBundle
 from risk_model.prediction import predict_patients
+from risk_model.process_memory import few_malloc_arenas
 from serving.api import prepare_patients
-from serving.champions import few_malloc_arenas, one_blas_thread
+from serving.champions import one_blas_thread
 from serving.request_models import patient_request_model
 
 

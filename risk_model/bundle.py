@@ -472,7 +472,7 @@ class ModelBundle:
                       f_background: np.ndarray, causes: list[str]
                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """What each (patient, background row) pair needs of `f`, evaluated in one call (each evaluation is a
-        member of one pass; one call per evaluation cost more in Python than the product-limit itself):
+        member of one pass, so the Python around a call is paid once, not once per evaluation):
 
         - d f / d margin(cause) at the midpoint of patient and row, by central difference; with strata, the mean
           over the patient's and the row's stratum (a category has no midpoint);
@@ -665,17 +665,18 @@ def _member_hazards(bundle: ModelBundle, cause: str, members: list[dict[str, Cau
 
 
 def _grid_steps(bundle: ModelBundle, names: tuple[str, ...], members: list[dict[str, CauseModel]], upto: float
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The event times of the named causes over all members up to `upto`, and each cause's baseline hazard
-    increments there (causes x members x strata x grid); cached, since serving asks for the same months every
-    time."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The event times of the named causes over all members up to `upto`, each cause's baseline hazard
+    increments there (causes x members x strata x grid), and the grid positions where the first cause has an
+    increment in some member or stratum (elsewhere its incidence increments are 0: overall survival reads only
+    these); cached, since serving asks for the same months every time."""
     cache = _bounded(bundle._ensemble()["grids"])
     key = (names, tuple(id(m) for m in members), upto)
     if key not in cache:
         grid = _jump_grid([m[name] for m in members for name in names], upto)
         steps = np.stack([np.diff(np.stack([m[name].baseline.hazards(grid) for m in members]), axis=-1, prepend=0.0)
                           for name in names])
-        cache[key] = (grid, steps)
+        cache[key] = (grid, steps, np.flatnonzero(np.any(steps[0] != 0, axis=(0, 1))))
     return cache[key]
 
 
@@ -731,13 +732,10 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     main = tuple(main_causes(bundle))
     wanted = set(bundle.endpoint_kinds) if only is None else {only}
     upto = float(months.max())
-    grid, steps = _grid_steps(bundle, main, members, upto)
+    grid, steps, first_at = _grid_steps(bundle, main, members, upto)
     stratum = margins.get(STRATUM)
     # Incidences only where an answer reads them: a wanted incidence, and the first cause's increments for OS.
     needed = {k for k, name in enumerate(main) if name in wanted} | ({0} if "os" in wanted else set())
-    # OS reads the first cause's increments only where it has a baseline step (elsewhere they are 0): at the other
-    # causes' event times the post-event survival powers would be computed to be multiplied by 0.
-    first_at = np.flatnonzero(np.any(steps[0] != 0, axis=(0, 1))) if "os" in wanted else None
     event_free, incidence, d_first = product_limit_at(_rates(margins, main), steps, stratum, grid, months, needed,
                                                       keep_first="os" in wanted, first_at=first_at)
     result = {name: incidence[k] for k, name in enumerate(main) if name in wanted}
@@ -745,6 +743,8 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
     for name, kind in bundle.endpoint_kinds.items():
         if kind == "survival" and name not in ("os", "grfs"):
             result[name] = event_free
+    # OS reads the first cause's increments at its own event times only: at the other causes' event times the
+    # post-event survival powers would be computed to be multiplied by 0.
     if "os" in wanted:  # event-free, or relapsed and alive (risk_model/after_event.py)
         post = bundle.post_relapse_survival
         cache = _bounded(bundle._ensemble()["grids"])  # the tables are a grid x months array each
@@ -754,7 +754,7 @@ def competing_risk_endpoints(bundle: ModelBundle, margins: dict[str, np.ndarray]
         result["os"] = result["lfs"] + alive_after_event(post, grid[first_at], months, d_first,
                                                          margins.get(AFTER_EVENT), cache[key])
     if "grfs" in wanted:
-        grfs_grid, grfs_steps = _grid_steps(bundle, GRFS_CAUSES, members, upto)
+        grfs_grid, grfs_steps, _ = _grid_steps(bundle, GRFS_CAUSES, members, upto)
         grfs_free, _, _ = product_limit_at(_rates(margins, GRFS_CAUSES), grfs_steps, stratum, grfs_grid, months, set())
         result["grfs"] = np.minimum(grfs_free, result["lfs"])
     if only is None:

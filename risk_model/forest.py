@@ -41,7 +41,6 @@ class CompiledForest:
     default_left: np.ndarray  # node -> a missing value goes left
     leaf_value: np.ndarray  # node -> float32 leaf value (0 at split nodes)
     roots: np.ndarray  # tree -> root node
-    tree_member: np.ndarray  # tree -> member (booster) index
     base_margin: np.ndarray  # member -> float32 base margin
     depth: int  # the deepest tree's number of split levels
     n_columns: int  # width of the model matrix the features index
@@ -53,15 +52,13 @@ class CompiledForest:
     def members(self) -> int:
         return len(self.base_margin)
 
+    @property
+    def trees_per_member(self) -> int:
+        return len(self.roots) // max(self.members, 1)
+
     def first(self, count: int) -> CompiledForest:
         """The first `count` members only (their trees, the same node table)."""
-        per_member = len(self.roots) // self.members
-        return replace(
-            self,
-            roots=self.roots[: count * per_member],
-            tree_member=self.tree_member[: count * per_member],
-            base_margin=self.base_margin[:count],
-        )
+        return replace(self, roots=self.roots[: count * self.trees_per_member], base_margin=self.base_margin[:count])
 
 
 def compile_forest(
@@ -87,7 +84,6 @@ def compile_forest(
     return CompiledForest(
         **nodes,
         roots=roots.ravel(),
-        tree_member=np.repeat(np.arange(len(models)), per_member),
         base_margin=np.array([_base_margin(m) for m in models], np.float32),
         depth=_depth(nodes["left"], nodes["right"], roots.ravel()),
         n_columns=width,
@@ -193,9 +189,8 @@ def _depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
 def forest_margins(forest: CompiledForest, matrix: np.ndarray) -> np.ndarray:
     """Every member's margin for every row of the model matrix: (members x rows), float32 like xgboost's."""
     result = np.empty((forest.members, len(matrix)), np.float32)
-    per_member = len(forest.roots) // max(forest.members, 1)
     _walk(_by_column(matrix), forest.reads, forest.threshold, forest.left, forest.leaf_value, forest.roots,
-          per_member, forest.base_margin, result)
+          forest.trees_per_member, forest.base_margin, result)
     return result
 
 

@@ -174,7 +174,7 @@ def _answers(bundle: ModelBundle, patients: list[dict[str, Any]], explain: list[
                 "warnings": [*cautions[row], *beyond, *not_learned]}
                for row, group in enumerate(risk_groups(bundle, main_risk))]
     # One call of pydantic's compiled validator builds and checks every answer object: building them one by one
-    # in Python cost more than a boosted model's whole prediction.
+    # in Python cost more than a boosted model's whole prediction (make bench's batch model time).
     return _ANSWERS.validate_python(answers)
 
 
@@ -187,7 +187,7 @@ _pause_lock = threading.Lock()
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while answers are computed: they are thousands of containers without
     cycles that reference counting frees, and the collections their allocations set off would scan them, and the
-    loaded models, for nothing (a fifth of a 1,000-patient batch's time). Concurrent callers share one pause; the
+    loaded models, for nothing (a large share of a 1,000-patient batch's time). Concurrent callers share one pause; the
     last one out turns the collector back on if it was on."""
     with _pause_lock:
         if _pause["depth"] == 0:

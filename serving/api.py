@@ -26,6 +26,7 @@ from features.tasks import TASKS
 from risk_model.answers import WARNING_CODES, ExplanationAnswer, PredictionAnswer, StopTimingAnswer
 from risk_model.bundle import ModelBundle
 from risk_model.prediction import explain_patient, predict_patients
+from risk_model.process_memory import release_freed_memory
 from risk_model.stop_timing import STATEMENT, StopTimingSettings, stop_timing
 from risk_model.wording import intended_use, model_labels
 from serving.answers import (
@@ -42,7 +43,7 @@ from serving.answers import (
     error,
 )
 from serving.audit import AuditTrail
-from serving.champions import ChampionRegistry, LoadedChampion, release_free_memory
+from serving.champions import ChampionRegistry, LoadedChampion
 from serving.metrics import exposition, service_metrics
 from serving.middleware import METRICS_PATH, NOT_FOUND, PROTECTED_PREFIXES, AccessSettings, ServiceMiddleware
 from serving.page import add_page
@@ -383,7 +384,7 @@ def _add_task_routes(app: FastAPI, champions: ChampionRegistry, schema: TaskSche
                                                                   f"{MAX_BATCH_PATIENTS_WITH_CONTRIBUTIONS} patients"}])
         with request.app.state.batch_slot:  # the answers live only inside: what leaves is their JSON
             response = batch_answer(batch, request, loaded)
-        release_free_memory()
+        release_freed_memory()
         return response
 
     def batch_answer(batch: BaseModel, request: Request, loaded: LoadedChampion) -> Response:

@@ -12,12 +12,8 @@ must not be able to make the service load code-bearing files from anywhere else 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import json
 import logging
-import platform
 import threading
 import time
 from dataclasses import dataclass
@@ -50,37 +46,6 @@ def one_blas_thread() -> None:
     and other processes hold, made that one product take 60-80 ms instead of 0.5 ms on 2 loaded cores; concurrent
     requests are the worker's parallelism. The same sums either way (OpenBLAS splits rows, not the inner sums)."""
     threadpool_limits(limits=1, user_api="blas")
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
-
-
-@functools.cache
-def _glibc() -> Any:
-    """The C library when it is glibc (mallopt, malloc_trim), else None."""
-    if platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-
-
-def few_malloc_arenas(count: int = 2) -> bool:
-    """Let glibc keep at most `count` malloc arenas in this worker (False where there is no glibc). Each thread
-    that serves a batch otherwise gets an arena of its own and keeps what it freed, so concurrent batches left a
-    worker far above the 450 MiB goal (make bench's batch case, `benchmarks/results/`). Set before the request
-    threads start, so it is called when a worker starts."""
-    libc = _glibc()
-    return bool(libc and libc.mallopt(M_ARENA_MAX, count))
-
-
-def release_free_memory() -> None:
-    """Hand the memory a batch freed back to the system (glibc's malloc_trim; nothing elsewhere): without it a
-    worker keeps the high-water mark of its largest batches."""
-    libc = _glibc()
-    if libc:
-        libc.malloc_trim(0)
 
 
 def _smoke_patient(bundle: ModelBundle) -> dict[str, Any]:

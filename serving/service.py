@@ -25,11 +25,12 @@ import os
 import bentoml
 
 from features.tasks import TASKS
+from risk_model.process_memory import few_malloc_arenas
 from serving.answers import REQUEST_TIMEOUT_SECONDS
 from serving.api import create_app
 from serving.audit import AuditTrail
 from serving.auth import keys_file, parse_key_lines
-from serving.champions import ChampionRegistry, few_malloc_arenas, one_blas_thread
+from serving.champions import ChampionRegistry, one_blas_thread
 from serving.middleware import AccessSettings, AppFirst
 
 TRACE_NO_ROUTE = ".*"  # a regular expression every URL matches

@@ -15,14 +15,14 @@ sequentially (no pool in a pool).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
 from typing import Any, TypeVar
+
+from risk_model.process_memory import release_freed_memory
 
 JOBS_ENV = "TRAIN_JOBS"
 # Tuning trials at once (threads). Default 1: TPE then proposes every trial from the same history, so the tuned
@@ -135,24 +135,9 @@ def _run_chunk(
             warnings.filters[:] = filters
             return [fn(item) for item in chunk]
     finally:
+        # Workers live as long as the pool: without this each stays at the high-water mark of every stage before
+        # (180,000 patients: gigabytes in all).
         release_freed_memory()
-
-
-def release_freed_memory() -> None:
-    """Hand the heap pages freed since the last call back to the system (glibc's malloc_trim). Workers live as
-    long as the pool, and glibc keeps what a stage freed for later use: each worker's resident memory would stay
-    at the high-water mark of every stage before (180,000 patients: gigabytes in all). Without glibc: nothing."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-@cache
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not Linux with glibc
-        return None
 
 
 def _keep_worker_alive() -> None:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from training.parallel import release_freed_memory
+from risk_model.process_memory import release_freed_memory
 
 
 class StageWatcher(Protocol):

@@ -448,7 +448,7 @@ def test_a_worker_keeps_few_malloc_arenas():
     import subprocess
     import sys
 
-    script = "from serving.champions import few_malloc_arenas; print(few_malloc_arenas())"
+    script = "from risk_model.process_memory import few_malloc_arenas; print(few_malloc_arenas())"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
